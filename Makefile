@@ -1,0 +1,49 @@
+# `make dev` and `make test` need only Python >= 3.11: they create .venv and
+# install the pinned dependencies the first time (and when pyproject changes).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+
+.PHONY: dev test test-fast lint gen gen-check buf ci clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+dev: $(STAMP) ## run the stack locally (embedded PostgreSQL in $$DATA_DIR, default .data)
+	$(BIN)/payments dev
+
+test: $(STAMP) ## the whole suite, slow tests included
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m 'not slow'
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check payment_service payments tools tests alembic/env.py
+	$(BIN)/mypy
+
+gen: $(STAMP) ## regenerate gen/ from proto/
+	$(BIN)/python tools/genproto.py
+
+gen-check: $(STAMP)
+	$(BIN)/python tools/genproto.py --check
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+buf: $(BUF) ## buf lint, and buf breaking against the previous commit (BUF_AGAINST overrides)
+	$(BUF) lint
+	bash tools/buf-breaking.sh $(BUF)
+
+ci: lint gen-check buf test
+
+clean:
+	rm -rf $(VENV) .tools

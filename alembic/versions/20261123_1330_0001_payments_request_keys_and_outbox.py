@@ -1,0 +1,86 @@
+"""payments, request keys and outbox
+
+Revision ID: 0001
+Revises: 
+Create Date: 2026-11-23 13:30:05.181114+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = '0001'
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table('outbox_events',
+    sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
+    sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('event_type', sa.String(length=64), nullable=False),
+    sa.Column('aggregate_id', sa.UUID(), nullable=False),
+    sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('create_time', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('publish_time', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_events')),
+    sa.UniqueConstraint('event_id', name=op.f('uq_outbox_events_event_id'))
+    )
+    op.create_index('ix_outbox_events_aggregate_id', 'outbox_events', ['aggregate_id'], unique=False)
+    op.create_index('ix_outbox_events_unpublished', 'outbox_events', ['id'], unique=False, postgresql_where=sa.text('publish_time IS NULL'))
+    op.create_table('payments',
+    sa.Column('id', sa.UUID(), nullable=False),
+    sa.Column('payment_intent_id', sa.String(length=100), nullable=False),
+    sa.Column('order_id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.String(length=64), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('provider', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('failure_reason', sa.Text(), nullable=True),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('original_payment_id', sa.UUID(), nullable=True),
+    sa.Column('provider_reference', sa.String(length=100), nullable=False),
+    sa.Column('provider_transaction_id', sa.String(length=100), nullable=True),
+    sa.Column('description', sa.String(length=255), nullable=False),
+    sa.Column('client_ip', sa.String(length=45), nullable=False),
+    sa.Column('user_agent', sa.String(length=512), nullable=False),
+    sa.Column('create_time', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('update_time', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expire_time', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('paid_time', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("(status = 'SUCCEEDED') = (paid_time IS NOT NULL)", name=op.f('ck_payments_paid_time_iff_succeeded')),
+    sa.CheckConstraint("provider IN ('VNPAY', 'PAYOS', 'MOMO', 'ZALOPAY', 'COD')", name=op.f('ck_payments_provider_known')),
+    sa.CheckConstraint("status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELED')", name=op.f('ck_payments_status_known')),
+    sa.CheckConstraint('amount > 0', name=op.f('ck_payments_amount_positive')),
+    sa.CheckConstraint('attempt >= 1', name=op.f('ck_payments_attempt_positive')),
+    sa.ForeignKeyConstraint(['original_payment_id'], ['payments.id'], name=op.f('fk_payments_original_payment_id_payments')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payments')),
+    sa.UniqueConstraint('order_id', 'attempt', name=op.f('uq_payments_order_id_attempt')),
+    sa.UniqueConstraint('payment_intent_id', name=op.f('uq_payments_payment_intent_id'))
+    )
+    op.create_index('ix_payments_pending_expire_time', 'payments', ['expire_time'], unique=False, postgresql_where=sa.text("status = 'PENDING'"))
+    op.create_index('uq_payments_one_pending_per_order', 'payments', ['order_id'], unique=True, postgresql_where=sa.text("status = 'PENDING'"))
+    op.create_table('payment_request_keys',
+    sa.Column('order_id', sa.String(length=64), nullable=False),
+    sa.Column('request_id', sa.String(length=64), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('payment_id', sa.UUID(), nullable=False),
+    sa.Column('reused', sa.Boolean(), nullable=False),
+    sa.Column('create_time', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], name=op.f('fk_payment_request_keys_payment_id_payments')),
+    sa.PrimaryKeyConstraint('order_id', 'request_id', name=op.f('pk_payment_request_keys'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('payment_request_keys')
+    op.drop_index('uq_payments_one_pending_per_order', table_name='payments', postgresql_where=sa.text("status = 'PENDING'"))
+    op.drop_index('ix_payments_pending_expire_time', table_name='payments', postgresql_where=sa.text("status = 'PENDING'"))
+    op.drop_table('payments')
+    op.drop_index('ix_outbox_events_unpublished', table_name='outbox_events', postgresql_where=sa.text('publish_time IS NULL'))
+    op.drop_index('ix_outbox_events_aggregate_id', table_name='outbox_events')
+    op.drop_table('outbox_events')

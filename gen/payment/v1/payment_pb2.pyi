@@ -1,0 +1,78 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Provider(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROVIDER_UNSPECIFIED: _ClassVar[Provider]
+    PROVIDER_VNPAY: _ClassVar[Provider]
+    PROVIDER_PAYOS: _ClassVar[Provider]
+    PROVIDER_MOMO: _ClassVar[Provider]
+    PROVIDER_ZALOPAY: _ClassVar[Provider]
+    PROVIDER_COD: _ClassVar[Provider]
+
+class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYMENT_STATUS_UNSPECIFIED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_PENDING: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_SUCCEEDED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_FAILED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_EXPIRED: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_CANCELED: _ClassVar[PaymentStatus]
+PROVIDER_UNSPECIFIED: Provider
+PROVIDER_VNPAY: Provider
+PROVIDER_PAYOS: Provider
+PROVIDER_MOMO: Provider
+PROVIDER_ZALOPAY: Provider
+PROVIDER_COD: Provider
+PAYMENT_STATUS_UNSPECIFIED: PaymentStatus
+PAYMENT_STATUS_PENDING: PaymentStatus
+PAYMENT_STATUS_SUCCEEDED: PaymentStatus
+PAYMENT_STATUS_FAILED: PaymentStatus
+PAYMENT_STATUS_EXPIRED: PaymentStatus
+PAYMENT_STATUS_CANCELED: PaymentStatus
+
+class Payment(_message.Message):
+    __slots__ = ("id", "order_id", "user_id", "payment_intent_id", "amount", "currency", "provider", "status", "failure_reason", "attempt", "original_payment_id", "provider_reference", "provider_transaction_id", "create_time", "update_time", "expire_time", "paid_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_INTENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAID_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    order_id: str
+    user_id: str
+    payment_intent_id: str
+    amount: int
+    currency: str
+    provider: Provider
+    status: PaymentStatus
+    failure_reason: str
+    attempt: int
+    original_payment_id: str
+    provider_reference: str
+    provider_transaction_id: str
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    paid_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[Provider, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., failure_reason: _Optional[str] = ..., attempt: _Optional[int] = ..., original_payment_id: _Optional[str] = ..., provider_reference: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

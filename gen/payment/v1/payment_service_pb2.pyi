@@ -1,0 +1,84 @@
+from payment.v1 import payment_pb2 as _payment_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateOrGetPaymentRequest(_message.Message):
+    __slots__ = ("order_id", "user_id", "amount", "currency", "provider", "description", "client_ip", "user_agent", "return_url", "request_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
+    USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_URL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    user_id: str
+    amount: int
+    currency: str
+    provider: _payment_pb2.Provider
+    description: str
+    client_ip: str
+    user_agent: str
+    return_url: str
+    request_id: str
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[_payment_pb2.Provider, str]] = ..., description: _Optional[str] = ..., client_ip: _Optional[str] = ..., user_agent: _Optional[str] = ..., return_url: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateOrGetPaymentResponse(_message.Message):
+    __slots__ = ("payment", "checkout_url", "reused")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    CHECKOUT_URL_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    checkout_url: str
+    reused: bool
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., checkout_url: _Optional[str] = ..., reused: _Optional[bool] = ...) -> None: ...
+
+class GetPaymentByOrderRequest(_message.Message):
+    __slots__ = ("order_id", "user_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    user_id: str
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class GetPaymentByOrderResponse(_message.Message):
+    __slots__ = ("payment", "attempts")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    attempts: _containers.RepeatedCompositeFieldContainer[_payment_pb2.Payment]
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[_payment_pb2.Payment, _Mapping]]] = ...) -> None: ...
+
+class GetPaymentRequest(_message.Message):
+    __slots__ = ("payment_id",)
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    def __init__(self, payment_id: _Optional[str] = ...) -> None: ...
+
+class GetPaymentResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class CancelPaymentRequest(_message.Message):
+    __slots__ = ("payment_id", "reason")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    reason: str
+    def __init__(self, payment_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CancelPaymentResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Order service: orders, stock and "Pay again"; built in a later issue."""

@@ -1,0 +1,121 @@
+"""PostgreSQL schema as SQLAlchemy 2 typed models. Alembic migrations are
+generated from this metadata and a test checks they agree."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from payment_service.domain.model import PaymentStatus, Provider
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: type[Provider] | type[PaymentStatus]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Payment(Base):
+    """One payment attempt. Never holds a checkout URL: those are signed on
+    demand from these columns."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    payment_intent_id: Mapped[str] = mapped_column(String(100), unique=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    provider: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int]
+    original_payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
+    provider_reference: Mapped[str] = mapped_column(String(100))
+    provider_transaction_id: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(255))
+    client_ip: Mapped[str] = mapped_column(String(45))
+    user_agent: Mapped[str] = mapped_column(String(512))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    paid_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "attempt"),
+        # The database itself refuses a second pending attempt for an order.
+        Index(
+            "uq_payments_one_pending_per_order",
+            "order_id",
+            unique=True,
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        # The expiry sweep reads only pending rows, oldest deadline first.
+        Index("ix_payments_pending_expire_time", "expire_time", postgresql_where=text("status = 'PENDING'")),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
+        CheckConstraint(_in("status", PaymentStatus), name="status_known"),
+        CheckConstraint(_in("provider", Provider), name="provider_known"),
+        CheckConstraint("(status = 'SUCCEEDED') = (paid_time IS NOT NULL)", name="paid_time_iff_succeeded"),
+    )
+
+
+class PaymentRequestKey(Base):
+    """CreateOrGetPayment idempotency keys, scoped to the order."""
+
+    __tablename__ = "payment_request_keys"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
+    reused: Mapped[bool]
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxEvent(Base):
+    """Transactional outbox: written in the same transaction as the change it
+    describes, delivered later by a relay that sets publish_time."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    aggregate_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    publish_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_outbox_events_unpublished", "id", postgresql_where=text("publish_time IS NULL")),
+        Index("ix_outbox_events_aggregate_id", "aggregate_id"),
+    )

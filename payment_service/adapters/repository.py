@@ -1,0 +1,73 @@
+"""Every query the payment service runs. Repositories never commit; the unit
+of work in the service layer does, once per use case."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from payment_service.adapters.orm import OutboxEvent, Payment, PaymentRequestKey
+
+# Namespaces the advisory-lock key so other users of pg_advisory locks on the
+# same database cannot collide with ours by accident.
+_ORDER_LOCK_PREFIX = "payment_service.order:"
+
+
+class PaymentRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def lock_order(self, order_id: str) -> None:
+        """Serialises writers of one order until the transaction ends."""
+        key = func.hashtextextended(_ORDER_LOCK_PREFIX + order_id, 0)
+        self.session.execute(select(func.pg_advisory_xact_lock(key)))
+
+    def for_order(self, order_id: str) -> Sequence[Payment]:
+        stmt = select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt)
+        # populate_existing: a second read after taking the order lock must see
+        # what other transactions committed, not this session's cached rows.
+        return self.session.scalars(stmt.execution_options(populate_existing=True)).all()
+
+    def due_for_expiry(self, before: datetime, limit: int) -> Sequence[Payment]:
+        stmt = (
+            select(Payment)
+            .where(Payment.status == "PENDING", Payment.expire_time < before)
+            .order_by(Payment.expire_time)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.scalars(stmt).all()
+
+    def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
+        stmt = select(Payment).where(Payment.id == payment_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalars(stmt).one_or_none()
+
+    def add(self, payment: Payment) -> None:
+        # SQLAlchemy flushes a mapper's UPDATEs before its INSERTs, so an
+        # attempt closed in the same unit of work is written before the new
+        # pending row that the partial unique index would otherwise refuse.
+        self.session.add(payment)
+
+    def request_key(self, order_id: str, request_id: str) -> PaymentRequestKey | None:
+        return self.session.get(PaymentRequestKey, (order_id, request_id))
+
+    def add_request_key(self, key: PaymentRequestKey) -> None:
+        self.session.add(key)
+
+    def add_event(self, event_type: str, aggregate_id: uuid.UUID, payload: dict[str, Any], now: datetime) -> None:
+        self.session.add(
+            OutboxEvent(
+                event_id=uuid.uuid4(),
+                event_type=event_type,
+                aggregate_id=aggregate_id,
+                payload=payload,
+                create_time=now,
+            )
+        )

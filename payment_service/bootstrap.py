@@ -1,0 +1,44 @@
+"""Wiring: settings in, a ready application out. The only place that knows
+which concrete adapters the use cases run on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from payment_service.config import Settings
+from payment_service.domain.model import Provider
+from payment_service.providers.checkout import CashOnDelivery, CheckoutProvider, VnpayCheckout
+from payment_service.service_layer.services import Clock, PaymentUseCases
+from payment_service.service_layer.unit_of_work import UnitOfWork
+from payments.database import create_db_engine
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    use_cases: PaymentUseCases
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> App:
+    engine = create_db_engine(database_url, pool_size=settings.db_pool_size)
+    session_factory = sessionmaker(engine, expire_on_commit=False)
+    providers: dict[Provider, CheckoutProvider] = {
+        Provider.VNPAY: VnpayCheckout(settings.vnpay),
+        Provider.COD: CashOnDelivery(),
+    }
+    uow_factory: Callable[[], UnitOfWork] = lambda: UnitOfWork(session_factory)  # noqa: E731
+    use_cases = PaymentUseCases(uow_factory, providers, settings.policy, clock)
+    return App(settings=settings, engine=engine, use_cases=use_cases)

@@ -1,0 +1,317 @@
+"""Payment intents: the rules of CreateOrGetPayment and of status changes.
+Pure: no I/O, no clock, no configuration reads; callers pass `now` and a Policy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from payment_service.domain import currency as iso4217
+from payment_service.domain.errors import (
+    AlreadyPaid,
+    AttemptLimitReached,
+    FieldViolation,
+    InvalidArgument,
+    InvalidTransition,
+    PermissionDenied,
+    ProviderNotEnabled,
+    RetryLater,
+)
+
+
+class Provider(StrEnum):
+    VNPAY = "VNPAY"
+    PAYOS = "PAYOS"
+    MOMO = "MOMO"
+    ZALOPAY = "ZALOPAY"
+    COD = "COD"
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    CANCELED = "CANCELED"
+
+
+FINAL_STATUSES = frozenset(PaymentStatus) - {PaymentStatus.PENDING}
+
+MAX_ID_LENGTH = 64
+MAX_DESCRIPTION_LENGTH = 255
+MAX_USER_AGENT_LENGTH = 512
+MAX_URL_LENGTH = 255  # VNPay's vnp_ReturnUrl limit, the tightest of the gateways
+ORDER_ID_RE = re.compile(r"[A-Za-z0-9._:-]+")
+USER_ID_RE = re.compile(r"[A-Za-z0-9._:@-]+")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]+")
+# The characters every VNPay demo encoder turns into the same bytes; anything
+# else signs differently depending on the gateway-side implementation.
+GATEWAY_SAFE_TEXT_RE = re.compile(r"[A-Za-z0-9 .\-_:/,]*")
+IP_RE = re.compile(r"[0-9A-Fa-f.:]{2,45}")
+
+
+@dataclass(frozen=True)
+class AmountLimits:
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Business limits; built from configuration in bootstrap."""
+
+    enabled_providers: frozenset[Provider]
+    max_attempts: int = 5
+    ttl: timedelta = timedelta(minutes=15)
+    # After expire_time the gateway may still be finishing a payment the
+    # shopper started just before it. Opening a new attempt inside this window
+    # could let one shopper pay twice, so callers are asked to retry after it.
+    expiry_grace: timedelta = timedelta(seconds=60)
+    limits: dict[Provider, AmountLimits] = field(
+        default_factory=lambda: {
+            # VNPay: 5,000 to under 1 billion VND per transaction.
+            Provider.VNPAY: AmountLimits(5_000, 999_999_999),
+            Provider.PAYOS: AmountLimits(1_000, 999_999_999),
+            Provider.MOMO: AmountLimits(1_000, 50_000_000),
+            Provider.ZALOPAY: AmountLimits(1_000, 999_999_999),
+            Provider.COD: AmountLimits(1, 999_999_999),
+        }
+    )
+    currencies: dict[Provider, frozenset[str]] = field(
+        default_factory=lambda: {p: frozenset({"VND"}) for p in Provider}
+    )
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """A validated CreateOrGetPayment call."""
+
+    order_id: str
+    user_id: str
+    amount: int
+    currency: str
+    provider: Provider
+    description: str
+    client_ip: str
+    user_agent: str
+    return_url: str
+    request_id: str
+
+    def fingerprint(self) -> str:
+        """What makes two calls with one request_id "the same request". The
+        shopper's IP and user agent are per-delivery details, not parameters."""
+        fields = asdict(self)
+        for volatile in ("client_ip", "user_agent", "request_id"):
+            fields.pop(volatile)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _check_id(violations: list[FieldViolation], name: str, value: str, pattern: re.Pattern[str]) -> None:
+    if not value:
+        violations.append(FieldViolation(name, "is required"))
+    elif len(value) > MAX_ID_LENGTH:
+        violations.append(FieldViolation(name, f"is {len(value)} characters; at most {MAX_ID_LENGTH} allowed"))
+    elif not pattern.fullmatch(value):
+        violations.append(FieldViolation(name, f"may contain only {pattern.pattern[1:-2]}"))
+
+
+def validate_request(
+    *,
+    order_id: str,
+    user_id: str,
+    amount: int,
+    currency: str,
+    provider: Provider | None,
+    description: str,
+    client_ip: str,
+    user_agent: str,
+    return_url: str,
+    request_id: str,
+    policy: Policy,
+) -> PaymentRequest:
+    """Checks every field and reports all problems at once."""
+    v: list[FieldViolation] = []
+    _check_id(v, "order_id", order_id, ORDER_ID_RE)
+    _check_id(v, "user_id", user_id, USER_ID_RE)
+    if request_id:
+        _check_id(v, "request_id", request_id, REQUEST_ID_RE)
+
+    currency = currency or "VND"
+    if not iso4217.is_known_currency(currency):
+        v.append(FieldViolation("currency", f"{currency!r} is not an ISO 4217 currency code"))
+    if provider is None:
+        v.append(FieldViolation("provider", "is required (PROVIDER_VNPAY, PROVIDER_PAYOS, ...)"))
+    elif iso4217.is_known_currency(currency) and currency not in policy.currencies[provider]:
+        accepted = ", ".join(sorted(policy.currencies[provider]))
+        v.append(FieldViolation("currency", f"{provider} accepts only {accepted}"))
+
+    if amount <= 0:
+        v.append(FieldViolation("amount", "must be greater than 0 (minor units of the currency)"))
+    elif provider is not None:
+        limits = policy.limits[provider]
+        if not limits.minimum <= amount <= limits.maximum:
+            v.append(
+                FieldViolation(
+                    "amount", f"{amount} is outside {provider}'s limits {limits.minimum}..{limits.maximum}"
+                )
+            )
+
+    description = description or f"Thanh toan don hang {order_id}"
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        v.append(FieldViolation("description", f"is longer than {MAX_DESCRIPTION_LENGTH} characters"))
+    else:
+        bad = GATEWAY_SAFE_TEXT_RE.sub("", description)
+        if bad:
+            v.append(
+                FieldViolation(
+                    "description",
+                    f"contains {bad[0]!r}; gateways sign only ASCII letters, digits, space and .-_:/,",
+                )
+            )
+
+    if client_ip and not IP_RE.fullmatch(client_ip):
+        v.append(FieldViolation("client_ip", "is not an IPv4 or IPv6 address"))
+    if len(user_agent) > MAX_USER_AGENT_LENGTH:
+        v.append(FieldViolation("user_agent", f"is longer than {MAX_USER_AGENT_LENGTH} characters"))
+    if return_url:
+        if len(return_url) > MAX_URL_LENGTH:
+            v.append(FieldViolation("return_url", f"is longer than {MAX_URL_LENGTH} characters"))
+        elif not re.fullmatch(r"https?://[^\s]+", return_url):
+            v.append(FieldViolation("return_url", "must be an absolute http(s) URL"))
+
+    if v:
+        raise InvalidArgument(v)
+    assert provider is not None
+    if provider not in policy.enabled_providers:
+        raise ProviderNotEnabled(provider.value)
+    return PaymentRequest(
+        order_id=order_id,
+        user_id=user_id,
+        amount=amount,
+        currency=currency,
+        provider=provider,
+        description=description,
+        client_ip=client_ip or "127.0.0.1",
+        user_agent=user_agent,
+        return_url=return_url,
+        request_id=request_id,
+    )
+
+
+class PaymentLike(Protocol):
+    """What the rules need to know of a stored attempt (read-only)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def expire_time(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Reuse:
+    payment: PaymentLike
+
+
+@dataclass(frozen=True)
+class Close:
+    payment: PaymentLike
+    status: PaymentStatus
+    reason: str
+
+
+@dataclass(frozen=True)
+class Create:
+    attempt: int
+    original_payment_id: uuid.UUID | None
+    close: Close | None
+
+
+def decide(attempts: Sequence[PaymentLike], req: PaymentRequest, now: datetime, policy: Policy) -> Reuse | Create:
+    """Given every attempt of the order (oldest first), reuse the pending one
+    or say which to close and which attempt number to open. Raises instead of
+    deciding when nothing may be written."""
+    if any(p.user_id != req.user_id for p in attempts):
+        raise PermissionDenied(f"order {req.order_id} belongs to another user")
+    if any(p.status == PaymentStatus.SUCCEEDED for p in attempts):
+        raise AlreadyPaid(req.order_id)
+
+    close: Close | None = None
+    pending = next((p for p in attempts if p.status == PaymentStatus.PENDING), None)
+    if pending is not None:
+        changes = [
+            f"{name} changed from {old} to {new}"
+            for name, old, new in (
+                ("amount", pending.amount, req.amount),
+                ("currency", pending.currency, req.currency),
+                ("provider", pending.provider, req.provider.value),
+            )
+            if old != new
+        ]
+        if changes:
+            close = Close(pending, PaymentStatus.CANCELED, "superseded: " + ", ".join(changes))
+        elif now < pending.expire_time:
+            return Reuse(pending)
+        elif now < pending.expire_time + policy.expiry_grace:
+            raise RetryLater(
+                f"payment attempt {pending.attempt} of order {req.order_id} has just expired; "
+                "retry shortly for a new one",
+                pending.expire_time + policy.expiry_grace - now,
+            )
+        else:
+            close = Close(pending, PaymentStatus.EXPIRED, "expired before payment")
+
+    attempt = len(attempts) + 1
+    if attempt > policy.max_attempts:
+        raise AttemptLimitReached(req.order_id, policy.max_attempts)
+    return Create(attempt=attempt, original_payment_id=attempts[0].id if attempts else None, close=close)
+
+
+ALLOWED_TRANSITIONS = {PaymentStatus.PENDING: FINAL_STATUSES}
+
+
+def check_transition(payment: PaymentLike, to: PaymentStatus) -> None:
+    if to not in ALLOWED_TRANSITIONS.get(PaymentStatus(payment.status), frozenset()):
+        raise InvalidTransition(payment.id, payment.status, to.value)
+
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_payment_intent_id(now: datetime) -> str:
+    """'pi' + a ULID in lowercase Crockford base32: sortable by creation time,
+    alphanumeric and 28 characters, so it fits VNPay's vnp_TxnRef as it is."""
+    value = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return "pi" + "".join(reversed(chars))
+
+
+def validate_ids(**ids: str) -> None:
+    """Checks order_id / user_id style identifiers for lookups."""
+    v: list[FieldViolation] = []
+    for name, value in ids.items():
+        _check_id(v, name, value, USER_ID_RE if name == "user_id" else ORDER_ID_RE)
+    if v:
+        raise InvalidArgument(v)

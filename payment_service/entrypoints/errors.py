@@ -1,0 +1,103 @@
+"""The one table from domain errors to gRPC status codes, applied to every
+servicer method by a decorator (so in-process test servers exercise it too).
+Clients get the domain message; exception text and tracebacks go to the log."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
+
+from payment_service.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RetryLater,
+)
+
+log = logging.getLogger("payment_service.rpc")
+
+ERROR_CODES: list[tuple[type[DomainError], int]] = [
+    (InvalidArgument, code_pb2.INVALID_ARGUMENT),
+    (NotFound, code_pb2.NOT_FOUND),
+    (PermissionDenied, code_pb2.PERMISSION_DENIED),
+    (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (RetryLater, code_pb2.ABORTED),
+]
+
+# Errors that mean "the database is not reachable or too busy right now":
+# the caller may retry; nothing was committed.
+UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.TimeoutError, sa_exc.InterfaceError)
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def domain_status(error: DomainError) -> status_pb2.Status:
+    code = next(c for cls, c in ERROR_CODES if isinstance(error, cls))
+    details = []
+    if isinstance(error, InvalidArgument):
+        details.append(
+            _packed(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
+    elif isinstance(error, FailedPrecondition):
+        violation = error_details_pb2.PreconditionFailure.Violation(
+            type=error.type, subject=error.subject, description=error.message
+        )
+        details.append(_packed(error_details_pb2.PreconditionFailure(violations=[violation])))
+    elif isinstance(error, RetryLater):
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(error.retry_after)
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
+    return status_pb2.Status(code=code, message=error.message, details=details)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def grpc_errors(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            return method(self, request, context)
+        except DomainError as error:
+            status = domain_status(error)
+            code = code_pb2.Code.Name(status.code)
+            context.abort_with_status(rpc_status.to_status(status))
+        except UNAVAILABLE_ERRORS:
+            code = "UNAVAILABLE"
+            log.warning("database unavailable", exc_info=True, extra={"rpc": method.__name__})
+            context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry with backoff")
+        except Exception:
+            code = "INTERNAL"
+            log.exception("unhandled error", extra={"rpc": method.__name__})
+            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        finally:
+            log.info(
+                "rpc",
+                extra={"rpc": method.__name__, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+
+    return wrapper  # type: ignore[return-value]

