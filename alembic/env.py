@@ -3,9 +3,9 @@ lock so that several processes starting at once migrate exactly once."""
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from alembic import context
 from payment_service.adapters.orm import Base
 from payments.database import sqlalchemy_url
 

@@ -58,7 +58,8 @@ class Settings:
         secret = env.get("VNPAY_HASH_SECRET") or (DEV_VNPAY_HASH_SECRET if development else "")
         if not tmn or not secret:
             raise ConfigError(
-                "VNPAY_TMN_CODE and VNPAY_HASH_SECRET are required (or PAYMENTS_ENV=development for local defaults)"
+                "VNPAY_TMN_CODE and VNPAY_HASH_SECRET are required"
+                " (or PAYMENTS_ENV=development for local defaults)"
             )
         ingress_port = _int(env, "INGRESS_PORT", 8080)
         return cls(
@@ -70,7 +71,8 @@ class Settings:
                 tmn_code=tmn,
                 hash_secret=secret,
                 pay_url=env.get("VNPAY_API_URL") or DEFAULT_VNPAY_API_URL,
-                return_url=env.get("VNPAY_RETURN_URL") or f"http://127.0.0.1:{ingress_port}/webhooks/vnpay/return",
+                return_url=env.get("VNPAY_RETURN_URL")
+                or f"http://127.0.0.1:{ingress_port}/webhooks/vnpay/return",
             ),
             policy=Policy(
                 enabled_providers=frozenset({Provider.VNPAY, Provider.COD}),

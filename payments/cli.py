@@ -6,13 +6,17 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from payments import logs
+
+if TYPE_CHECKING:
+    from payment_service.config import Settings
 
 log = logging.getLogger("payments")
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from payment_service.config import ConfigError, Settings
 
     try:

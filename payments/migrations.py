@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 
+from alembic import command
 from payments.database import sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,8 +30,19 @@ def generate(out: Path) -> None:
     # The transcoder needs every import in the set, and error details so that
     # google.rpc.BadRequest reaches HTTP callers.
     descriptor_inputs = [*files, "google/rpc/error_details.proto"]
-    if protoc.main(["protoc", *includes, "--include_imports", "--include_source_info",
-                    f"--descriptor_set_out={out / DESCRIPTOR}", *descriptor_inputs]) != 0:
+    if (
+        protoc.main(
+            [
+                "protoc",
+                *includes,
+                "--include_imports",
+                "--include_source_info",
+                f"--descriptor_set_out={out / DESCRIPTOR}",
+                *descriptor_inputs,
+            ]
+        )
+        != 0
+    ):
         raise SystemExit("protoc failed (descriptor set)")
     for package_dir in {p.parent for p in out.rglob("*_pb2.py")}:
         d = package_dir
@@ -48,8 +59,11 @@ def differences(a: Path, b: Path) -> list[str]:
     for name, sub in cmp.subdirs.items():
         out += [f"{name}/{line}" for line in differences(Path(sub.left), Path(sub.right))]
     # dircmp compares shallowly by stat; confirm content for the files it called equal.
-    out += [f"stale: {n}" for n in cmp.same_files
-            if (Path(cmp.left) / n).read_bytes() != (Path(cmp.right) / n).read_bytes()]
+    out += [
+        f"stale: {n}"
+        for n in cmp.same_files
+        if (Path(cmp.left) / n).read_bytes() != (Path(cmp.right) / n).read_bytes()
+    ]
     return out
 
 

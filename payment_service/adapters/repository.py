@@ -61,7 +61,9 @@ class PaymentRepository:
     def add_request_key(self, key: PaymentRequestKey) -> None:
         self.session.add(key)
 
-    def add_event(self, event_type: str, aggregate_id: uuid.UUID, payload: dict[str, Any], now: datetime) -> None:
+    def add_event(
+        self, event_type: str, aggregate_id: uuid.UUID, payload: dict[str, Any], now: datetime
+    ) -> None:
         self.session.add(
             OutboxEvent(
                 event_id=uuid.uuid4(),

@@ -48,7 +48,9 @@ class FailedPrecondition(DomainError):
 
 class AlreadyPaid(FailedPrecondition):
     def __init__(self, order_id: str) -> None:
-        super().__init__(f"order {order_id} is already paid", subject=f"orders/{order_id}", type_="ALREADY_PAID")
+        super().__init__(
+            f"order {order_id} is already paid", subject=f"orders/{order_id}", type_="ALREADY_PAID"
+        )
 
 
 class AttemptLimitReached(FailedPrecondition):

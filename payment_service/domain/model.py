@@ -4,6 +4,7 @@ Pure: no I/O, no clock, no configuration reads; callers pass `now` and a Policy.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import secrets
@@ -55,7 +56,6 @@ REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]+")
 # The characters every VNPay demo encoder turns into the same bytes; anything
 # else signs differently depending on the gateway-side implementation.
 GATEWAY_SAFE_TEXT_RE = re.compile(r"[A-Za-z0-9 .\-_:/,]*")
-IP_RE = re.compile(r"[0-9A-Fa-f.:]{2,45}")
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,21 @@ class PaymentRequest:
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_id(violations: list[FieldViolation], name: str, value: str, pattern: re.Pattern[str]) -> None:
     if not value:
         violations.append(FieldViolation(name, "is required"))
     elif len(value) > MAX_ID_LENGTH:
-        violations.append(FieldViolation(name, f"is {len(value)} characters; at most {MAX_ID_LENGTH} allowed"))
+        violations.append(
+            FieldViolation(name, f"is {len(value)} characters; at most {MAX_ID_LENGTH} allowed")
+        )
     elif not pattern.fullmatch(value):
         violations.append(FieldViolation(name, f"may contain only {pattern.pattern[1:-2]}"))
 
@@ -164,8 +174,10 @@ def validate_request(
                 )
             )
 
-    description = description or f"Thanh toan don hang {order_id}"
-    if len(description) > MAX_DESCRIPTION_LENGTH:
+    # The default is built from order_id, which is checked above.
+    if not description:
+        description = f"Thanh toan don hang {order_id}"
+    elif len(description) > MAX_DESCRIPTION_LENGTH:
         v.append(FieldViolation("description", f"is longer than {MAX_DESCRIPTION_LENGTH} characters"))
     else:
         bad = GATEWAY_SAFE_TEXT_RE.sub("", description)
@@ -177,7 +189,7 @@ def validate_request(
                 )
             )
 
-    if client_ip and not IP_RE.fullmatch(client_ip):
+    if client_ip and not _is_ip(client_ip):
         v.append(FieldViolation("client_ip", "is not an IPv4 or IPv6 address"))
     if len(user_agent) > MAX_USER_AGENT_LENGTH:
         v.append(FieldViolation("user_agent", f"is longer than {MAX_USER_AGENT_LENGTH} characters"))
@@ -246,7 +258,9 @@ class Create:
     close: Close | None
 
 
-def decide(attempts: Sequence[PaymentLike], req: PaymentRequest, now: datetime, policy: Policy) -> Reuse | Create:
+def decide(
+    attempts: Sequence[PaymentLike], req: PaymentRequest, now: datetime, policy: Policy
+) -> Reuse | Create:
     """Given every attempt of the order (oldest first), reuse the pending one
     or say which to close and which attempt number to open. Raises instead of
     deciding when nothing may be written."""
@@ -291,7 +305,7 @@ ALLOWED_TRANSITIONS = {PaymentStatus.PENDING: FINAL_STATUSES}
 
 def check_transition(payment: PaymentLike, to: PaymentStatus) -> None:
     if to not in ALLOWED_TRANSITIONS.get(PaymentStatus(payment.status), frozenset()):
-        raise InvalidTransition(payment.id, payment.status, to.value)
+        raise InvalidTransition(str(payment.id), payment.status, to.value)
 
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"

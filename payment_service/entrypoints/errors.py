@@ -97,7 +97,11 @@ def grpc_errors(method: F) -> F:
         finally:
             log.info(
                 "rpc",
-                extra={"rpc": method.__name__, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)},
+                extra={
+                    "rpc": method.__name__,
+                    "code": code,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                },
             )
 
     return wrapper  # type: ignore[return-value]

@@ -48,11 +48,15 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", 0)],
     )
-    payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(app.use_cases), server)
+    payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        PaymentServicer(app.use_cases), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{settings.host}:{settings.payment_grpc_port if port is None else port}")
+    bound = server.add_insecure_port(
+        f"{settings.host}:{settings.payment_grpc_port if port is None else port}"
+    )
     if bound == 0:
         raise OSError(f"cannot bind {settings.host}:{port}")
     server.start()

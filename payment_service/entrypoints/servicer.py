@@ -40,8 +40,8 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         payment_intent_id=p.payment_intent_id,
         amount=p.amount,
         currency=p.currency,
-        provider=payment_pb2.Provider.Value("PROVIDER_" + p.provider),
-        status=payment_pb2.PaymentStatus.Value("PAYMENT_STATUS_" + p.status),
+        provider="PROVIDER_" + p.provider,
+        status="PAYMENT_STATUS_" + p.status,
         failure_reason=p.failure_reason or "",
         attempt=p.attempt,
         original_payment_id=str(p.original_payment_id or ""),
@@ -66,7 +66,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         self.use_cases = use_cases
 
     @grpc_errors
-    def CreateOrGetPayment(  # noqa: N802 - gRPC method name
+    def CreateOrGetPayment(
         self, request: payment_service_pb2.CreateOrGetPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.CreateOrGetPaymentResponse:
         req = model.validate_request(
@@ -88,7 +88,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         )
 
     @grpc_errors
-    def GetPaymentByOrder(  # noqa: N802
+    def GetPaymentByOrder(
         self, request: payment_service_pb2.GetPaymentByOrderRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.GetPaymentByOrderResponse:
         model.validate_ids(order_id=request.order_id, user_id=request.user_id)
@@ -97,14 +97,14 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         return payment_service_pb2.GetPaymentByOrderResponse(payment=protos[-1], attempts=protos)
 
     @grpc_errors
-    def GetPayment(  # noqa: N802
+    def GetPayment(
         self, request: payment_service_pb2.GetPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.GetPaymentResponse:
         payment = self.use_cases.get_payment(_payment_id(request.payment_id))
         return payment_service_pb2.GetPaymentResponse(payment=payment_to_proto(payment))
 
     @grpc_errors
-    def CancelPayment(  # noqa: N802
+    def CancelPayment(
         self, request: payment_service_pb2.CancelPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.CancelPaymentResponse:
         payment_id = _payment_id(request.payment_id)

@@ -87,7 +87,9 @@ class PaymentUseCases:
             uow.commit()
         return self._result(payment, req, now, reused=reused)
 
-    def _open_attempt(self, uow: UnitOfWork, decision: model.Create, req: PaymentRequest, now: datetime) -> Payment:
+    def _open_attempt(
+        self, uow: UnitOfWork, decision: model.Create, req: PaymentRequest, now: datetime
+    ) -> Payment:
         if decision.close is not None:
             closing = decision.close.payment
             assert isinstance(closing, Payment)
@@ -116,14 +118,18 @@ class PaymentUseCases:
         uow.payments.add_event("payment.created", payment.id, event_payload(payment), now)
         return payment
 
-    def _close(self, uow: UnitOfWork, payment: Payment, status: PaymentStatus, reason: str, now: datetime) -> None:
+    def _close(
+        self, uow: UnitOfWork, payment: Payment, status: PaymentStatus, reason: str, now: datetime
+    ) -> None:
         model.check_transition(payment, status)
         payment.status = status.value
         payment.failure_reason = reason
         payment.update_time = now
         uow.payments.add_event(f"payment.{status.value.lower()}", payment.id, event_payload(payment), now)
 
-    def _replay(self, uow: UnitOfWork, key: PaymentRequestKey, req: PaymentRequest, now: datetime) -> CheckoutResult:
+    def _replay(
+        self, uow: UnitOfWork, key: PaymentRequestKey, req: PaymentRequest, now: datetime
+    ) -> CheckoutResult:
         if key.fingerprint != req.fingerprint():
             raise InvalidArgument.one(
                 "request_id", f"{req.request_id!r} was already used for this order with different parameters"
@@ -132,7 +138,9 @@ class PaymentUseCases:
         assert payment is not None  # foreign key
         return self._result(payment, req, now, reused=key.reused)
 
-    def _result(self, payment: model.PaymentLike, req: PaymentRequest, now: datetime, *, reused: bool) -> CheckoutResult:
+    def _result(
+        self, payment: model.PaymentLike, req: PaymentRequest, now: datetime, *, reused: bool
+    ) -> CheckoutResult:
         assert isinstance(payment, Payment)
         url = ""
         if payment.status == PaymentStatus.PENDING and now < payment.expire_time:
