@@ -12,7 +12,10 @@ from sqlalchemy.orm import sessionmaker
 
 from payment_service.config import Settings
 from payment_service.domain.model import Provider
-from payment_service.providers.checkout import CashOnDelivery, CheckoutProvider, VnpayCheckout
+from payment_service.entrypoints.pages import return_renderer
+from payment_service.providers.base import Gateway
+from payment_service.providers.gateways import CashOnDelivery, VnpayGateway
+from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
 from payment_service.service_layer.unit_of_work import UnitOfWork
 from payments.database import create_db_engine
@@ -27,6 +30,7 @@ class App:
     settings: Settings
     engine: Engine
     use_cases: PaymentUseCases
+    callbacks: CallbackUseCases
 
     def close(self) -> None:
         self.engine.dispose()
@@ -35,10 +39,11 @@ class App:
 def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> App:
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size)
     session_factory = sessionmaker(engine, expire_on_commit=False)
-    providers: dict[Provider, CheckoutProvider] = {
-        Provider.VNPAY: VnpayCheckout(settings.vnpay),
+    gateways: dict[Provider, Gateway] = {
+        Provider.VNPAY: VnpayGateway(settings.vnpay),
         Provider.COD: CashOnDelivery(),
     }
     uow_factory: Callable[[], UnitOfWork] = lambda: UnitOfWork(session_factory)  # noqa: E731
-    use_cases = PaymentUseCases(uow_factory, providers, settings.policy, clock)
-    return App(settings=settings, engine=engine, use_cases=use_cases)
+    use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
+    callbacks = CallbackUseCases(uow_factory, gateways, clock, return_renderer(settings.payment_result_url))
+    return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)

@@ -45,6 +45,9 @@ class Settings:
     vnpay: VnpayConfig
     policy: Policy
     development: bool
+    # Where the browser return page redirects (with order_id and status);
+    # empty: show a small result page instead.
+    payment_result_url: str = ""
     grpc_workers: int = 16
     db_pool_size: int = 10
     shutdown_grace_seconds: float = 5.0
@@ -81,6 +84,7 @@ class Settings:
                 expiry_grace=timedelta(seconds=_int(env, "PAYMENT_EXPIRY_GRACE_SECONDS", 60)),
             ),
             development=development,
+            payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
             grpc_workers=_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
             db_pool_size=_int(env, "PAYMENT_DB_POOL_SIZE", 10, minimum=1),
         )

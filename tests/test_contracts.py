@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,4 +29,8 @@ def test_descriptor_set_has_the_payment_service_and_error_details() -> None:
         "GetPaymentByOrder",
         "GetPayment",
         "CancelPayment",
+        "HandleCallback",
     }
+    # Only the gateway callback is bound to HTTP: everything else stays internal.
+    bound = {m.name for m in service.method if m.options.HasExtension(annotations_pb2.http)}
+    assert bound == {"HandleCallback"}

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -68,9 +69,20 @@ class Payment(Base):
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(default=1)
+    needs_review: Mapped[bool] = mapped_column(default=False)
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    # What the gateway reported, kept for support and reconciliation.
+    provider_response_code: Mapped[str | None] = mapped_column(String(16))
+    provider_pay_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    bank_code: Mapped[str | None] = mapped_column(String(32))
+    bank_transaction_no: Mapped[str | None] = mapped_column(String(64))
+    card_type: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         UniqueConstraint("order_id", "attempt"),
+        # Callbacks find their payment by the gateway's reference.
+        UniqueConstraint("provider", "provider_reference"),
         # The database itself refuses a second pending attempt for an order.
         Index(
             "uq_payments_one_pending_per_order",
@@ -84,7 +96,9 @@ class Payment(Base):
         CheckConstraint("attempt >= 1", name="attempt_positive"),
         CheckConstraint(_in("status", PaymentStatus), name="status_known"),
         CheckConstraint(_in("provider", Provider), name="provider_known"),
-        CheckConstraint("(status = 'SUCCEEDED') = (paid_time IS NOT NULL)", name="paid_time_iff_succeeded"),
+        # paid_time may also be set on a closed attempt that was paid late.
+        CheckConstraint("status <> 'SUCCEEDED' OR paid_time IS NOT NULL", name="succeeded_has_paid_time"),
+        CheckConstraint("version >= 1", name="version_positive"),
     )
 
 
@@ -102,20 +116,48 @@ class PaymentRequestKey(Base):
 
 
 class OutboxEvent(Base):
-    """Transactional outbox: written in the same transaction as the change it
-    describes, delivered later by a relay that sets publish_time."""
+    """Transactional outbox, written in the same transaction as the change it
+    describes. Columns id, aggregatetype, aggregateid, type and payload are
+    those Debezium's outbox event router reads, so the table can be streamed
+    to Kafka unchanged; seq orders delivery for the built-in relay."""
 
     __tablename__ = "outbox_events"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
-    event_type: Mapped[str] = mapped_column(String(64))
-    aggregate_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    aggregatetype: Mapped[str] = mapped_column(String(64))
+    aggregateid: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     publish_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        Index("ix_outbox_events_unpublished", "id", postgresql_where=text("publish_time IS NULL")),
-        Index("ix_outbox_events_aggregate_id", "aggregate_id"),
+        Index("ix_outbox_events_unpublished", "seq", postgresql_where=text("publish_time IS NULL")),
+        Index("ix_outbox_events_aggregateid", "aggregateid"),
     )
+
+
+class CallbackJournal(Base):
+    """Every gateway callback, valid or not, exactly as received, with what we
+    made of it. Append-only (a trigger refuses UPDATE and DELETE): the audit
+    trail, and the input of a replay."""
+
+    __tablename__ = "callback_journal"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    receive_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    provider: Mapped[str | None] = mapped_column(String(16))
+    kind: Mapped[str | None] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    raw_query: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    verified: Mapped[bool]
+    verify_error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(32))
+    ack: Mapped[str] = mapped_column(Text)
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    provider_reference: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_callback_journal_payment_id", "payment_id"),)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from payment_service.adapters.orm import OutboxEvent, Payment, PaymentRequestKey
+from payment_service.adapters.orm import CallbackJournal, OutboxEvent, Payment, PaymentRequestKey
+from payment_service.adapters.protobuf import payment_event
 
 # Namespaces the advisory-lock key so other users of pg_advisory locks on the
 # same database cannot collide with ours by accident.
@@ -61,15 +61,26 @@ class PaymentRepository:
     def add_request_key(self, key: PaymentRequestKey) -> None:
         self.session.add(key)
 
-    def add_event(
-        self, event_type: str, aggregate_id: uuid.UUID, payload: dict[str, Any], now: datetime
-    ) -> None:
+    def add_event(self, event_type: str, payment: Payment, now: datetime) -> None:
+        event_id = uuid.uuid4()
         self.session.add(
             OutboxEvent(
-                event_id=uuid.uuid4(),
-                event_type=event_type,
-                aggregate_id=aggregate_id,
-                payload=payload,
+                id=event_id,
+                aggregatetype="payment",
+                aggregateid=str(payment.id),
+                type=event_type,
+                payload=payment_event(event_id, event_type, payment, now),
                 create_time=now,
             )
         )
+
+    def by_provider_reference(
+        self, provider: str, reference: str, *, for_update: bool = False
+    ) -> Payment | None:
+        stmt = select(Payment).where(Payment.provider == provider, Payment.provider_reference == reference)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalars(stmt).one_or_none()
+
+    def add_journal_entry(self, entry: CallbackJournal) -> None:
+        self.session.add(entry)

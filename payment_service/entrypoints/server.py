@@ -49,7 +49,7 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
         options=[("grpc.so_reuseport", 0)],
     )
     payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        PaymentServicer(app.use_cases), server
+        PaymentServicer(app.use_cases, app.callbacks), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.api import httpbody_pb2
 from payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 
-from payment_service.adapters.orm import Payment
+from payment_service.adapters.protobuf import payment_to_proto
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
 from payment_service.entrypoints.errors import grpc_errors
+from payment_service.providers.base import RawCallback
+from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import PaymentUseCases
 
 MAX_REASON_LENGTH = 255
@@ -24,36 +25,6 @@ def _provider_from_proto(value: int) -> model.Provider | None:
     return model.Provider(payment_pb2.Provider.Name(value).removeprefix("PROVIDER_"))
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def payment_to_proto(p: Payment) -> payment_pb2.Payment:
-    return payment_pb2.Payment(
-        id=str(p.id),
-        order_id=p.order_id,
-        user_id=p.user_id,
-        payment_intent_id=p.payment_intent_id,
-        amount=p.amount,
-        currency=p.currency,
-        provider="PROVIDER_" + p.provider,
-        status="PAYMENT_STATUS_" + p.status,
-        failure_reason=p.failure_reason or "",
-        attempt=p.attempt,
-        original_payment_id=str(p.original_payment_id or ""),
-        provider_reference=p.provider_reference,
-        provider_transaction_id=p.provider_transaction_id or "",
-        create_time=_timestamp(p.create_time),
-        update_time=_timestamp(p.update_time),
-        expire_time=_timestamp(p.expire_time),
-        paid_time=_timestamp(p.paid_time),
-    )
-
-
 def _payment_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -61,9 +32,16 @@ def _payment_id(value: str) -> uuid.UUID:
         raise InvalidArgument.one("payment_id", "must be a UUID") from None
 
 
+# Request headers worth keeping in the callback journal (Envoy forwards
+# request headers as metadata).
+JOURNALED_HEADERS = ("user-agent", "x-forwarded-for", "x-request-id", "x-envoy-external-address")
+ORIGINAL_PATH = "x-envoy-original-path"
+
+
 class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, use_cases: PaymentUseCases) -> None:
+    def __init__(self, use_cases: PaymentUseCases, callbacks: CallbackUseCases) -> None:
         self.use_cases = use_cases
+        self.callbacks = callbacks
 
     @grpc_errors
     def CreateOrGetPayment(
@@ -112,3 +90,28 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
             raise InvalidArgument.one("reason", f"is longer than {MAX_REASON_LENGTH} characters")
         payment = self.use_cases.cancel_payment(payment_id, request.reason)
         return payment_service_pb2.CancelPaymentResponse(payment=payment_to_proto(payment))
+
+    @grpc_errors
+    def HandleCallback(
+        self, request: httpbody_pb2.HttpBody, context: grpc.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        target = metadata.get(ORIGINAL_PATH)
+        if not target:
+            raise InvalidArgument.one(ORIGINAL_PATH, "is required: the HTTP request target as received")
+        path, _, query = target.partition("?")
+        raw = RawCallback(
+            path=path,
+            query=query.encode("utf-8", "surrogateescape"),
+            body=request.data,
+            content_type=request.content_type,
+            headers={k: metadata[k] for k in JOURNALED_HEADERS if k in metadata},
+        )
+        reply = self.callbacks.handle(raw)
+        headers = (
+            reply.headers if reply.status == 200 else (("x-http-status", str(reply.status)), *reply.headers)
+        )
+        if headers:
+            # The ingress turns x-http-status into the HTTP status (Lua filter).
+            context.send_initial_metadata(headers)
+        return httpbody_pb2.HttpBody(content_type=reply.content_type, data=reply.body)

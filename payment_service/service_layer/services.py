@@ -6,13 +6,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from payment_service.adapters.orm import Payment, PaymentRequestKey
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument, NotFound
 from payment_service.domain.model import PaymentRequest, PaymentStatus, Policy, Provider
-from payment_service.providers.checkout import CheckoutContext, CheckoutProvider
+from payment_service.providers.base import CheckoutContext, Gateway
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 Clock = Callable[[], datetime]
@@ -25,26 +24,19 @@ class CheckoutResult:
     reused: bool
 
 
-def event_payload(payment: Payment) -> dict[str, Any]:
-    return {
-        "payment_id": str(payment.id),
-        "order_id": payment.order_id,
-        "user_id": payment.user_id,
-        "payment_intent_id": payment.payment_intent_id,
-        "amount": payment.amount,
-        "currency": payment.currency,
-        "provider": payment.provider,
-        "status": payment.status,
-        "attempt": payment.attempt,
-        "failure_reason": payment.failure_reason,
-    }
+def record_change(uow: UnitOfWork, payment: Payment, event_type: str, now: datetime) -> None:
+    """Every change of a stored payment: bump its version and write the event
+    in the same transaction."""
+    payment.version += 1
+    payment.update_time = now
+    uow.payments.add_event(event_type, payment, now)
 
 
 class PaymentUseCases:
     def __init__(
         self,
         uow_factory: Callable[[], UnitOfWork],
-        providers: Mapping[Provider, CheckoutProvider],
+        providers: Mapping[Provider, Gateway],
         policy: Policy,
         clock: Clock,
     ) -> None:
@@ -113,9 +105,11 @@ class PaymentUseCases:
             create_time=now,
             update_time=now,
             expire_time=now + self.policy.ttl,
+            version=1,
+            needs_review=False,
         )
         uow.payments.add(payment)
-        uow.payments.add_event("payment.created", payment.id, event_payload(payment), now)
+        uow.payments.add_event("payment.created", payment, now)
         return payment
 
     def _close(
@@ -124,8 +118,7 @@ class PaymentUseCases:
         model.check_transition(payment, status)
         payment.status = status.value
         payment.failure_reason = reason
-        payment.update_time = now
-        uow.payments.add_event(f"payment.{status.value.lower()}", payment.id, event_payload(payment), now)
+        record_change(uow, payment, f"payment.{status.value.lower()}", now)
 
     def _replay(
         self, uow: UnitOfWork, key: PaymentRequestKey, req: PaymentRequest, now: datetime

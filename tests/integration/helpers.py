@@ -14,7 +14,7 @@ from grpc_status import rpc_status
 
 from payments.database import libpq_url
 
-TABLES = ("payments", "payment_request_keys", "outbox_events")
+TABLES = ("payments", "payment_request_keys", "outbox_events", "callback_journal")
 
 
 def counts(db_url: str) -> dict[str, int]:
@@ -115,3 +115,31 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def signed_vnpay_query(params: dict[str, str], secret: str) -> str:
+    """An IPN/return query signed as VNPay signs it, written from the
+    published algorithm without importing the service's signer."""
+    from urllib.parse import quote_plus
+
+    data = "&".join(f"{k}={quote_plus(v)}" for k, v in sorted(params.items()))
+    digest = hmac.new(secret.encode(), data.encode(), hashlib.sha512).hexdigest()
+    return f"{data}&vnp_SecureHash={digest}"
+
+
+def vnpay_ipn_params(
+    txn_ref: str, amount: int, *, response_code: str = "00", status: str = "00"
+) -> dict[str, str]:
+    return {
+        "vnp_Amount": str(amount * 100),
+        "vnp_BankCode": "NCB",
+        "vnp_BankTranNo": "VNP14226112",
+        "vnp_CardType": "ATM",
+        "vnp_OrderInfo": "Thanh toan don hang",
+        "vnp_PayDate": "20260501103512",
+        "vnp_ResponseCode": response_code,
+        "vnp_TmnCode": "TESTTMN1",
+        "vnp_TransactionNo": "14226112",
+        "vnp_TransactionStatus": status,
+        "vnp_TxnRef": txn_ref,
+    }

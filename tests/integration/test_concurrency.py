@@ -49,9 +49,7 @@ def assert_one_pending(db_url: str, responses: list[Any], attempts: int) -> None
     assert sum(not r.reused for r in responses) == 1, "exactly one caller creates, the rest reuse"
     assert rows(db_url, "SELECT count(*) FROM payments WHERE status = 'PENDING'") == [(1,)]
     assert rows(db_url, "SELECT count(*) FROM payments") == [(attempts,)]
-    assert rows(db_url, "SELECT count(*) FROM outbox_events WHERE event_type = 'payment.created'") == [
-        (attempts,)
-    ]
+    assert rows(db_url, "SELECT count(*) FROM outbox_events WHERE type = 'payment.created'") == [(attempts,)]
     for r in responses:
         independent_vnpay_check(r.checkout_url, TEST_VNPAY.hash_secret)
 
@@ -68,7 +66,7 @@ def test_threads_replace_an_expired_payment_exactly_once(
     clock.advance(minutes=20)
     responses = stampede([f"127.0.0.1:{server.port}"], request)
     assert_one_pending(db_url, responses, attempts=2)
-    assert rows(db_url, "SELECT count(*) FROM outbox_events WHERE event_type = 'payment.expired'") == [(1,)]
+    assert rows(db_url, "SELECT count(*) FROM outbox_events WHERE type = 'payment.expired'") == [(1,)]
 
 
 def test_threads_with_a_changed_amount_open_exactly_one_new_attempt(

@@ -33,7 +33,7 @@ def request(**overrides: Any) -> ps.CreateOrGetPaymentRequest:
 
 
 def events(db_url: str) -> list[str]:
-    return [r[0] for r in rows(db_url, "SELECT event_type FROM outbox_events ORDER BY id")]
+    return [r[0] for r in rows(db_url, "SELECT type FROM outbox_events ORDER BY seq")]
 
 
 def status_code(stub: Any, req: ps.CreateOrGetPaymentRequest) -> grpc.RpcError:
@@ -214,7 +214,7 @@ def test_bad_input_names_the_field_and_writes_nothing(
     error = status_code(stub, request(**overrides))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request_fields(error) == fields
-    assert counts(db_url) == {"payments": 0, "payment_request_keys": 0, "outbox_events": 0}
+    assert set(counts(db_url).values()) == {0}
 
 
 def test_provider_not_enabled(stub: Any, db_url: str) -> None:

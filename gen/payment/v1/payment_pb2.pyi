@@ -40,7 +40,7 @@ PAYMENT_STATUS_EXPIRED: PaymentStatus
 PAYMENT_STATUS_CANCELED: PaymentStatus
 
 class Payment(_message.Message):
-    __slots__ = ("id", "order_id", "user_id", "payment_intent_id", "amount", "currency", "provider", "status", "failure_reason", "attempt", "original_payment_id", "provider_reference", "provider_transaction_id", "create_time", "update_time", "expire_time", "paid_time")
+    __slots__ = ("id", "order_id", "user_id", "payment_intent_id", "amount", "currency", "provider", "status", "failure_reason", "attempt", "original_payment_id", "provider_reference", "provider_transaction_id", "create_time", "update_time", "expire_time", "paid_time", "needs_review", "review_reason", "version")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,9 @@ class Payment(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     PAID_TIME_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_REASON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     order_id: str
     user_id: str
@@ -75,4 +78,21 @@ class Payment(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
     paid_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[Provider, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., failure_reason: _Optional[str] = ..., attempt: _Optional[int] = ..., original_payment_id: _Optional[str] = ..., provider_reference: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    needs_review: bool
+    review_reason: str
+    version: int
+    def __init__(self, id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[Provider, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., failure_reason: _Optional[str] = ..., attempt: _Optional[int] = ..., original_payment_id: _Optional[str] = ..., provider_reference: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., needs_review: _Optional[bool] = ..., review_reason: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PaymentEvent(_message.Message):
+    __slots__ = ("id", "type", "payment", "version", "create_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: str
+    payment: Payment
+    version: int
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., payment: _Optional[_Union[Payment, _Mapping]] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from payment.v1 import payment_service_pb2 as payment_dot_v1_dot_payment__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -27,8 +28,8 @@ if _version_not_supported:
 
 class PaymentServiceStub:
     """Payment intents for orders. Internal: called by the order service and
-    operators over gRPC; none of these RPCs is exposed through the public
-    ingress.
+    operators over gRPC. Only HandleCallback is bound to HTTP, for the
+    gateways, through the Envoy ingress.
     """
 
     def __init__(self, channel):
@@ -57,12 +58,17 @@ class PaymentServiceStub:
                 request_serializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
                 response_deserializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
                 _registered_method=True)
+        self.HandleCallback = channel.unary_unary(
+                '/payment.v1.PaymentService/HandleCallback',
+                request_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
     """Payment intents for orders. Internal: called by the order service and
-    operators over gRPC; none of these RPCs is exposed through the public
-    ingress.
+    operators over gRPC. Only HandleCallback is bound to HTTP, for the
+    gateways, through the Envoy ingress.
     """
 
     def CreateOrGetPayment(self, request, context):
@@ -123,6 +129,25 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandleCallback(self, request, context):
+        """Receives a gateway's HTTP callback exactly as sent (the ingress puts the
+        request target, query included, in the `x-envoy-original-path` metadata
+        and the body in HttpBody) and returns the exact acknowledgement the
+        gateway expects (for VNPay a JSON RspCode with HTTP 200). Every callback
+        is journaled; a verified one changes the payment at most once.
+
+        Errors (only where the gateway expects no provider-specific answer):
+        - INVALID_ARGUMENT: the path is not a known callback route.
+        - FAILED_PRECONDITION: the provider is not enabled on this server.
+        VNPay's own outcomes (00, 01, 02, 04, 97, 99) are answers, not errors.
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +171,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     request_deserializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.FromString,
                     response_serializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.SerializeToString,
             ),
+            'HandleCallback': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleCallback,
+                    request_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'payment.v1.PaymentService', rpc_method_handlers)
@@ -156,8 +186,8 @@ def add_PaymentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PaymentService:
     """Payment intents for orders. Internal: called by the order service and
-    operators over gRPC; none of these RPCs is exposed through the public
-    ingress.
+    operators over gRPC. Only HandleCallback is bound to HTTP, for the
+    gateways, through the Envoy ingress.
     """
 
     @staticmethod
@@ -258,6 +288,33 @@ class PaymentService:
             '/payment.v1.PaymentService/CancelPayment',
             payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
             payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleCallback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/HandleCallback',
+            google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,58 @@
+"""Stored payments as protobuf: the API's Payment and the outbox's PaymentEvent."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format, timestamp_pb2
+from payment.v1 import payment_pb2
+
+from payment_service.adapters.orm import Payment
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def payment_to_proto(p: Payment) -> payment_pb2.Payment:
+    return payment_pb2.Payment(
+        id=str(p.id),
+        order_id=p.order_id,
+        user_id=p.user_id,
+        payment_intent_id=p.payment_intent_id,
+        amount=p.amount,
+        currency=p.currency,
+        provider="PROVIDER_" + p.provider,
+        status="PAYMENT_STATUS_" + p.status,
+        failure_reason=p.failure_reason or "",
+        attempt=p.attempt,
+        original_payment_id=str(p.original_payment_id or ""),
+        provider_reference=p.provider_reference,
+        provider_transaction_id=p.provider_transaction_id or "",
+        create_time=_timestamp(p.create_time),
+        update_time=_timestamp(p.update_time),
+        expire_time=_timestamp(p.expire_time),
+        paid_time=_timestamp(p.paid_time),
+        needs_review=p.needs_review,
+        review_reason=p.review_reason or "",
+        version=p.version,
+    )
+
+
+def payment_event(event_id: uuid.UUID, event_type: str, payment: Payment, now: datetime) -> dict[str, Any]:
+    """The outbox payload: a PaymentEvent in protobuf JSON (field names as in
+    the .proto), so any consumer can parse it with the generated classes."""
+    event = payment_pb2.PaymentEvent(
+        id=str(event_id),
+        type=event_type,
+        payment=payment_to_proto(payment),
+        version=payment.version,
+        create_time=_timestamp(now),
+    )
+    return json_format.MessageToDict(event, preserving_proto_field_name=True)

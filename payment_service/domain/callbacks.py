@@ -1,0 +1,105 @@
+"""What a verified gateway notification does to a payment. Pure: providers
+turn their wire format into a Notification; this decides the Outcome; each
+provider turns the Outcome into the acknowledgement its gateway expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from payment_service.domain.model import PaymentStatus
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"  # a pending payment is now paid
+    FAILED = "failed"  # a pending payment is now failed
+    LATE_SUCCESS = "late_success"  # money arrived for a closed attempt: flagged for review
+    DUPLICATE = "duplicate"  # already applied; nothing changed
+    AMOUNT_MISMATCH = "amount_mismatch"  # flagged for review; nothing else changed
+    UNKNOWN_PAYMENT = "unknown_payment"
+    INVALID_SIGNATURE = "invalid_signature"
+    RETURN_SHOWN = "return_shown"  # browser return: shown, never applied
+    ERROR = "error"  # unexpected failure; the gateway should retry
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A callback whose signature verified, in provider-neutral terms."""
+
+    provider_reference: str
+    amount: int  # minor units, already converted from the gateway's unit
+    succeeded: bool
+    transaction_id: str
+    response_code: str
+    failure_reason: str
+    paid_time: datetime | None = None
+    details: dict[str, str] = field(default_factory=dict)  # bank_code, card_type, bank_transaction_no
+
+
+class MutablePayment(Protocol):
+    status: str
+    amount: int
+    currency: str
+    failure_reason: str | None
+    paid_time: datetime | None
+    provider_transaction_id: str | None
+    needs_review: bool
+    review_reason: str | None
+    provider_response_code: str | None
+    provider_pay_time: datetime | None
+    bank_code: str | None
+    bank_transaction_no: str | None
+    card_type: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    event: str | None  # the event to emit when the payment changed
+
+
+def _store_gateway_fields(payment: MutablePayment, n: Notification) -> None:
+    payment.provider_transaction_id = n.transaction_id or None
+    payment.provider_response_code = n.response_code or None
+    payment.provider_pay_time = n.paid_time
+    payment.bank_code = n.details.get("bank_code") or None
+    payment.bank_transaction_no = n.details.get("bank_transaction_no") or None
+    payment.card_type = n.details.get("card_type") or None
+
+
+def apply_notification(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
+    """Mutates payment as the notification requires and says what happened.
+    Checks in the order the gateways' own samples do: amount, then state."""
+    if n.amount != payment.amount:
+        reason = f"gateway reported amount {n.amount} {payment.currency}, payment is {payment.amount}"
+        if payment.needs_review and payment.review_reason == reason:
+            return Decision(Outcome.AMOUNT_MISMATCH, None)
+        payment.needs_review = True
+        payment.review_reason = reason
+        return Decision(Outcome.AMOUNT_MISMATCH, "payment.review_required")
+
+    if payment.status == PaymentStatus.PENDING:
+        _store_gateway_fields(payment, n)
+        if n.succeeded:
+            payment.status = PaymentStatus.SUCCEEDED
+            payment.paid_time = now
+            return Decision(Outcome.SUCCEEDED, "payment.succeeded")
+        payment.status = PaymentStatus.FAILED
+        payment.failure_reason = n.failure_reason
+        return Decision(Outcome.FAILED, "payment.failed")
+
+    if n.succeeded and payment.status != PaymentStatus.SUCCEEDED and payment.paid_time is None:
+        # The shopper paid an attempt we had already closed (expired,
+        # canceled or failed). The money is real: keep the attempt's status,
+        # record the payment and hand it to a person to refund or honour.
+        _store_gateway_fields(payment, n)
+        payment.paid_time = now
+        payment.needs_review = True
+        payment.review_reason = (
+            f"paid after the attempt was {payment.status.lower()}: refund it or honour the order"
+        )
+        return Decision(Outcome.LATE_SUCCESS, "payment.late_success")
+
+    return Decision(Outcome.DUPLICATE, None)

@@ -1,0 +1,190 @@
+"""HandleCallback: verify, journal, apply at most once, acknowledge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from payment_service.adapters.orm import CallbackJournal, Payment
+from payment_service.domain.callbacks import Outcome, apply_notification
+from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
+from payment_service.domain.model import PaymentStatus, Provider
+from payment_service.providers.base import (
+    CALLBACK_ROUTES,
+    CallbackKind,
+    Gateway,
+    HttpReply,
+    RawCallback,
+    Rejected,
+    Verified,
+)
+from payment_service.service_layer.services import Clock, record_change
+from payment_service.service_layer.unit_of_work import UnitOfWork
+
+log = logging.getLogger("payment_service.callbacks")
+
+
+@dataclass(frozen=True)
+class ReturnView:
+    """What the shopper's browser is told on return. Never changes state."""
+
+    verified: bool
+    order_id: str
+    status: str  # paid | processing | failed | unknown | invalid
+    message: str
+
+
+class CallbackUseCases:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        gateways: Mapping[Provider, Gateway],
+        clock: Clock,
+        render_return: Callable[[ReturnView], HttpReply],
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.gateways = gateways
+        self.clock = clock
+        self.render_return = render_return
+
+    def handle(self, raw: RawCallback) -> HttpReply:
+        now = self.clock()
+        route = CALLBACK_ROUTES.get(raw.path)
+        if route is None:
+            self._journal_alone(raw, now, None, None, Rejected("unknown callback path"), "unknown_route", "")
+            raise InvalidArgument.one("path", f"{raw.path!r} is not a callback route")
+        provider, kind = route
+        gateway = self.gateways.get(provider)
+        if gateway is None:
+            self._journal_alone(raw, now, provider, kind, Rejected("provider not enabled"), "not_enabled", "")
+            raise ProviderNotEnabled(provider.value)
+
+        verdict = gateway.verify_callback(raw)
+        if kind == CallbackKind.RETURN:
+            return self._browser_return(raw, now, provider, verdict)
+        if isinstance(verdict, Rejected):
+            reply = gateway.ack(Outcome.INVALID_SIGNATURE)
+            self._journal_alone(raw, now, provider, kind, verdict, Outcome.INVALID_SIGNATURE, reply)
+            return reply
+        try:
+            return self._apply(raw, now, provider, gateway, verdict)
+        except Exception:
+            # The gateway retries on this answer; the journal keeps the attempt.
+            log.exception("callback failed", extra={"provider": provider.value})
+            reply = gateway.ack(Outcome.ERROR)
+            self._journal_alone(raw, now, provider, kind, verdict, Outcome.ERROR, reply)
+            return reply
+
+    def _apply(
+        self, raw: RawCallback, now: datetime, provider: Provider, gateway: Gateway, verdict: Verified
+    ) -> HttpReply:
+        n = verdict.notification
+        with self.uow_factory() as uow:
+            # The row lock makes concurrent copies of one callback queue up:
+            # the first applies it, the rest find it applied.
+            payment = uow.payments.by_provider_reference(
+                provider.value, n.provider_reference, for_update=True
+            )
+            if payment is None:
+                outcome = Outcome.UNKNOWN_PAYMENT
+            else:
+                decision = apply_notification(payment, n, now)
+                outcome = decision.outcome
+                if decision.event:
+                    record_change(uow, payment, decision.event, now)
+            reply = gateway.ack(outcome)
+            uow.payments.add_journal_entry(
+                _entry(raw, now, provider, CallbackKind.IPN, verdict, outcome, reply, payment)
+            )
+            uow.commit()
+        log.info("callback", extra={"provider": provider.value, "outcome": outcome.value})
+        return reply
+
+    def _browser_return(
+        self, raw: RawCallback, now: datetime, provider: Provider, verdict: Verified | Rejected
+    ) -> HttpReply:
+        payment = None
+        if isinstance(verdict, Rejected):
+            view = ReturnView(False, "", "invalid", "We could not verify this payment result.")
+        else:
+            n = verdict.notification
+            with self.uow_factory() as uow:
+                payment = uow.payments.by_provider_reference(provider.value, n.provider_reference)
+            view = _return_view(payment, n.succeeded)
+        reply = self.render_return(view)
+        self._journal_alone(
+            raw, now, provider, CallbackKind.RETURN, verdict, Outcome.RETURN_SHOWN, reply, payment
+        )
+        return reply
+
+    def _journal_alone(
+        self,
+        raw: RawCallback,
+        now: datetime,
+        provider: Provider | None,
+        kind: CallbackKind | None,
+        verdict: Verified | Rejected,
+        outcome: str,
+        reply: HttpReply | str,
+        payment: Payment | None = None,
+    ) -> None:
+        """A journal entry in a transaction of its own, for callbacks that
+        change nothing. Best effort: a journal failure must not turn a
+        refusal into an error the gateway would retry forever."""
+        try:
+            with self.uow_factory() as uow:
+                uow.payments.add_journal_entry(
+                    _entry(raw, now, provider, kind, verdict, outcome, reply, payment)
+                )
+                uow.commit()
+        except Exception:
+            log.exception("could not journal callback", extra={"path": raw.path, "outcome": str(outcome)})
+
+
+def _return_view(payment: Payment | None, gateway_says_paid: bool) -> ReturnView:
+    if payment is None:
+        return ReturnView(True, "", "unknown", "We do not know this payment.")
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return ReturnView(True, payment.order_id, "paid", "Payment received. Thank you!")
+    if gateway_says_paid and payment.status == PaymentStatus.PENDING:
+        return ReturnView(True, payment.order_id, "processing", "Payment received; confirming with the bank.")
+    if payment.needs_review:
+        return ReturnView(
+            True, payment.order_id, "review", "Payment received after the order closed; we will contact you."
+        )
+    return ReturnView(True, payment.order_id, "failed", "The payment did not go through. You can try again.")
+
+
+def _entry(
+    raw: RawCallback,
+    now: datetime,
+    provider: Provider | None,
+    kind: CallbackKind | None,
+    verdict: Verified | Rejected,
+    outcome: str,
+    reply: HttpReply | str,
+    payment: Payment | None,
+) -> CallbackJournal:
+    if isinstance(verdict, Verified):
+        reference: str | None = verdict.notification.provider_reference
+        error = None
+    else:
+        reference, error = verdict.provider_reference, verdict.reason
+    return CallbackJournal(
+        receive_time=now,
+        provider=provider.value if provider else None,
+        kind=kind.value if kind else None,
+        # Bounded: these come from the caller, and an entry must always fit.
+        path=raw.path[:2048],
+        raw_query=raw.query,
+        raw_body=raw.body,
+        headers={"content-type": raw.content_type, **raw.headers},
+        verified=error is None,
+        verify_error=error,
+        outcome=str(outcome),
+        ack=reply if isinstance(reply, str) else reply.body.decode("utf-8", "replace")[:1024],
+        payment_id=payment.id if payment else None,
+        provider_reference=reference[:100] if reference else None,
+    )
