@@ -27,8 +27,12 @@ class PaymentRepository:
         key = func.hashtextextended(_ORDER_LOCK_PREFIX + order_id, 0)
         self.session.execute(select(func.pg_advisory_xact_lock(key)))
 
-    def for_order(self, order_id: str) -> Sequence[Payment]:
+    def for_order(self, order_id: str, *, for_update: bool = False) -> Sequence[Payment]:
         stmt = select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt)
+        if for_update:
+            # Row locks as well as the order lock: callbacks and cancels lock
+            # single payments, and must not be overwritten by a stale read.
+            stmt = stmt.with_for_update()
         # populate_existing: a second read after taking the order lock must see
         # what other transactions committed, not this session's cached rows.
         return self.session.scalars(stmt.execution_options(populate_existing=True)).all()

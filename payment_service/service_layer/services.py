@@ -60,7 +60,8 @@ class PaymentUseCases:
                 key = uow.payments.request_key(req.order_id, req.request_id)
                 if key is not None:
                     return self._replay(uow, key, req, now)
-            decision = model.decide(uow.payments.for_order(req.order_id), req, now, self.policy)
+            attempts = uow.payments.for_order(req.order_id, for_update=True)
+            decision = model.decide(attempts, req, now, self.policy)
             if isinstance(decision, model.Reuse):
                 payment, reused = decision.payment, True
             else:

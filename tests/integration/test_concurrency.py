@@ -4,17 +4,20 @@ against one PostgreSQL database must yield exactly one pending payment."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
 from payment_service.providers.vnpay import parse_vnpay_time
+from payments.database import libpq_url
 from tests.conftest import TEST_VNPAY, FakeClock
 from tests.integration.helpers import ServerProcess, independent_vnpay_check, rows
 
@@ -101,3 +104,26 @@ def test_two_server_processes_create_exactly_one_payment(db_url: str) -> None:
         codes = [s.terminate() for s in servers]
     assert codes == [0, 0], "graceful shutdown exits 0"
     assert all(any('"event": "stopped"' in line for line in s.lines) for s in servers)
+
+
+def test_a_payment_paid_while_the_order_is_edited_is_not_overwritten(
+    server: Any, stub: Any, db_url: str
+) -> None:
+    """A callback holds the payment's row lock and marks it paid while a
+    CreateOrGetPayment with a new amount waits: the waiting call must see the
+    payment paid ("already paid"), not cancel it over the top."""
+    first = stub.CreateOrGetPayment(request()).payment
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        conn.execute("SELECT 1 FROM payments WHERE id = %s FOR UPDATE", (first.id,))
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(lambda: stub.CreateOrGetPayment(request(amount=175_000), timeout=20))
+            time.sleep(0.5)  # the call is now waiting for the row lock
+            assert not pending.done()
+            conn.execute(
+                "UPDATE payments SET status = 'SUCCEEDED', paid_time = now() WHERE id = %s", (first.id,)
+            )
+            conn.commit()
+            with pytest.raises(grpc.RpcError) as info:
+                pending.result(timeout=20)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rows(db_url, "SELECT status FROM payments") == [("SUCCEEDED",)]
