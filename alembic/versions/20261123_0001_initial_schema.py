@@ -16,6 +16,13 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+class Xid8(sa.types.UserDefinedType):  # type: ignore[type-arg]
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
+
+
 APPEND_ONLY_FUNCTION = """
 CREATE FUNCTION callback_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -47,6 +54,7 @@ def upgrade() -> None:
     op.create_table('outbox_events',
     sa.Column('id', sa.UUID(), nullable=False),
     sa.Column('seq', sa.BigInteger(), sa.Identity(always=True), nullable=False),
+    sa.Column('txid', Xid8(), server_default=sa.text('pg_current_xact_id()'), nullable=False),
     sa.Column('aggregatetype', sa.String(length=64), nullable=False),
     sa.Column('aggregateid', sa.String(length=64), nullable=False),
     sa.Column('type', sa.String(length=64), nullable=False),
@@ -58,6 +66,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_outbox_events_aggregateid', 'outbox_events', ['aggregateid'], unique=False)
     op.create_index('ix_outbox_events_unpublished', 'outbox_events', ['seq'], unique=False, postgresql_where=sa.text('publish_time IS NULL'))
+    op.create_index('ix_outbox_events_txid_seq', 'outbox_events', ['txid', 'seq'], unique=False)
     op.create_table('payments',
     sa.Column('id', sa.UUID(), nullable=False),
     sa.Column('payment_intent_id', sa.String(length=100), nullable=False),
@@ -126,6 +135,7 @@ def downgrade() -> None:
     op.drop_index('uq_payments_one_pending_per_order', table_name='payments', postgresql_where=sa.text("status = 'PENDING'"))
     op.drop_index('ix_payments_pending_expire_time', table_name='payments', postgresql_where=sa.text("status = 'PENDING'"))
     op.drop_table('payments')
+    op.drop_index('ix_outbox_events_txid_seq', table_name='outbox_events')
     op.drop_index('ix_outbox_events_unpublished', table_name='outbox_events', postgresql_where=sa.text('publish_time IS NULL'))
     op.drop_index('ix_outbox_events_aggregateid', table_name='outbox_events')
     op.drop_table('outbox_events')

@@ -22,7 +22,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from payment_service.domain.model import PaymentStatus, Provider
 
@@ -115,6 +117,19 @@ class PaymentRequestKey(Base):
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class Xid8(UserDefinedType[str]):
+    """PostgreSQL's 64-bit transaction id."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+# Reflection (Alembic's drift check) should know the type too.
+ischema_names["xid8"] = Xid8
+
+
 class OutboxEvent(Base):
     """Transactional outbox, written in the same transaction as the change it
     describes. Columns id, aggregatetype, aggregateid, type and payload are
@@ -125,6 +140,9 @@ class OutboxEvent(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    # The writing transaction: events are streamed in (txid, seq) order and
+    # only once every older transaction has ended (see StreamPaymentEvents).
+    txid: Mapped[str] = mapped_column(Xid8, server_default=text("pg_current_xact_id()"))
     aggregatetype: Mapped[str] = mapped_column(String(64))
     aggregateid: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(64))
@@ -134,6 +152,7 @@ class OutboxEvent(Base):
 
     __table_args__ = (
         Index("ix_outbox_events_unpublished", "seq", postgresql_where=text("publish_time IS NULL")),
+        Index("ix_outbox_events_txid_seq", "txid", "seq"),
         Index("ix_outbox_events_aggregateid", "aggregateid"),
     )
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from payment_service.adapters.orm import CallbackJournal, OutboxEvent, Payment, PaymentRequestKey
@@ -88,3 +89,19 @@ class PaymentRepository:
 
     def add_journal_entry(self, entry: CallbackJournal) -> None:
         self.session.add(entry)
+
+    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any]]]:
+        """Outbox events after (txid, seq), oldest first, but only from
+        transactions older than every transaction still running: those can
+        no longer gain rows, so a reader that resumes after the last row it
+        saw misses nothing that commits later."""
+        rows = self.session.execute(
+            text(
+                "SELECT txid::text::bigint, seq, payload FROM outbox_events"
+                " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq)"
+                " AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+                " ORDER BY txid, seq LIMIT :limit"
+            ),
+            {"txid": txid, "seq": seq, "limit": limit},
+        )
+        return [(r[0], r[1], r[2]) for r in rows]

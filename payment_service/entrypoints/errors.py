@@ -5,6 +5,7 @@ Clients get the domain message; exception text and tracebacks go to the log."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -75,33 +76,57 @@ def domain_status(error: DomainError) -> status_pb2.Status:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _abort(error: Exception, rpc: str, context: grpc.ServicerContext) -> None:
+    """Ends the call with the status for error (context.abort raises)."""
+    if isinstance(error, DomainError):
+        context.abort_with_status(rpc_status.to_status(domain_status(error)))
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        log.warning("database unavailable", exc_info=error, extra={"rpc": rpc})
+        context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry with backoff")
+    log.error("unhandled error", exc_info=error, extra={"rpc": rpc})
+    context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _code(error: Exception) -> str:
+    if isinstance(error, DomainError):
+        return str(code_pb2.Code.Name(domain_status(error).code))
+    return "UNAVAILABLE" if isinstance(error, UNAVAILABLE_ERRORS) else "INTERNAL"
+
+
 def grpc_errors(method: F) -> F:
+    """Maps exceptions to statuses and logs one line per call; works for
+    unary methods and for server-streaming (generator) methods."""
+    rpc = method.__name__
+
+    def log_call(started: float, code: str) -> None:
+        log.info(
+            "rpc", extra={"rpc": rpc, "code": code, "ms": round((time.perf_counter() - started) * 1000, 2)}
+        )
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            started, code = time.perf_counter(), "OK"
+            try:
+                yield from method(self, request, context)
+            except Exception as error:  # noqa: BLE001 - every failure becomes a status
+                code = _code(error)
+                _abort(error, rpc, context)
+            finally:
+                log_call(started, code)
+
+        return stream  # type: ignore[return-value]
+
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        started = time.perf_counter()
-        code = "OK"
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        started, code = time.perf_counter(), "OK"
         try:
             return method(self, request, context)
-        except DomainError as error:
-            status = domain_status(error)
-            code = code_pb2.Code.Name(status.code)
-            context.abort_with_status(rpc_status.to_status(status))
-        except UNAVAILABLE_ERRORS:
-            code = "UNAVAILABLE"
-            log.warning("database unavailable", exc_info=True, extra={"rpc": method.__name__})
-            context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry with backoff")
-        except Exception:
-            code = "INTERNAL"
-            log.exception("unhandled error", extra={"rpc": method.__name__})
-            context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as error:  # noqa: BLE001 - every failure becomes a status
+            code = _code(error)
+            _abort(error, rpc, context)
         finally:
-            log.info(
-                "rpc",
-                extra={
-                    "rpc": method.__name__,
-                    "code": code,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            log_call(started, code)
 
-    return wrapper  # type: ignore[return-value]
+    return unary  # type: ignore[return-value]

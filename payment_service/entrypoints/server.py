@@ -44,12 +44,13 @@ class RunningServer:
 
 def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningServer:
     settings = app.settings
+    stopping = threading.Event()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
         options=[("grpc.so_reuseport", 0)],
     )
     payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        PaymentServicer(app.use_cases, app.callbacks), server
+        PaymentServicer(app.use_cases, app.callbacks, stopping), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -62,7 +63,7 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    running = RunningServer(server=server, health=health_servicer, port=bound, app=app)
+    running = RunningServer(server=server, health=health_servicer, port=bound, app=app, stopping=stopping)
     if sweep:
         running.sweeper = threading.Thread(target=_sweep, args=(running,), name="expiry-sweeper", daemon=True)
         running.sweeper.start()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
 
 import grpc
 from google.api import httpbody_pb2
+from google.protobuf import json_format
 from payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 
 from payment_service.adapters.protobuf import payment_to_proto
@@ -14,7 +17,7 @@ from payment_service.domain.errors import InvalidArgument
 from payment_service.entrypoints.errors import grpc_errors
 from payment_service.providers.base import RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases
-from payment_service.service_layer.services import PaymentUseCases
+from payment_service.service_layer.services import PaymentUseCases, events_after, parse_cursor
 
 MAX_REASON_LENGTH = 255
 
@@ -39,9 +42,33 @@ ORIGINAL_PATH = "x-envoy-original-path"
 
 
 class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, use_cases: PaymentUseCases, callbacks: CallbackUseCases) -> None:
+    def __init__(
+        self,
+        use_cases: PaymentUseCases,
+        callbacks: CallbackUseCases,
+        stopping: threading.Event | None = None,
+        poll_seconds: float = 0.1,
+    ) -> None:
         self.use_cases = use_cases
         self.callbacks = callbacks
+        self.stopping = stopping or threading.Event()
+        self.poll_seconds = poll_seconds
+
+    @grpc_errors
+    def StreamPaymentEvents(
+        self, request: payment_service_pb2.StreamPaymentEventsRequest, context: grpc.ServicerContext
+    ) -> Iterator[payment_service_pb2.StreamPaymentEventsResponse]:
+        cursor = request.after_cursor
+        parse_cursor(cursor)  # a bad cursor fails now, not on the first event
+        while context.is_active() and not self.stopping.is_set():
+            batch = events_after(self.use_cases.uow_factory, cursor)
+            for cursor, payload in batch:
+                event = json_format.ParseDict(payload, payment_pb2.PaymentEvent(), ignore_unknown_fields=True)
+                yield payment_service_pb2.StreamPaymentEventsResponse(cursor=cursor, event=event)
+            if not batch:
+                # Polling a covering index is cheap and survives database
+                # restarts without a listener connection to babysit.
+                self.stopping.wait(self.poll_seconds)
 
     @grpc_errors
     def CreateOrGetPayment(

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from payment_service.adapters.orm import Payment, PaymentRequestKey
 from payment_service.domain import model
@@ -177,3 +178,23 @@ class PaymentUseCases:
                 self._close(uow, payment, PaymentStatus.EXPIRED, "expired before payment", now)
             uow.commit()
         return len(due)
+
+
+def parse_cursor(cursor: str) -> tuple[int, int]:
+    """Stream cursors are "<txid>-<seq>"; empty is the beginning."""
+    if not cursor:
+        return 0, 0
+    txid, sep, seq = cursor.partition("-")
+    if not (sep and txid.isdigit() and seq.isdigit()):
+        raise InvalidArgument.one("after_cursor", "is not a cursor issued by StreamPaymentEvents")
+    return int(txid), int(seq)
+
+
+def events_after(
+    uow_factory: Callable[[], UnitOfWork], cursor: str, limit: int = 500
+) -> list[tuple[str, dict[str, Any]]]:
+    """The next outbox events after cursor, each with its own cursor."""
+    txid, seq = parse_cursor(cursor)
+    with uow_factory() as uow:
+        batch = uow.payments.events_after(txid, seq, limit)
+    return [(f"{t}-{s}", payload) for t, s, payload in batch]

@@ -84,3 +84,17 @@ class CancelPaymentResponse(_message.Message):
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
     payment: _payment_pb2.Payment
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class StreamPaymentEventsRequest(_message.Message):
+    __slots__ = ("after_cursor",)
+    AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    after_cursor: str
+    def __init__(self, after_cursor: _Optional[str] = ...) -> None: ...
+
+class StreamPaymentEventsResponse(_message.Message):
+    __slots__ = ("cursor", "event")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    event: _payment_pb2.PaymentEvent
+    def __init__(self, cursor: _Optional[str] = ..., event: _Optional[_Union[_payment_pb2.PaymentEvent, _Mapping]] = ...) -> None: ...

@@ -58,6 +58,11 @@ class PaymentServiceStub:
                 request_serializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
                 response_deserializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
                 _registered_method=True)
+        self.StreamPaymentEvents = channel.unary_stream(
+                '/payment.v1.PaymentService/StreamPaymentEvents',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsResponse.FromString,
+                _registered_method=True)
         self.HandleCallback = channel.unary_unary(
                 '/payment.v1.PaymentService/HandleCallback',
                 request_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
@@ -129,6 +134,22 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamPaymentEvents(self, request, context):
+        """Streams outbox events in a stable order, starting after `after_cursor`,
+        and keeps the stream open for new ones. At least once: a consumer stores
+        the cursor of the last event it applied, in the same transaction as its
+        effect, and resumes from it. An event is streamed only once every
+        transaction that began before it has finished, so resuming never skips
+        an event that committed late.
+
+        Errors:
+        - INVALID_ARGUMENT: after_cursor is not a cursor this service issued.
+        - UNAVAILABLE: the database cannot be reached; reconnect and resume.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HandleCallback(self, request, context):
         """Receives a gateway's HTTP callback exactly as sent (the ingress puts the
         request target, query included, in the `x-envoy-original-path` metadata
@@ -170,6 +191,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.CancelPayment,
                     request_deserializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.FromString,
                     response_serializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.SerializeToString,
+            ),
+            'StreamPaymentEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamPaymentEvents,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsResponse.SerializeToString,
             ),
             'HandleCallback': grpc.unary_unary_rpc_method_handler(
                     servicer.HandleCallback,
@@ -288,6 +314,33 @@ class PaymentService:
             '/payment.v1.PaymentService/CancelPayment',
             payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
             payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPaymentEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/payment.v1.PaymentService/StreamPaymentEvents',
+            payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
