@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check payment_service payments tools tests alembic/env.py
+	$(BIN)/ruff format --check payment_service order_service payments tools tests alembic/*/env.py
 	$(BIN)/mypy
 
 gen: $(STAMP) ## regenerate gen/ from proto/

@@ -29,7 +29,7 @@ def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
         "outbox_events",
         "callback_journal",
     }
-    migrations.downgrade(empty_db_url, "base")
+    migrations.downgrade(empty_db_url, revision="base")
     assert tables(empty_db_url) == {"alembic_version"}
     migrations.upgrade(empty_db_url)
     assert "payments" in tables(empty_db_url)
