@@ -1,49 +1,31 @@
-"""Domain errors. Each maps to one gRPC status code in entrypoints/errors.py;
-messages are written for the caller and never carry exception text."""
+"""Domain errors of the payment service: the shared kinds, and the
+specific preconditions of payments."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from payments.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RetryLater,
+)
 
-
-class DomainError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
-
-
-class InvalidArgument(DomainError):
-    def __init__(self, violations: list[FieldViolation]) -> None:
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
-        self.violations = violations
-
-    @classmethod
-    def one(cls, field: str, description: str) -> InvalidArgument:
-        return cls([FieldViolation(field, description)])
-
-
-class NotFound(DomainError):
-    pass
-
-
-class PermissionDenied(DomainError):
-    pass
-
-
-class FailedPrecondition(DomainError):
-    """The request is valid but the resource is not in a state that allows it."""
-
-    def __init__(self, message: str, *, subject: str, type_: str) -> None:
-        super().__init__(message)
-        self.subject = subject
-        self.type = type_
+__all__ = [
+    "AlreadyPaid",
+    "AttemptLimitReached",
+    "DomainError",
+    "FailedPrecondition",
+    "FieldViolation",
+    "InvalidArgument",
+    "InvalidTransition",
+    "NotFound",
+    "PermissionDenied",
+    "ProviderNotEnabled",
+    "RetryLater",
+]
 
 
 class AlreadyPaid(FailedPrecondition):
@@ -78,11 +60,3 @@ class InvalidTransition(FailedPrecondition):
             subject=f"payments/{payment_id}",
             type_="INVALID_TRANSITION",
         )
-
-
-class RetryLater(DomainError):
-    """A conflicting operation is finishing; the same call will work after retry_after."""
-
-    def __init__(self, message: str, retry_after: timedelta) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after

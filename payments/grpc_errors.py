@@ -17,16 +17,19 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 
-from payment_service.domain.errors import (
+from payments.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     RetryLater,
+    Unauthenticated,
+    Unavailable,
 )
 
-log = logging.getLogger("payment_service.rpc")
+log = logging.getLogger("rpc")
 
 ERROR_CODES: list[tuple[type[DomainError], int]] = [
     (InvalidArgument, code_pb2.INVALID_ARGUMENT),
@@ -34,6 +37,9 @@ ERROR_CODES: list[tuple[type[DomainError], int]] = [
     (PermissionDenied, code_pb2.PERMISSION_DENIED),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (RetryLater, code_pb2.ABORTED),
+    (Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
+    (Unavailable, code_pb2.UNAVAILABLE),
 ]
 
 # Errors that mean "the database is not reachable or too busy right now":
@@ -66,7 +72,7 @@ def domain_status(error: DomainError) -> status_pb2.Status:
             type=error.type, subject=error.subject, description=error.message
         )
         details.append(_packed(error_details_pb2.PreconditionFailure(violations=[violation])))
-    elif isinstance(error, RetryLater):
+    elif isinstance(error, RetryLater | ResourceExhausted):
         delay = duration_pb2.Duration()
         delay.FromTimedelta(error.retry_after)
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
