@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from payment_service.domain.model import Policy, Provider
+from payments.config import ConfigError, env_int
 from payment_service.providers.vnpay import VnpayConfig
 
 # Development defaults: a made-up terminal and secret that only the local
@@ -17,23 +18,6 @@ from payment_service.providers.vnpay import VnpayConfig
 DEV_VNPAY_TMN_CODE = "DEVTMN01"
 DEV_VNPAY_HASH_SECRET = "DEVSECRETDEVSECRETDEVSECRET01234"  # noqa: S105 - public development value
 DEFAULT_VNPAY_API_URL = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
-
-
-class ConfigError(ValueError):
-    pass
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -64,12 +48,12 @@ class Settings:
                 "VNPAY_TMN_CODE and VNPAY_HASH_SECRET are required"
                 " (or PAYMENTS_ENV=development for local defaults)"
             )
-        ingress_port = _int(env, "INGRESS_PORT", 8080)
+        ingress_port = env_int(env, "INGRESS_PORT", 8080)
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             data_dir=Path(env.get("DATA_DIR", ".data")),
             host=env.get("PAYMENTS_HOST", "127.0.0.1"),
-            payment_grpc_port=_int(env, "PAYMENT_GRPC_PORT", 50051),
+            payment_grpc_port=env_int(env, "PAYMENT_GRPC_PORT", 50051),
             vnpay=VnpayConfig(
                 tmn_code=tmn,
                 hash_secret=secret,
@@ -79,12 +63,12 @@ class Settings:
             ),
             policy=Policy(
                 enabled_providers=frozenset({Provider.VNPAY, Provider.COD}),
-                max_attempts=_int(env, "PAYMENT_MAX_ATTEMPTS", 5, minimum=1),
-                ttl=timedelta(minutes=_int(env, "PAYMENT_TTL_MINUTES", 15, minimum=1)),
-                expiry_grace=timedelta(seconds=_int(env, "PAYMENT_EXPIRY_GRACE_SECONDS", 60)),
+                max_attempts=env_int(env, "PAYMENT_MAX_ATTEMPTS", 5, minimum=1),
+                ttl=timedelta(minutes=env_int(env, "PAYMENT_TTL_MINUTES", 15, minimum=1)),
+                expiry_grace=timedelta(seconds=env_int(env, "PAYMENT_EXPIRY_GRACE_SECONDS", 60)),
             ),
             development=development,
             payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
-            grpc_workers=_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
-            db_pool_size=_int(env, "PAYMENT_DB_POOL_SIZE", 10, minimum=1),
+            grpc_workers=env_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
+            db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 10, minimum=1),
         )

@@ -5,19 +5,25 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from payments import logs
 
 if TYPE_CHECKING:
+    from order_service.config import OrderSettings
     from payment_service.config import Settings
 
 log = logging.getLogger("payments")
 
 
-def _settings() -> Settings:
-    from payment_service.config import ConfigError, Settings
+def _payment_settings() -> Settings:
+    from payment_service.config import Settings
+    from payments.config import ConfigError
 
     try:
         return Settings.from_env()
@@ -25,45 +31,145 @@ def _settings() -> Settings:
         sys.exit(f"configuration error: {error}")
 
 
+def _order_settings() -> OrderSettings:
+    from order_service.config import OrderSettings
+    from payments.config import ConfigError
+
+    try:
+        return OrderSettings.from_env()
+    except ConfigError as error:
+        sys.exit(f"configuration error: {error}")
+
+
+def payment_database(settings: Settings) -> str:
+    from payments import database
+
+    return database.resolve(settings.database_url, settings.data_dir, "payments")
+
+
+def order_database(settings: OrderSettings) -> str:
+    """ORDER_DATABASE_URL; else database `orders` on the DATABASE_URL server;
+    else `orders` on the embedded server."""
+    from payments import database
+
+    if settings.database_url:
+        return database.sqlalchemy_url(settings.database_url)
+    if os.environ.get("DATABASE_URL"):
+        return database.ensure_database(os.environ["DATABASE_URL"], "orders")
+    return database.resolve("", settings.data_dir, "orders")
+
+
+def _auto_migrate(url: str, service: str) -> None:
+    from payments import migrations
+
+    if os.environ.get("PAYMENTS_AUTO_MIGRATE", "1") != "0":
+        migrations.upgrade(url, service)
+
+
 def cmd_migrate(_args: argparse.Namespace) -> None:
-    from payments import database, migrations
+    from payments import migrations
 
-    settings = _settings()
-    url = database.resolve(settings.database_url, settings.data_dir)
-    migrations.upgrade(url)
-    log.info("database migrated to head")
+    migrations.upgrade(payment_database(_payment_settings()), "payment")
+    migrations.upgrade(order_database(_order_settings()), "order")
+    log.info("databases migrated to head")
 
 
-def _serve_payment(announce: bool) -> None:
+def start_payment() -> Callable[[], None]:
     from payment_service.bootstrap import bootstrap
     from payment_service.entrypoints import server
-    from payments import database, migrations
 
-    settings = _settings()
-    url = database.resolve(settings.database_url, settings.data_dir)
-    if os.environ.get("PAYMENTS_AUTO_MIGRATE", "1") != "0":
-        migrations.upgrade(url)
-    running = server.start(bootstrap(settings, url))
-    if announce:
-        print(DEV_BANNER.format(host=settings.host, port=running.port), file=sys.stderr, flush=True)
-    server.serve_until_signal(running)
+    settings = _payment_settings()
+    url = payment_database(settings)
+    _auto_migrate(url, "payment")
+    return server.start(bootstrap(settings, url)).stop
+
+
+def start_order(*, seed: bool = False) -> Callable[[], None]:
+    from order_service import catalog
+    from order_service.bootstrap import bootstrap
+    from order_service.entrypoints import server
+
+    settings = _order_settings()
+    url = order_database(settings)
+    _auto_migrate(url, "order")
+    app = bootstrap(settings, url)
+    if seed:
+        catalog.seed(app.engine)
+    return server.start(app).stop
+
+
+def start_ingress(data_dir: Path) -> Callable[[], None]:
+    from payments import auth, ingress
+
+    settings = ingress.IngressSettings.from_env()
+    keys = auth.load_or_create(data_dir)
+    envoy = ingress.EnvoyProcess(settings.with_jwks(keys.jwks), data_dir / "envoy")
+    envoy.start()
+    return envoy.stop
+
+
+def run_until_signal(stops: list[Callable[[], None]]) -> None:
+    """Blocks until SIGTERM/SIGINT, then stops everything, last started first."""
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        done.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    done.wait()
+    for stop in reversed(stops):
+        stop()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    _serve_payment(announce=False)
+    stop = start_payment() if args.service == "payment" else start_order()
+    run_until_signal([stop])
 
 
 def cmd_dev(_args: argparse.Namespace) -> None:
     os.environ.setdefault("PAYMENTS_ENV", "development")
-    _serve_payment(announce=True)
+    data_dir = Path(os.environ.get("DATA_DIR", ".data"))
+    stops = [start_payment(), start_order(seed=True), start_ingress(data_dir)]
+    print(DEV_BANNER.format(**_dev_ports()), file=sys.stderr, flush=True)
+    run_until_signal(stops)
+
+
+def _dev_ports() -> dict[str, str]:
+    env = os.environ
+    return {
+        "host": env.get("PAYMENTS_HOST", "127.0.0.1"),
+        "payment": env.get("PAYMENT_GRPC_PORT", "50051"),
+        "order": env.get("ORDER_GRPC_PORT", "50052"),
+        "ingress": env.get("INGRESS_PORT", "8080"),
+        "admin": env.get("ENVOY_ADMIN_PORT", "9901"),
+    }
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    from payments import auth
+
+    keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
+    print(keys.token(args.user, ttl_seconds=args.ttl))
+
+
+def cmd_envoy_config(_args: argparse.Namespace) -> None:
+    from payments import auth, ingress
+
+    keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
+    print(ingress.render_yaml(ingress.IngressSettings.from_env().with_jwks(keys.jwks)))
 
 
 DEV_BANNER = """
-payment.v1.PaymentService on {host}:{port} (reflection and health on). Try:
-  grpcurl -plaintext {host}:{port} list
-  grpcurl -plaintext -d '{{"order_id":"ORD-1","user_id":"u1","amount":150000,"provider":"PROVIDER_VNPAY"}}' \\
-      {host}:{port} payment.v1.PaymentService/CreateOrGetPayment
-Ctrl-C stops it (and the embedded PostgreSQL).
+Running (Ctrl-C stops everything, the embedded PostgreSQL too):
+  payment.v1.PaymentService  grpc  {host}:{payment}   (internal; reflection on)
+  order.v1.OrderService      grpc  {host}:{order}   (internal; reflection on)
+  ingress (Envoy)            http  http://{host}:{ingress}   admin http://{host}:{admin}
+Try:
+  TOKEN=$(.venv/bin/payments token --user u1)
+  curl -s http://{host}:{ingress}/v1/products
+  curl -s -H "Authorization: Bearer $TOKEN" http://{host}:{ingress}/v1/orders
 """
 
 
@@ -71,11 +177,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="payments", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("dev", help="run the stack locally on an embedded PostgreSQL").set_defaults(func=cmd_dev)
+    sub.add_parser("dev", help="run everything locally on an embedded PostgreSQL").set_defaults(func=cmd_dev)
     serve = sub.add_parser("serve", help="run one service")
-    serve.add_argument("service", choices=["payment"])
+    serve.add_argument("service", choices=["payment", "order"])
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(func=cmd_migrate)
+    sub.add_parser("migrate", help="upgrade both databases to the latest schema").set_defaults(
+        func=cmd_migrate
+    )
+    token = sub.add_parser("token", help="print a development JWT the ingress accepts")
+    token.add_argument("--user", required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.set_defaults(func=cmd_token)
+    sub.add_parser("envoy-config", help="print the rendered Envoy configuration").set_defaults(
+        func=cmd_envoy_config
+    )
     args = parser.parse_args(argv)
     logs.configure(args.log_level.upper())
     args.func(args)

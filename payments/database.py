@@ -15,6 +15,16 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 
+# Constraint and index names for every service's MetaData, so migrations
+# name them predictably.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
 
 def sqlalchemy_url(url: str) -> str:
     """Accepts postgres://, postgresql:// or postgresql+psycopg:// URLs."""
@@ -56,7 +66,13 @@ def ensure_database(admin_url: str, name: str) -> str:
     return make_url(sqlalchemy_url(admin_url)).set(database=name).render_as_string(hide_password=False)
 
 
-def create_db_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int = 10_000) -> Engine:
+def create_db_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    statement_timeout_ms: int = 10_000,
+    application_name: str = "payment_service",
+) -> Engine:
     """An engine that fails fast instead of hanging: bounded connect, pool
     wait and statement times, and pre-ping so a restarted server is survived."""
     return create_engine(
@@ -70,12 +86,12 @@ def create_db_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int
             "connect_timeout": 5,
             "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={statement_timeout_ms}"
             " -c idle_in_transaction_session_timeout=60000",
-            "application_name": "payment_service",
+            "application_name": application_name,
         },
     )
 
 
-def resolve(database_url: str, data_dir: Path, name: str = "payments") -> str:
+def resolve(database_url: str, data_dir: Path, name: str) -> str:
     """The SQLAlchemy URL to use: DATABASE_URL as given, or a database `name`
     on the embedded server in data_dir/postgres (started if needed; stopped
     when the last process using it exits)."""

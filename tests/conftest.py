@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -25,7 +26,7 @@ from payment_service.entrypoints import server as grpc_server
 from payment_service.providers.vnpay import VnpayConfig
 from payments import database, migrations
 
-TEMPLATE_DB = "payments_test_template"
+TEMPLATES = {"payment": "payments_test_template", "order": "orders_test_template"}
 # GATEWAYS.md §1.5 test credentials.
 TEST_VNPAY = VnpayConfig(
     tmn_code="TESTTMN1",
@@ -56,13 +57,22 @@ def _admin(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True)
 
 
+def _migrated_template(pg_admin_url: str, service: str) -> str:
+    name = TEMPLATES[service]
+    with _admin(pg_admin_url) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    migrations.upgrade(database.ensure_database(pg_admin_url, name), service)
+    return name
+
+
 @pytest.fixture(scope="session")
 def template_db(pg_admin_url: str) -> str:
-    with _admin(pg_admin_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB)))
-    url = database.ensure_database(pg_admin_url, TEMPLATE_DB)
-    migrations.upgrade(url)
-    return TEMPLATE_DB
+    return _migrated_template(pg_admin_url, "payment")
+
+
+@pytest.fixture(scope="session")
+def order_template_db(pg_admin_url: str) -> str:
+    return _migrated_template(pg_admin_url, "order")
 
 
 def create_database(pg_admin_url: str, template: str | None) -> tuple[str, str]:
@@ -151,3 +161,57 @@ def channel(server: grpc_server.RunningServer) -> Iterator[grpc.Channel]:
 @pytest.fixture
 def stub(channel: grpc.Channel) -> payment_service_pb2_grpc.PaymentServiceStub:
     return payment_service_pb2_grpc.PaymentServiceStub(channel)
+
+
+@pytest.fixture
+def order_db_url(pg_admin_url: str, order_template_db: str) -> Iterator[str]:
+    """A freshly migrated order database with the demo catalog."""
+    from sqlalchemy import create_engine
+
+    from order_service import catalog
+
+    name, url = create_database(pg_admin_url, order_template_db)
+    engine = create_engine(url)
+    catalog.seed(engine)
+    engine.dispose()
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+def make_order_settings(payment_port: int, **overrides: object) -> Any:
+    from order_service.config import OrderSettings
+    from order_service.service_layer.services import OrderPolicy
+
+    values: dict[str, object] = {
+        "database_url": "",
+        "data_dir": Path("/nonexistent"),
+        "host": "127.0.0.1",
+        "order_grpc_port": 0,
+        "payment_target": f"127.0.0.1:{payment_port}",
+        "policy": OrderPolicy(),
+        "sweep_interval_seconds": 3600.0,
+        "payment_timeout_seconds": 3.0,
+    }
+    values.update(overrides)
+    return OrderSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def order_server(order_db_url: str, server: grpc_server.RunningServer, clock: FakeClock) -> Iterator[Any]:
+    """The order service (event follower on, sweeper off) in front of the
+    payment `server`, sharing its fake clock."""
+    from order_service.bootstrap import bootstrap as bootstrap_orders
+    from order_service.entrypoints import server as order_grpc
+
+    app = bootstrap_orders(make_order_settings(server.port), order_db_url, clock=clock)
+    running = order_grpc.start(app, port=0, sweep=False)
+    yield running
+    running.stop(grace=0)
+
+
+@pytest.fixture
+def order_stub(order_server: Any) -> Iterator[Any]:
+    from order.v1 import order_service_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{order_server.port}") as ch:
+        yield order_service_pb2_grpc.OrderServiceStub(ch)

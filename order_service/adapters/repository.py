@@ -1,0 +1,135 @@
+"""Every query the order service runs. Never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from order_service.adapters.orm import AppliedPaymentEvent, Order, OrderEvent, Product, StreamCheckpoint
+
+
+class OrderRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def products(self, after: str, limit: int) -> Sequence[Product]:
+        stmt = select(Product).where(Product.variant_id > after).order_by(Product.variant_id).limit(limit)
+        return self.session.scalars(stmt).all()
+
+    def products_by_id(self, variant_ids: list[str]) -> dict[str, Product]:
+        stmt = select(Product).where(Product.variant_id.in_(variant_ids))
+        return {p.variant_id: p for p in self.session.scalars(stmt)}
+
+    def take_stock(self, variant_id: str, quantity: int) -> bool:
+        """Atomically reserves stock; False when there is not enough. No
+        read-then-write window: the check and the decrement are one UPDATE."""
+        stmt = (
+            update(Product)
+            .where(Product.variant_id == variant_id, Product.stock >= quantity)
+            .values(stock=Product.stock - quantity)
+            .returning(Product.variant_id)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def return_stock(self, variant_id: str, quantity: int) -> None:
+        self.session.execute(
+            update(Product).where(Product.variant_id == variant_id).values(stock=Product.stock + quantity)
+        )
+
+    def add(self, order: Order) -> None:
+        self.session.add(order)
+
+    def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+        stmt = select(Order).where(Order.id == order_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
+
+    def for_user(
+        self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[Order]:
+        stmt = select(Order).where(Order.user_id == user_id)
+        if before is not None:
+            stmt = stmt.where(func.row(Order.create_time, Order.id) < func.row(*before))
+        return self.session.scalars(
+            stmt.order_by(Order.create_time.desc(), Order.id.desc()).limit(limit)
+        ).all()
+
+    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
+        stmt = (
+            select(Order)
+            .where(Order.status.in_(("PENDING_PAYMENT", "PAYMENT_FAILED")), Order.expire_time < now)
+            .order_by(Order.expire_time)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.scalars(stmt).all()
+
+    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+        """Records that an event is being applied; False if it already was."""
+        stmt = (
+            insert(AppliedPaymentEvent)
+            .values(event_id=event_id, payment_id=payment_id, version=version, apply_time=now)
+            .on_conflict_do_nothing()
+            .returning(AppliedPaymentEvent.event_id)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int:
+        stmt = select(func.coalesce(func.max(AppliedPaymentEvent.version), 0)).where(
+            AppliedPaymentEvent.payment_id == payment_id, AppliedPaymentEvent.event_id != excluding
+        )
+        return int(self.session.scalar(stmt) or 0)
+
+    def checkpoint(self, name: str) -> StreamCheckpoint | None:
+        return self.session.get(StreamCheckpoint, name)
+
+    def advance_checkpoint(self, name: str, cursor: str, txid: int, seq: int, now: datetime) -> None:
+        """Moves the checkpoint forward only: replicas that follow the same
+        stream never move it back."""
+        stmt = insert(StreamCheckpoint).values(name=name, cursor=cursor, txid=txid, seq=seq, update_time=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[StreamCheckpoint.name],
+            set_={"cursor": cursor, "txid": txid, "seq": seq, "update_time": now},
+            where=func.row(StreamCheckpoint.txid, StreamCheckpoint.seq) < func.row(txid, seq),
+        )
+        self.session.execute(stmt)
+
+    def add_event(self, event_type: str, order: Order, payload: dict[str, Any], now: datetime) -> None:
+        self.session.add(
+            OrderEvent(
+                id=uuid.uuid4(),
+                aggregatetype="order",
+                aggregateid=str(order.id),
+                type=event_type,
+                payload=payload,
+                create_time=now,
+            )
+        )
+
+
+class UnitOfWork:
+    orders: OrderRepository
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._session_factory = session_factory
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._session_factory()
+        self.orders = OrderRepository(self.session)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()

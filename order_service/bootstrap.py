@@ -1,0 +1,38 @@
+"""Wiring for the order service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from order_service.adapters.payment_client import PaymentClient
+from order_service.adapters.repository import UnitOfWork
+from order_service.config import OrderSettings
+from order_service.service_layer.services import Clock, OrderUseCases, utc_now
+from payments.database import create_db_engine
+
+
+@dataclass
+class OrderApp:
+    settings: OrderSettings
+    engine: Engine
+    channel: grpc.Channel
+    use_cases: OrderUseCases
+
+    def close(self) -> None:
+        self.channel.close()
+        self.engine.dispose()
+
+
+def bootstrap(settings: OrderSettings, database_url: str, clock: Clock = utc_now) -> OrderApp:
+    engine = create_db_engine(database_url, pool_size=settings.db_pool_size, application_name="order_service")
+    session_factory = sessionmaker(engine, expire_on_commit=False)
+    channel = grpc.insecure_channel(settings.payment_target)
+    payments = PaymentClient(channel, timeout_seconds=settings.payment_timeout_seconds)
+    uow_factory: Callable[[], UnitOfWork] = lambda: UnitOfWork(session_factory)  # noqa: E731
+    use_cases = OrderUseCases(uow_factory, payments, clock, settings.policy)
+    return OrderApp(settings=settings, engine=engine, channel=channel, use_cases=use_cases)

@@ -1,0 +1,156 @@
+"""order.v1.OrderService: proto in, one use-case call, proto out. The user
+is the `x-user-id` metadata: set by the ingress from a verified JWT (after
+removing any client-sent copy), or by internal gRPC callers."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import grpc
+from google.protobuf import timestamp_pb2
+from order.v1 import order_pb2, order_service_pb2_grpc
+from order.v1 import order_service_pb2 as os_pb2
+
+from order_service.adapters.orm import Order, Product
+from order_service.domain import model
+from order_service.service_layer.services import OrderUseCases
+from payments.errors import InvalidArgument, Unauthenticated
+from payments.grpc_errors import grpc_errors
+
+USER_HEADER = "x-user-id"
+IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def order_to_proto(o: Order) -> order_pb2.Order:
+    return order_pb2.Order(
+        id=str(o.id),
+        order_code=o.order_code,
+        user_id=o.user_id,
+        status="ORDER_STATUS_" + o.status,
+        total_amount=o.total_amount,
+        currency=o.currency,
+        items=[
+            order_pb2.OrderItem(
+                variant_id=i.variant_id,
+                name=i.name,
+                quantity=i.quantity,
+                unit_price=i.unit_price,
+                line_total=i.unit_price * i.quantity,
+            )
+            for i in o.items
+        ],
+        receiver_name=o.receiver_name,
+        receiver_phone=o.receiver_phone,
+        shipping_address=o.shipping_address,
+        note=o.note,
+        status_reason=o.status_reason or "",
+        payment_id=str(o.payment_id or ""),
+        create_time=_timestamp(o.create_time),
+        update_time=_timestamp(o.update_time),
+        expire_time=_timestamp(o.expire_time),
+    )
+
+
+def product_to_proto(p: Product) -> order_pb2.Product:
+    return order_pb2.Product(
+        variant_id=p.variant_id, name=p.name, price=p.price, currency=p.currency, stock=p.stock
+    )
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+
+
+def _user(context: grpc.ServicerContext) -> str:
+    user = _metadata(context).get(USER_HEADER, "")
+    if not user or len(user) > 64:
+        raise Unauthenticated("a signed-in user is required")
+    return user
+
+
+def _idempotency_key(metadata: dict[str, str]) -> str:
+    key = metadata.get("idempotency-key", "")
+    if key and not IDEMPOTENCY_KEY_RE.fullmatch(key):
+        raise InvalidArgument.one("Idempotency-Key", "must be 1-64 characters of [A-Za-z0-9._:-]")
+    return key
+
+
+class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
+    def __init__(self, use_cases: OrderUseCases) -> None:
+        self.use_cases = use_cases
+
+    @grpc_errors
+    def ListProducts(
+        self, request: os_pb2.ListProductsRequest, context: grpc.ServicerContext
+    ) -> os_pb2.ListProductsResponse:
+        products, token = self.use_cases.list_products(request.page_size, request.page_token)
+        return os_pb2.ListProductsResponse(
+            products=[product_to_proto(p) for p in products], next_page_token=token
+        )
+
+    @grpc_errors
+    def CreateOrder(
+        self, request: os_pb2.CreateOrderRequest, context: grpc.ServicerContext
+    ) -> os_pb2.CreateOrderResponse:
+        new = model.validate_new_order(
+            user_id=_user(context),
+            lines=[(item.variant_id, item.quantity) for item in request.items],
+            receiver_name=request.receiver_name,
+            receiver_phone=request.receiver_phone,
+            shipping_address=request.shipping_address,
+            note=request.note,
+        )
+        return os_pb2.CreateOrderResponse(order=order_to_proto(self.use_cases.create_order(new)))
+
+    @grpc_errors
+    def GetOrder(
+        self, request: os_pb2.GetOrderRequest, context: grpc.ServicerContext
+    ) -> os_pb2.GetOrderResponse:
+        return os_pb2.GetOrderResponse(
+            order=order_to_proto(self.use_cases.get_order(_user(context), request.order_id))
+        )
+
+    @grpc_errors
+    def ListOrders(
+        self, request: os_pb2.ListOrdersRequest, context: grpc.ServicerContext
+    ) -> os_pb2.ListOrdersResponse:
+        orders, token = self.use_cases.list_orders(_user(context), request.page_size, request.page_token)
+        return os_pb2.ListOrdersResponse(orders=[order_to_proto(o) for o in orders], next_page_token=token)
+
+    @grpc_errors
+    def RetryPayment(
+        self, request: os_pb2.RetryPaymentRequest, context: grpc.ServicerContext
+    ) -> os_pb2.RetryPaymentResponse:
+        metadata = _metadata(context)
+        forwarded = metadata.get("x-forwarded-for", "").split(",")[0].strip()
+        order, checkout = self.use_cases.retry_payment(
+            _user(context),
+            request.order_id,
+            provider=request.provider,
+            return_url=request.return_url,
+            client_ip=forwarded or metadata.get("x-envoy-external-address", ""),
+            user_agent=metadata.get("user-agent", ""),
+            idempotency_key=_idempotency_key(metadata),
+        )
+        return os_pb2.RetryPaymentResponse(
+            order=order_to_proto(order),
+            payment_id=checkout.payment_id,
+            checkout_url=checkout.checkout_url,
+            payment_expire_time=_timestamp(checkout.expire_time),
+        )
+
+    @grpc_errors
+    def CancelOrder(
+        self, request: os_pb2.CancelOrderRequest, context: grpc.ServicerContext
+    ) -> os_pb2.CancelOrderResponse:
+        order = self.use_cases.cancel_order(_user(context), request.order_id, request.reason)
+        return os_pb2.CancelOrderResponse(order=order_to_proto(order))
