@@ -1,0 +1,466 @@
+"""MoMo AIO v2 (captureWallet): request signing and IPN verification.
+
+Pure functions only (no network, env or DB) so the protocol can be tested
+against the vectors in GATEWAYS.md §3.5. The HTTP client lives in another layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+MOMO_TEST_ENDPOINT: Final = "https://test-payment.momo.vn"
+MOMO_PROD_ENDPOINT: Final = "https://payment.momo.vn"
+CREATE_PATH: Final = "/v2/gateway/api/create"
+QUERY_PATH: Final = "/v2/gateway/api/query"
+REFUND_PATH: Final = "/v2/gateway/api/refund"
+# MoMo wants HTTP 204 No Content for an IPN, within 15 s.
+IPN_ACK_STATUS: Final = 204
+
+AMOUNT_MIN: Final = 1_000
+AMOUNT_MAX: Final = 50_000_000
+# The spec says String(255); MoMo said 200 in momo-wallet/php#4, so stay under.
+ORDER_INFO_MAX_LEN: Final = 199
+_ORDER_ID_RE: Final = re.compile(r"[0-9a-zA-Z]([-_.]*[0-9a-zA-Z]+)*")
+_ORDER_ID_MAX_LEN: Final = 200
+_REQUEST_ID_MAX_LEN: Final = 50
+
+# Signed field lists, in the exact order MoMo builds the raw string.
+CREATE_FIELDS: Final = (
+    "accessKey",
+    "amount",
+    "extraData",
+    "ipnUrl",
+    "orderId",
+    "orderInfo",
+    "partnerCode",
+    "redirectUrl",
+    "requestId",
+    "requestType",
+)
+IPN_FIELDS: Final = (
+    "accessKey",
+    "amount",
+    "extraData",
+    "message",
+    "orderId",
+    "orderInfo",
+    "orderType",
+    "partnerCode",
+    "payType",
+    "requestId",
+    "responseTime",
+    "resultCode",
+    "transId",
+)
+QUERY_FIELDS: Final = ("accessKey", "orderId", "partnerCode", "requestId")
+REFUND_FIELDS: Final = (
+    "accessKey",
+    "amount",
+    "description",
+    "orderId",
+    "partnerCode",
+    "requestId",
+    "transId",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MomoConfig:
+    partner_code: str
+    # repr=False keeps the keys out of logs, tracebacks and debug output.
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    endpoint: str = MOMO_TEST_ENDPOINT
+    redirect_url: str
+    ipn_url: str
+    request_type: str = "captureWallet"
+    lang: str = "vi"
+
+    def __post_init__(self) -> None:
+        for name in ("partner_code", "access_key", "secret_key", "endpoint", "redirect_url", "ipn_url"):
+            if not getattr(self, name):
+                raise ValueError(f"MomoConfig.{name} must not be empty")
+        if self.lang not in ("vi", "en"):
+            raise ValueError(f"MomoConfig.lang must be 'vi' or 'en', got {self.lang!r}")
+
+
+# --- signing --------------------------------------------------------------
+
+
+def raw_signature_string(fields: Sequence[tuple[str, str]]) -> str:
+    """``k=v`` joined by ``&`` in the given order, values raw (never URL-encoded)."""
+    return "&".join(f"{key}={value}" for key, value in fields)
+
+
+def _hmac_sha256(data: str, key: str) -> str:
+    if not key:
+        raise ValueError("MoMo secret key must not be empty")
+    # UTF-8: the official Python sample's bytes(raw, 'ascii') crashes on Vietnamese text.
+    return hmac.new(key.encode("utf-8"), data.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def create_signature(
+    *,
+    access_key: str,
+    amount: int,
+    extra_data: str,
+    ipn_url: str,
+    order_id: str,
+    order_info: str,
+    partner_code: str,
+    redirect_url: str,
+    request_id: str,
+    request_type: str,
+    secret_key: str,
+) -> str:
+    values = (
+        access_key,
+        str(amount),
+        extra_data,
+        ipn_url,
+        order_id,
+        order_info,
+        partner_code,
+        redirect_url,
+        request_id,
+        request_type,
+    )
+    return _hmac_sha256(raw_signature_string(list(zip(CREATE_FIELDS, values, strict=True))), secret_key)
+
+
+def query_signature(
+    *, access_key: str, order_id: str, partner_code: str, request_id: str, secret_key: str
+) -> str:
+    values = (access_key, order_id, partner_code, request_id)
+    return _hmac_sha256(raw_signature_string(list(zip(QUERY_FIELDS, values, strict=True))), secret_key)
+
+
+def refund_signature(
+    *,
+    access_key: str,
+    amount: int,
+    description: str,
+    order_id: str,
+    partner_code: str,
+    request_id: str,
+    trans_id: int,
+    secret_key: str,
+) -> str:
+    values = (access_key, str(amount), description, order_id, partner_code, request_id, str(trans_id))
+    return _hmac_sha256(raw_signature_string(list(zip(REFUND_FIELDS, values, strict=True))), secret_key)
+
+
+# --- request payloads -----------------------------------------------------
+
+
+def _check_amount(amount: int) -> None:
+    # bool is an int subclass; True must not become a 1 VND payment.
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValueError("amount must be an integer number of VND")
+    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
+        raise ValueError(f"amount must be between {AMOUNT_MIN:,} and {AMOUNT_MAX:,} VND")
+
+
+def _check_order_id(order_id: str) -> None:
+    if len(order_id) > _ORDER_ID_MAX_LEN or not _ORDER_ID_RE.fullmatch(order_id):
+        raise ValueError(
+            "order_id must be 1-200 ASCII letters/digits, optionally joined by - _ . "
+            "(MoMo's ^[0-9a-zA-Z]([-_.]*[0-9a-zA-Z]+)*$)"
+        )
+
+
+def _check_request_id(request_id: str) -> None:
+    # Signed raw: '&' or '=' would make the k=v&k=v string ambiguous.
+    if not 1 <= len(request_id) <= _REQUEST_ID_MAX_LEN or not request_id.isascii():
+        raise ValueError("request_id must be 1-50 ASCII characters")
+    if any(ch in request_id for ch in "&= ") or not request_id.isprintable():
+        raise ValueError("request_id must not contain '&', '=', spaces or control characters")
+
+
+def order_info_problem(text: str) -> str | None:
+    """Why MoMo can't take ``text`` as orderInfo, or None if fine."""
+    if not text.strip():
+        return "order info is empty"
+    if len(text) > ORDER_INFO_MAX_LEN:
+        return f"order info is {len(text)} characters long; keep it under {ORDER_INFO_MAX_LEN + 1}"
+    # Values are signed raw, so these corrupt the k=v&k=v string (momo-wallet/php#3).
+    for ch in "&=":
+        if ch in text:
+            return f"order info must not contain {ch!r}"
+    if not text.isprintable():
+        return "order info must not contain control characters"
+    return None
+
+
+def encode_extra_data(obj: Mapping[str, Any]) -> str:
+    """extraData as MoMo wants it: base64 of a JSON object."""
+    text = json.dumps(dict(obj), separators=(",", ":"), ensure_ascii=False)
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _check_extra_data(extra_data: str) -> None:
+    if not extra_data:
+        return
+    try:
+        decoded = json.loads(base64.b64decode(extra_data, validate=True).decode("utf-8"))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("extra_data must be '' or base64 of a JSON object") from exc
+    if not isinstance(decoded, dict):
+        raise ValueError("extra_data must be '' or base64 of a JSON object")
+
+
+def build_create_payload(
+    config: MomoConfig,
+    *,
+    order_id: str,
+    request_id: str,
+    amount: int,
+    order_info: str,
+    extra_data: str = "",
+    redirect_url: str | None = None,
+    ipn_url: str | None = None,
+) -> dict[str, Any]:
+    """Signed JSON body for ``POST /v2/gateway/api/create``. ``amount`` is integer VND.
+
+    ``request_id`` is MoMo's idempotency key: reuse it only to retry the same
+    request. accessKey is signed but never sent. Raises ValueError for any field
+    MoMo would reject or sign differently."""
+    _check_order_id(order_id)
+    _check_request_id(request_id)
+    _check_amount(amount)
+    if problem := order_info_problem(order_info):
+        raise ValueError(f"order_info: {problem}")
+    _check_extra_data(extra_data)
+    redirect = redirect_url or config.redirect_url
+    ipn = ipn_url or config.ipn_url
+    signature = create_signature(
+        access_key=config.access_key,
+        amount=amount,
+        extra_data=extra_data,
+        ipn_url=ipn,
+        order_id=order_id,
+        order_info=order_info,
+        partner_code=config.partner_code,
+        redirect_url=redirect,
+        request_id=request_id,
+        request_type=config.request_type,
+        secret_key=config.secret_key,
+    )
+    return {
+        "partnerCode": config.partner_code,
+        "requestId": request_id,
+        "amount": amount,
+        "orderId": order_id,
+        "orderInfo": order_info,
+        "redirectUrl": redirect,
+        "ipnUrl": ipn,
+        "requestType": config.request_type,
+        "extraData": extra_data,
+        "lang": config.lang,
+        "signature": signature,
+    }
+
+
+def build_query_payload(config: MomoConfig, *, order_id: str, request_id: str) -> dict[str, Any]:
+    """Signed JSON body for ``POST /v2/gateway/api/query`` (a fresh request_id)."""
+    _check_order_id(order_id)
+    _check_request_id(request_id)
+    signature = query_signature(
+        access_key=config.access_key,
+        order_id=order_id,
+        partner_code=config.partner_code,
+        request_id=request_id,
+        secret_key=config.secret_key,
+    )
+    return {
+        "partnerCode": config.partner_code,
+        "requestId": request_id,
+        "orderId": order_id,
+        "lang": config.lang,
+        "signature": signature,
+    }
+
+
+def build_refund_payload(
+    config: MomoConfig,
+    *,
+    order_id: str,
+    request_id: str,
+    amount: int,
+    trans_id: int,
+    description: str = "",
+) -> dict[str, Any]:
+    """Signed JSON body for ``POST /v2/gateway/api/refund``.
+
+    ``order_id`` must be a NEW id, not the purchase's; ``trans_id`` is MoMo's
+    id of the purchase."""
+    _check_order_id(order_id)
+    _check_request_id(request_id)
+    _check_amount(amount)
+    if isinstance(trans_id, bool) or not isinstance(trans_id, int) or trans_id <= 0:
+        raise ValueError("trans_id must be MoMo's positive integer transId")
+    if any(ch in description for ch in "&="):
+        raise ValueError("description must not contain '&' or '='")
+    signature = refund_signature(
+        access_key=config.access_key,
+        amount=amount,
+        description=description,
+        order_id=order_id,
+        partner_code=config.partner_code,
+        request_id=request_id,
+        trans_id=trans_id,
+        secret_key=config.secret_key,
+    )
+    return {
+        "partnerCode": config.partner_code,
+        "orderId": order_id,
+        "requestId": request_id,
+        "amount": amount,
+        "transId": trans_id,
+        "lang": config.lang,
+        "description": description,
+        "signature": signature,
+    }
+
+
+# --- IPN verification -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IpnVerifyResult:
+    """Outcome of verify_ipn.
+
+    ``data`` is the parsed IPN body without ``signature``; it is
+    attacker-controlled unless ``valid``."""
+
+    valid: bool
+    data: dict[str, Any]
+    reason: str | None
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            # Parsers disagree on which duplicate wins; refuse to guess.
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _ipn_value(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    # Long fields (amount, transId, responseTime, resultCode) in decimal.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{name} is neither a string nor an integer")
+
+
+def ipn_signing_string(body: Mapping[str, Any], access_key: str) -> str:
+    """The raw string MoMo signs for an IPN; accessKey comes from our config,
+    never from the body. Raises ValueError for a field of the wrong type."""
+    pairs = [("accessKey", access_key)] + [(name, _ipn_value(body, name)) for name in IPN_FIELDS[1:]]
+    return raw_signature_string(pairs)
+
+
+def verify_ipn(raw_body: bytes, config: MomoConfig) -> IpnVerifyResult:
+    """Check the signature of a MoMo IPN body exactly as received, and that it
+    is addressed to this partner."""
+    try:
+        body = json.loads(
+            raw_body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except (ValueError, RecursionError) as exc:
+        return IpnVerifyResult(False, {}, f"body is not a JSON object: {exc}")
+    if not isinstance(body, dict):
+        return IpnVerifyResult(False, {}, "body is not a JSON object")
+    received = body.pop("signature", None)
+    if not isinstance(received, str) or not received:
+        return IpnVerifyResult(False, body, "missing signature")
+    try:
+        signing_string = ipn_signing_string(body, config.access_key)
+    except ValueError as exc:
+        return IpnVerifyResult(False, body, str(exc))
+    expected = _hmac_sha256(signing_string, config.secret_key)
+    # Bytes, because compare_digest raises TypeError on non-ASCII str input.
+    if not hmac.compare_digest(expected.encode("ascii"), received.lower().encode("utf-8")):
+        return IpnVerifyResult(False, body, "signature mismatch")
+    if body.get("partnerCode") != config.partner_code:
+        return IpnVerifyResult(False, body, "partnerCode is not this merchant's")
+    return IpnVerifyResult(True, body, None)
+
+
+# --- result codes ---------------------------------------------------------
+
+# resultCode in create/query responses, the IPN and the redirect.
+RESULT_CODES: Final[Mapping[int, str]] = MappingProxyType(
+    {
+        0: "Successful",
+        9000: "Authorised; awaiting capture or cancel",
+        1000: "Initiated; waiting for the user to confirm",
+        7000: "Processing",
+        7002: "Processing by the payment provider",
+        1001: "Insufficient funds",
+        1002: "Rejected by the issuer",
+        1003: "Cancelled after authorisation",
+        1004: "Over the daily/monthly payment limit",
+        1005: "Payment URL or QR code expired",
+        1006: "User denied the payment",
+        1007: "User account inactive",
+        1017: "Cancelled by the merchant",
+        1026: "Restricted by promotion rules",
+        1080: "Refund rejected: already refunded or over the refundable amount",
+        1081: "Refund rejected: already refunded or over the refundable amount",
+        1088: "Transaction is not refundable",
+        4001: "User account issue (restricted or not verified)",
+        4002: "User account issue (restricted or not verified)",
+        4100: "User account issue (login failed)",
+        10: "System under maintenance",
+        11: "Access denied",
+        12: "Unsupported API version",
+        13: "Merchant authentication failed",
+        20: "Bad request format (often a bad signature)",
+        21: "Invalid amount",
+        22: "Amount out of range",
+        40: "Duplicated requestId",
+        41: "Duplicated orderId",
+        42: "orderId not found",
+        43: "A similar transaction is in progress",
+        98: "QR code not generated",
+        99: "Unknown error",
+    }
+)
+
+# 9000 only occurs with autoCapture=false; for a one-step payment it is paid.
+SUCCESS_CODES: Final = frozenset({0, 9000})
+PENDING_CODES: Final = frozenset({1000, 7000, 7002})
+
+
+def is_success(result_code: int) -> bool:
+    return not isinstance(result_code, bool) and result_code in SUCCESS_CODES
+
+
+def is_pending(result_code: int) -> bool:
+    """Not final: reconcile later with /query."""
+    return not isinstance(result_code, bool) and result_code in PENDING_CODES
+
+
+def result_code_reason(result_code: int) -> str:
+    return RESULT_CODES.get(result_code, f"Unknown MoMo resultCode {result_code!r}")

@@ -1,0 +1,289 @@
+"""payOS v2 payment requests: request signing and webhook/response verification.
+
+Pure functions only (no network, env or DB) so the protocol can be tested
+against the published vectors in GATEWAYS.md §2.5 and cross-checked with the
+official ``payos`` SDK. The HTTP client lives in another layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+PAYOS_BASE_URL: Final = "https://api-merchant.payos.vn"
+PAYMENT_REQUESTS_PATH: Final = "/v2/payment-requests"
+
+# JS clients (the Node SDK, payOS's own pages) hold orderCode in a double.
+ORDER_CODE_MAX: Final = 2**53 - 1
+# The API rejects longer descriptions ("Mô tả tối đa 25 kí tự"). The docs add
+# that it is limited to 9 characters when the receiving bank account is not
+# linked through payOS; callers unsure of their account type should stay at 9.
+DESCRIPTION_MAX_LEN: Final = 25
+DESCRIPTION_UNLINKED_ACCOUNT_MAX_LEN: Final = 9
+# expiredAt is documented as Int32 Unix seconds.
+_INT32_MAX: Final = 2**31 - 1
+
+# payOS's confirm-webhook flow sends a signed sample with this orderCode and
+# needs a 2xx. build_create_payload never issues it, so the ping can never be
+# mistaken for a real order.
+REGISTRATION_PING_ORDER_CODE: Final = 123
+
+PAYMENT_LINK_STATUSES: Final = frozenset(
+    {"PENDING", "CANCELLED", "UNDERPAID", "PAID", "EXPIRED", "PROCESSING", "FAILED"}
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PayosConfig:
+    client_id: str
+    # repr=False keeps the secrets out of logs, tracebacks and debug output.
+    api_key: str = field(repr=False)
+    checksum_key: str = field(repr=False)
+    base_url: str = PAYOS_BASE_URL
+    return_url: str
+    cancel_url: str
+
+    def __post_init__(self) -> None:
+        # An empty key would still "sign" and only fail at payOS, far from the cause.
+        for name in ("client_id", "api_key", "checksum_key", "base_url", "return_url", "cancel_url"):
+            if not getattr(self, name):
+                raise ValueError(f"PayosConfig.{name} must not be empty")
+
+
+def request_headers(config: PayosConfig) -> dict[str, str]:
+    """Authentication headers for every payOS merchant API call."""
+    return {
+        "x-client-id": config.client_id,
+        "x-api-key": config.api_key,
+        "Content-Type": "application/json",
+    }
+
+
+# --- signing --------------------------------------------------------------
+
+
+def _hmac_sha256(data: str, key: str) -> str:
+    if not key:
+        raise ValueError("payOS checksum key must not be empty")
+    return hmac.new(key.encode("utf-8"), data.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _same_hex(expected: str, received: str) -> bool:
+    # Bytes, because compare_digest raises TypeError on non-ASCII str input.
+    return hmac.compare_digest(expected.encode("ascii"), received.lower().encode("utf-8"))
+
+
+def create_request_signature(
+    amount: int, cancel_url: str, description: str, order_code: int, return_url: str, key: str
+) -> str:
+    """``signature`` of a create request: HMAC-SHA256 over exactly these five
+    fields, alphabetical, raw (not URL-encoded) values."""
+    data = (
+        f"amount={amount}&cancelUrl={cancel_url}&description={description}"
+        f"&orderCode={order_code}&returnUrl={return_url}"
+    )
+    return _hmac_sha256(data, key)
+
+
+def _render_value(key: str, value: Any) -> str:
+    """One ``data`` value as payOS signs it; mirrors payos 1.1.0
+    ``CryptoProvider.create_signature_from_object``."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        # Each element's own keys are sorted (one level, as the SDKs do); the
+        # rest keeps the order it arrived in.
+        items = [{k: item[k] for k in sorted(item)} if isinstance(item, dict) else item for item in value]
+        return json.dumps(items, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if isinstance(value, str):
+        return "" if value in ("null", "undefined") else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, Mapping):
+        # payos 1.1.0 signs repr(dict) ("{'a': 1}"); the docs' JS sample signs
+        # "[object Object]" (leaving the contents unsigned); third-party ports
+        # use JSON. No payOS data carries one today; refuse rather than guess.
+        raise ValueError(f"data.{key} is a nested object, which payOS signs inconsistently")
+    raise ValueError(f"data.{key} has unsupported type {type(value).__name__}")
+
+
+def data_signing_string(data: Mapping[str, Any]) -> str:
+    """The string payOS signs for a webhook or response ``data`` object: every
+    key sorted, ``key=value`` joined by ``&``, values raw UTF-8; None, "null"
+    and "undefined" become ""; lists become compact JSON (non-ASCII kept).
+
+    Raises ValueError for values payOS has no defined rendering for."""
+    return "&".join(f"{key}={_render_value(key, data[key])}" for key in sorted(data))
+
+
+def data_signature(data: Mapping[str, Any], key: str) -> str:
+    """Lowercase hex HMAC-SHA256 of data_signing_string(data)."""
+    return _hmac_sha256(data_signing_string(data), key)
+
+
+def build_create_payload(
+    config: PayosConfig,
+    *,
+    order_code: int,
+    amount: int,
+    description: str,
+    expired_at: datetime,
+    return_url: str | None = None,
+    cancel_url: str | None = None,
+    buyer_name: str | None = None,
+    buyer_company_name: str | None = None,
+    buyer_tax_code: str | None = None,
+    buyer_address: str | None = None,
+    buyer_email: str | None = None,
+    buyer_phone: str | None = None,
+) -> dict[str, Any]:
+    """Signed JSON body for ``POST /v2/payment-requests``. ``amount`` is integer VND.
+
+    ``description`` may be up to 25 characters, but payOS documents a 9-character
+    limit when the receiving bank account is not linked through payOS.
+    Raises ValueError for any field payOS would reject."""
+    # bool is an int subclass; True must not become order 1 or a 1 VND payment.
+    if isinstance(order_code, bool) or not isinstance(order_code, int):
+        raise ValueError("order_code must be an integer")
+    if not 1 <= order_code <= ORDER_CODE_MAX:
+        raise ValueError(f"order_code must be between 1 and {ORDER_CODE_MAX}")
+    if order_code == REGISTRATION_PING_ORDER_CODE:
+        raise ValueError(f"order_code {REGISTRATION_PING_ORDER_CODE} is reserved for payOS's webhook test")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError("amount must be a positive integer number of VND")
+    if not description.strip():
+        raise ValueError("description must not be empty")
+    if len(description) > DESCRIPTION_MAX_LEN:
+        raise ValueError(
+            f"description is {len(description)} characters long; payOS allows at most "
+            f"{DESCRIPTION_MAX_LEN} ({DESCRIPTION_UNLINKED_ACCOUNT_MAX_LEN} for unlinked bank accounts)"
+        )
+    if expired_at.tzinfo is None or expired_at.utcoffset() is None:
+        raise ValueError("expired_at must be timezone-aware")
+    expired_ts = int(expired_at.timestamp())
+    if not 0 < expired_ts <= _INT32_MAX:
+        raise ValueError("expired_at must fit in Int32 Unix seconds")
+    ret = return_url or config.return_url
+    cancel = cancel_url or config.cancel_url
+
+    payload: dict[str, Any] = {
+        "orderCode": order_code,
+        "amount": amount,
+        "description": description,
+        "returnUrl": ret,
+        "cancelUrl": cancel,
+        "expiredAt": expired_ts,
+    }
+    buyer = (
+        ("buyerName", buyer_name),
+        ("buyerCompanyName", buyer_company_name),
+        ("buyerTaxCode", buyer_tax_code),
+        ("buyerAddress", buyer_address),
+        ("buyerEmail", buyer_email),
+        ("buyerPhone", buyer_phone),
+    )
+    # Omitted, never sent as null: the buyer fields are not signed either way.
+    payload.update((wire, value) for wire, value in buyer if value is not None)
+    payload["signature"] = create_request_signature(
+        amount, cancel, description, order_code, ret, config.checksum_key
+    )
+    return payload
+
+
+def build_cancel_payload(config: PayosConfig, cancellation_reason: str | None = None) -> dict[str, Any]:
+    """Body for ``POST /v2/payment-requests/{id}/cancel``, signed over the body
+    like the Python SDK does (the Node SDK sends no signature)."""
+    body: dict[str, Any] = {"cancellationReason": cancellation_reason} if cancellation_reason else {}
+    body["signature"] = data_signature(body, config.checksum_key)
+    return body
+
+
+# --- webhook / response verification --------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookVerifyResult:
+    """Outcome of verify_webhook / verify_data.
+
+    ``data`` is the signed object exactly as received (unknown fields kept),
+    so a caller can log e.g. orderCode; it is attacker-controlled unless
+    ``valid``. The envelope's own ``code``/``success`` are not signed: use
+    ``data["code"]``."""
+
+    valid: bool
+    data: dict[str, Any]
+    reason: str | None
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            # Parsers disagree on which duplicate wins; refuse to guess.
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json_object(raw_body: bytes) -> dict[str, Any]:
+    value = json.loads(
+        raw_body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+    )
+    if not isinstance(value, dict):
+        raise ValueError("body is not a JSON object")
+    return value
+
+
+def verify_data(data: object, signature: object, key: str) -> WebhookVerifyResult:
+    """Check ``signature`` over a ``data`` object as parsed from the wire.
+
+    Pass the raw parsed dict, never a model re-serialised from it: a field
+    payOS adds, or one it omits, must be signed exactly as sent."""
+    if not isinstance(data, dict):
+        return WebhookVerifyResult(False, {}, "data is not a JSON object")
+    if not isinstance(signature, str) or not signature:
+        return WebhookVerifyResult(False, data, "missing signature")
+    try:
+        signing_string = data_signing_string(data)
+    except ValueError as exc:
+        return WebhookVerifyResult(False, data, str(exc))
+    if not _same_hex(_hmac_sha256(signing_string, key), signature):
+        return WebhookVerifyResult(False, data, "signature mismatch")
+    return WebhookVerifyResult(True, data, None)
+
+
+def verify_webhook(raw_body: bytes, key: str) -> WebhookVerifyResult:
+    """Verify a payOS webhook body ``{code, desc, success, data, signature}``
+    exactly as received.
+
+    Create, get and cancel responses share that envelope, so this also checks
+    their ``data`` once the caller has seen ``code == "00"``."""
+    try:
+        body = _parse_json_object(raw_body)
+    except (ValueError, RecursionError) as exc:
+        return WebhookVerifyResult(False, {}, f"body is not a JSON object: {exc}")
+    return verify_data(body.get("data"), body.get("signature"), key)
+
+
+def is_registration_ping(data: Mapping[str, Any]) -> bool:
+    """True for the sample payOS sends when a webhook URL is registered.
+
+    Call only on verified data; answer it 2xx and apply nothing."""
+    code = data.get("orderCode")
+    return type(code) is int and code == REGISTRATION_PING_ORDER_CODE
+
+
+def is_successful_payment(data: Mapping[str, Any]) -> bool:
+    """A webhook reports a payment only when the signed ``data.code`` is "00"."""
+    return data.get("code") == "00"
