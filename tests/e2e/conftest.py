@@ -1,0 +1,104 @@
+"""End-to-end fixtures: the real Envoy binary in front of gRPC servers, all on
+loopback and ephemeral ports.
+
+`ingress` fronts the real payment server (tests/conftest.py `server`).
+`echo_ingress` fronts a test-only PaymentService whose HandleCallback echoes
+what it received and answers as the request's query asks (status override,
+error), so ingress behaviour is checked without depending on a provider."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.parse
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from google.api import httpbody_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from payment_service.entrypoints import server as grpc_server
+from payments.ingress import PAYMENT_CLUSTER, PAYMENT_SERVICE, EnvoyProcess, IngressSettings
+
+
+def start_ingress(workdir: Path, upstream_port: int) -> EnvoyProcess:
+    settings = IngressSettings(ingress_port=0, admin_port=0, payment_upstream_port=upstream_port)
+    envoy = EnvoyProcess(settings, workdir).start()
+    try:
+        envoy.wait_healthy(PAYMENT_CLUSTER, timeout=10)
+    except BaseException:
+        envoy.stop()
+        raise
+    return envoy
+
+
+@pytest.fixture
+def ingress(server: grpc_server.RunningServer, tmp_path: Path) -> Iterator[EnvoyProcess]:
+    """Envoy in front of the real payment server, its upstream healthy."""
+    envoy = start_ingress(tmp_path / "envoy", server.port)
+    try:
+        yield envoy
+    finally:
+        envoy.stop()
+
+
+def _echo_callback(request: httpbody_pb2.HttpBody, context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:
+    metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+    target = metadata.get("x-envoy-original-path", "")
+    query = urllib.parse.parse_qs(target.partition("?")[2], errors="replace")
+    if "fail" in query:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "echo: provider is not enabled")
+    if "status" in query:
+        headers = [("x-http-status", query["status"][0])]
+        headers += [("location", value) for value in query.get("location", [])]
+        context.send_initial_metadata(headers)
+    echoed = {
+        "target": target,
+        "content_type": request.content_type,
+        "body_sha256": hashlib.sha256(request.data).hexdigest(),
+        "metadata": metadata,
+    }
+    return httpbody_pb2.HttpBody(content_type="application/json", data=json.dumps(echoed).encode())
+
+
+@dataclass
+class EchoUpstream:
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoUpstream]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
+    handler = grpc.unary_unary_rpc_method_handler(
+        _echo_callback,
+        request_deserializer=httpbody_pb2.HttpBody.FromString,
+        response_serializer=httpbody_pb2.HttpBody.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(PAYMENT_SERVICE, {"HandleCallback": handler})]
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    health_servicer.set(PAYMENT_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    yield EchoUpstream(server, health_servicer, port)
+    server.stop(grace=0)
+
+
+@pytest.fixture(scope="module")
+def echo_ingress(
+    echo_upstream: EchoUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EnvoyProcess]:
+    """Envoy in front of the echoing HandleCallback."""
+    envoy = start_ingress(tmp_path_factory.mktemp("envoy-echo"), echo_upstream.port)
+    try:
+        yield envoy
+    finally:
+        envoy.stop()
