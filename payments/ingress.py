@@ -80,6 +80,12 @@ function envoy_on_response(handle)
     -- the client reads (UNIMPLEMENTED rather than "no status received").
     return
   end
+  local challenge = handle:headers():get("www-authenticate") or ""
+  if handle:headers():get(":status") == "403" and string.find(challenge, "invalid_token", 1, true) then
+    -- jwt_authn answers a token for another audience with 403; to the
+    -- caller it is a token this API does not accept: 401, like the others.
+    handle:headers():replace(":status", "401")
+  end
   local status = handle:headers():get("$override")
   local valid = status ~= nil and string.match(status, "^[2-5]%d%d$$") ~= nil
   local bodiless = valid and (status == "204" or status == "304")

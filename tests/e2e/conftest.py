@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -100,5 +101,36 @@ def echo_ingress(
     envoy = start_ingress(tmp_path_factory.mktemp("envoy-echo"), echo_upstream.port)
     try:
         yield envoy
+    finally:
+        envoy.stop()
+
+
+@dataclass
+class Stack:
+    """Payment and order services behind one Envoy with JWT auth."""
+
+    envoy: EnvoyProcess
+    keys: Any  # payments.auth.DevKeys
+    payment: grpc_server.RunningServer
+    order: Any
+
+
+@pytest.fixture
+def stack(server: grpc_server.RunningServer, order_server: Any, tmp_path: Path) -> Iterator[Stack]:
+    from payments import auth
+    from payments.ingress import ORDER_CLUSTER
+
+    keys = auth.generate_keys()
+    settings = IngressSettings(
+        ingress_port=0,
+        admin_port=0,
+        payment_upstream_port=server.port,
+        order_upstream_port=order_server.port,
+    ).with_jwks(keys.jwks)
+    envoy = EnvoyProcess(settings, tmp_path / "envoy").start()
+    try:
+        envoy.wait_healthy(PAYMENT_CLUSTER, timeout=10)
+        envoy.wait_healthy(ORDER_CLUSTER, timeout=10)
+        yield Stack(envoy, keys, server, order_server)
     finally:
         envoy.stop()
