@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from payment_service.domain.model import Policy, Provider
-from payments.config import ConfigError, env_int
 from payment_service.providers.vnpay import VnpayConfig
+from payments.config import ConfigError, env_int
 
 # Development defaults: a made-up terminal and secret that only the local
 # simulator and tests accept. `payments serve` refuses to run on them unless

@@ -30,7 +30,6 @@ from payment_service.domain.model import PaymentStatus, Provider
 from payments.database import NAMING_CONVENTION
 
 
-
 def _in(column: str, values: type[Provider] | type[PaymentStatus]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
