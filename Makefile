@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: dev test test-fast lint gen gen-check buf ci clean
+.PHONY: dev test test-fast lint gen gen-check buf bench ci clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version.split()[0]'
@@ -27,8 +27,11 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check payment_service order_service payments tools tests alembic/*/env.py
+	$(BIN)/ruff format --check payment_service order_service payments tools tests bench envoy alembic/*/env.py
 	$(BIN)/mypy
+
+bench: $(STAMP) ## throughput and latency of the hot paths (results in bench/results/)
+	$(BIN)/python -m bench
 
 gen: $(STAMP) ## regenerate gen/ from proto/
 	$(BIN)/python tools/genproto.py

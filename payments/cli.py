@@ -154,6 +154,36 @@ def cmd_token(args: argparse.Namespace) -> None:
     print(keys.token(args.user, ttl_seconds=args.ttl))
 
 
+def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
+    """Prints the IPN URL VNPay would call after the shopper pays the given
+    checkout URL, signed with the configured VNPAY_HASH_SECRET: the local
+    stand-in for the gateway until the simulator exists."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from payment_service.providers import vnpay
+
+    os.environ.setdefault("PAYMENTS_ENV", "development")
+    settings = _payment_settings()
+    checkout = dict(parse_qsl(urlsplit(args.checkout_url).query))
+    if "vnp_TxnRef" not in checkout or "vnp_Amount" not in checkout:
+        sys.exit("not a VNPay checkout URL (no vnp_TxnRef/vnp_Amount)")
+    success = args.response_code == "00"
+    params = {
+        "vnp_Amount": checkout["vnp_Amount"],
+        "vnp_BankCode": "NCB",
+        "vnp_CardType": "ATM",
+        "vnp_OrderInfo": checkout.get("vnp_OrderInfo", ""),
+        "vnp_PayDate": checkout.get("vnp_CreateDate", ""),
+        "vnp_ResponseCode": args.response_code,
+        "vnp_TmnCode": settings.vnpay.tmn_code,
+        "vnp_TransactionNo": str(abs(hash(checkout["vnp_TxnRef"])) % 10**8),
+        "vnp_TransactionStatus": "00" if success else "02",
+        "vnp_TxnRef": checkout["vnp_TxnRef"],
+    }
+    signature = vnpay.sign(params, settings.vnpay.hash_secret)
+    print(f"{args.ingress}/webhooks/vnpay/ipn?{vnpay.canonical_query(params)}&vnp_SecureHash={signature}")
+
+
 def cmd_envoy_config(_args: argparse.Namespace) -> None:
     from payments import auth, ingress
 
@@ -188,6 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token.set_defaults(func=cmd_token)
+    ipn = sub.add_parser("vnpay-ipn", help="print a signed VNPay IPN URL for a checkout URL (development)")
+    ipn.add_argument("checkout_url")
+    ipn.add_argument("--response-code", default="00", help="vnp_ResponseCode (00 = paid, 24 = canceled, ...)")
+    ipn.add_argument("--ingress", default=f"http://127.0.0.1:{os.environ.get('INGRESS_PORT', '8080')}")
+    ipn.set_defaults(func=cmd_vnpay_ipn)
     sub.add_parser("envoy-config", help="print the rendered Envoy configuration").set_defaults(
         func=cmd_envoy_config
     )

@@ -26,7 +26,7 @@ class Checkout:
 
 class PaymentClient:
     def __init__(self, channel: grpc.Channel, timeout_seconds: float = 5.0) -> None:
-        self.stub = payment_service_pb2_grpc.PaymentServiceStub(channel)  # type: ignore[no-untyped-call]
+        self.stub = payment_service_pb2_grpc.PaymentServiceStub(channel)
         self.timeout = timeout_seconds
 
     def create_or_get_payment(

@@ -52,9 +52,7 @@ def start(
         # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
         options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 16 * 1024)],
     )
-    order_service_pb2_grpc.add_OrderServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        OrderServicer(app.use_cases), server
-    )
+    order_service_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(app.use_cases), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

@@ -51,7 +51,7 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
         # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
         options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 16 * 1024)],
     )
-    payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(  # type: ignore[no-untyped-call]
+    payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(
         PaymentServicer(app.use_cases, app.callbacks, stopping), server
     )
     health_servicer = health.HealthServicer()
