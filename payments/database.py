@@ -61,8 +61,11 @@ def ensure_database(admin_url: str, name: str) -> str:
     with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            log.info("created database", extra={"database": name})
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                log.info("created database", extra={"database": name})
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                pass  # another process starting at the same moment created it
     return make_url(sqlalchemy_url(admin_url)).set(database=name).render_as_string(hide_password=False)
 
 
