@@ -53,10 +53,11 @@ def bad_request_fields(error: grpc.RpcError) -> set[str]:
 
 
 class ServerProcess:
-    """`payments serve payment` in a child process on an ephemeral port; its
-    stderr (JSON log lines) is drained in a thread. Stopped by PID."""
+    """`payments serve <service>` in a child process on an ephemeral port; its
+    stderr (JSON log lines) is drained in a thread. Stopped by PID. For the
+    order service pass ORDER_DATABASE_URL and PAYMENT_TARGET in env."""
 
-    def __init__(self, db_url: str, **env: str) -> None:
+    def __init__(self, db_url: str, service: str = "payment", **env: str) -> None:
         import os
         import subprocess
         import sys
@@ -68,6 +69,7 @@ class ServerProcess:
             **os.environ,
             "DATABASE_URL": db_url,
             "PAYMENT_GRPC_PORT": "0",
+            "ORDER_GRPC_PORT": "0",
             "PAYMENTS_AUTO_MIGRATE": "0",
             "VNPAY_TMN_CODE": TEST_VNPAY.tmn_code,
             "VNPAY_HASH_SECRET": TEST_VNPAY.hash_secret,
@@ -78,7 +80,7 @@ class ServerProcess:
         self._ready = threading.Event()
         self.port = 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "payments.cli", "serve", "payment"],
+            [sys.executable, "-m", "payments.cli", "serve", service],
             env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
