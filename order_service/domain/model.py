@@ -23,6 +23,8 @@ class OrderStatus(StrEnum):
 
 # Orders that may still be paid ("Pay again" works on them).
 PAYABLE = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAYMENT_FAILED})
+# Orders the shopper may still cancel (stock comes back).
+CANCELABLE = PAYABLE | {OrderStatus.AWAITING_DELIVERY_PAYMENT}
 # Orders whose stock has been given back.
 RESTOCKED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
 
@@ -119,7 +121,13 @@ def check_payable(order: OrderLike) -> None:
     status = OrderStatus(order.status)
     if status in PAYABLE:
         return
-    if status in (OrderStatus.PAID, OrderStatus.AWAITING_DELIVERY_PAYMENT):
+    if status == OrderStatus.AWAITING_DELIVERY_PAYMENT:
+        raise FailedPrecondition(
+            f"order {order.id} is confirmed for cash on delivery",
+            subject=f"orders/{order.id}",
+            type_="CASH_ON_DELIVERY",
+        )
+    if status == OrderStatus.PAID:
         raise FailedPrecondition(
             f"order {order.id} is already paid", subject=f"orders/{order.id}", type_="ALREADY_PAID"
         )
@@ -132,7 +140,7 @@ def check_payable(order: OrderLike) -> None:
 
 def check_cancelable(order: OrderLike) -> None:
     status = OrderStatus(order.status)
-    if status not in PAYABLE:
+    if status not in CANCELABLE:
         raise FailedPrecondition(
             f"order {order.id} is {status.value.lower()} and cannot be canceled",
             subject=f"orders/{order.id}",
@@ -165,7 +173,9 @@ def on_payment_event(order: OrderLike, facts: PaymentFacts) -> OrderChange | Non
     status = OrderStatus(order.status)
     money_arrived = facts.event_type in ("payment.succeeded", "payment.late_success")
     if money_arrived:
-        if status in PAYABLE:
+        if status in PAYABLE or (
+            status == OrderStatus.AWAITING_DELIVERY_PAYMENT and str(order.payment_id) == facts.payment_id
+        ):
             return OrderChange(OrderStatus.PAID, None, "order.paid")
         if status in RESTOCKED:
             return OrderChange(

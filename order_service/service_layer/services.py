@@ -232,7 +232,7 @@ class OrderUseCases:
     ) -> None:
         """Cancel or expire: the one place stock comes back, guarded by the
         status check under the order's row lock, so it happens once."""
-        if order.status not in model.PAYABLE:
+        if order.status not in model.CANCELABLE:
             return
         for item in order.items:
             uow.orders.return_stock(item.variant_id, item.quantity)

@@ -19,6 +19,7 @@ from payment_service.domain import currency as iso4217
 from payment_service.domain.errors import (
     AlreadyPaid,
     AttemptLimitReached,
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     InvalidTransition,
@@ -71,6 +72,8 @@ class Policy:
     enabled_providers: frozenset[Provider]
     max_attempts: int = 5
     ttl: timedelta = timedelta(minutes=15)
+    # Cash on delivery waits for the courier, not for a checkout page.
+    cod_ttl: timedelta = timedelta(days=30)
     # After expire_time the gateway may still be finishing a payment the
     # shopper started just before it. Opening a new attempt inside this window
     # could let one shopper pay twice, so callers are asked to retry after it.
@@ -298,6 +301,29 @@ def decide(
     if attempt > policy.max_attempts:
         raise AttemptLimitReached(req.order_id, policy.max_attempts)
     return Create(attempt=attempt, original_payment_id=attempts[0].id if attempts else None, close=close)
+
+
+def ttl_for(provider: Provider, policy: Policy) -> timedelta:
+    return policy.cod_ttl if provider == Provider.COD else policy.ttl
+
+
+def check_cod_confirmation(payment: PaymentLike, collected_amount: int) -> bool:
+    """Whether confirming the cash changes the payment (False: already
+    confirmed). Raises when it may not be confirmed."""
+    if payment.provider != Provider.COD:
+        raise FailedPrecondition(
+            f"payment {payment.id} is not cash on delivery",
+            subject=f"payments/{payment.id}",
+            type_="NOT_COD",
+        )
+    if collected_amount != payment.amount:
+        raise InvalidArgument.one(
+            "collected_amount", f"{collected_amount} differs from the payment's amount {payment.amount}"
+        )
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return False
+    check_transition(payment, PaymentStatus.SUCCEEDED)
+    return True
 
 
 ALLOWED_TRANSITIONS = {PaymentStatus.PENDING: FINAL_STATUSES}

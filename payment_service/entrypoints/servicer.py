@@ -119,6 +119,16 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         return payment_service_pb2.CancelPaymentResponse(payment=payment_to_proto(payment))
 
     @grpc_errors
+    def ConfirmCodPayment(
+        self, request: payment_service_pb2.ConfirmCodPaymentRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.ConfirmCodPaymentResponse:
+        payment_id = _payment_id(request.payment_id)
+        if len(request.note) > MAX_REASON_LENGTH:
+            raise InvalidArgument.one("note", f"is longer than {MAX_REASON_LENGTH} characters")
+        payment = self.use_cases.confirm_cod_payment(payment_id, request.collected_amount, request.note)
+        return payment_service_pb2.ConfirmCodPaymentResponse(payment=payment_to_proto(payment))
+
+    @grpc_errors
     def HandleCallback(
         self, request: httpbody_pb2.HttpBody, context: grpc.ServicerContext
     ) -> httpbody_pb2.HttpBody:

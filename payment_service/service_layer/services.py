@@ -106,7 +106,7 @@ class PaymentUseCases:
             user_agent=req.user_agent,
             create_time=now,
             update_time=now,
-            expire_time=now + self.policy.ttl,
+            expire_time=now + model.ttl_for(req.provider, self.policy),
             version=1,
             needs_review=False,
         )
@@ -166,6 +166,20 @@ class PaymentUseCases:
                 raise NotFound(f"payment {payment_id} not found")
             if payment.status != PaymentStatus.CANCELED:
                 self._close(uow, payment, PaymentStatus.CANCELED, reason or "canceled by caller", now)
+                uow.commit()
+        return payment
+
+    def confirm_cod_payment(self, payment_id: uuid.UUID, collected_amount: int, note: str) -> Payment:
+        now = self.clock()
+        with self.uow_factory() as uow:
+            payment = uow.payments.get(payment_id, for_update=True)
+            if payment is None:
+                raise NotFound(f"payment {payment_id} not found")
+            if model.check_cod_confirmation(payment, collected_amount):
+                payment.status = PaymentStatus.SUCCEEDED.value
+                payment.paid_time = now
+                payment.provider_transaction_id = ("cod:" + note)[:100]
+                record_change(uow, payment, "payment.succeeded", now)
                 uow.commit()
         return payment
 

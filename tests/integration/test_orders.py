@@ -300,3 +300,46 @@ def test_retry_payment_is_rate_limited_per_user(order_stub: Any) -> None:
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     other = checkout(order_stub, user=U2)
     order_stub.RetryPayment(os_pb2.RetryPaymentRequest(order_id=other.id), metadata=U2)  # u2 unaffected
+
+
+def test_cash_on_delivery_is_confirmed_when_collected(order_stub: Any, stub: Any, clock: FakeClock) -> None:
+    from payment.v1 import payment_service_pb2
+
+    order = checkout(order_stub)
+    reply = order_stub.RetryPayment(
+        os_pb2.RetryPaymentRequest(order_id=order.id, provider=payment_pb2.PROVIDER_COD), metadata=U1
+    )
+    assert reply.checkout_url == ""
+    wait_for_status(order_stub, order.id, "ORDER_STATUS_AWAITING_DELIVERY_PAYMENT")
+    clock.advance(days=2)  # the courier takes days, not the 15 minutes of a checkout page
+    assert stub.GetPayment(
+        payment_service_pb2.GetPaymentRequest(payment_id=reply.payment_id)
+    ).payment.status == (payment_pb2.PAYMENT_STATUS_PENDING)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ConfirmCodPayment(
+            payment_service_pb2.ConfirmCodPaymentRequest(payment_id=reply.payment_id, collected_amount=1)
+        )
+    assert bad_request_fields(info.value) == {"collected_amount"}
+    confirm = payment_service_pb2.ConfirmCodPaymentRequest(
+        payment_id=reply.payment_id, collected_amount=order.total_amount, note="courier 7"
+    )
+    assert stub.ConfirmCodPayment(confirm).payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED
+    assert (
+        stub.ConfirmCodPayment(confirm).payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED
+    )  # idempotent
+    wait_for_status(order_stub, order.id, "ORDER_STATUS_PAID")
+
+
+def test_confirming_a_gateway_payment_as_cash_is_refused(order_stub: Any, stub: Any) -> None:
+    from payment.v1 import payment_service_pb2
+
+    order = checkout(order_stub)
+    reply = order_stub.RetryPayment(os_pb2.RetryPaymentRequest(order_id=order.id), metadata=U1)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ConfirmCodPayment(
+            payment_service_pb2.ConfirmCodPaymentRequest(
+                payment_id=reply.payment_id, collected_amount=order.total_amount
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not cash on delivery" in info.value.details()

@@ -85,6 +85,22 @@ class CancelPaymentResponse(_message.Message):
     payment: _payment_pb2.Payment
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
 
+class ConfirmCodPaymentRequest(_message.Message):
+    __slots__ = ("payment_id", "collected_amount", "note")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    collected_amount: int
+    note: str
+    def __init__(self, payment_id: _Optional[str] = ..., collected_amount: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ConfirmCodPaymentResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
+
 class StreamPaymentEventsRequest(_message.Message):
     __slots__ = ("after_cursor",)
     AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]

@@ -58,6 +58,11 @@ class PaymentServiceStub:
                 request_serializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
                 response_deserializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
                 _registered_method=True)
+        self.ConfirmCodPayment = channel.unary_unary(
+                '/payment.v1.PaymentService/ConfirmCodPayment',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentResponse.FromString,
+                _registered_method=True)
         self.StreamPaymentEvents = channel.unary_stream(
                 '/payment.v1.PaymentService/StreamPaymentEvents',
                 request_serializer=payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsRequest.SerializeToString,
@@ -134,6 +139,23 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmCodPayment(self, request, context):
+        """Records that the cash of a cash-on-delivery payment was collected: the
+        payment becomes SUCCEEDED. Internal: called by the shop's delivery
+        system. Confirming a confirmed payment returns it unchanged.
+
+        Errors:
+        - INVALID_ARGUMENT: payment_id is not a UUID, or collected_amount differs
+        from the payment's amount.
+        - NOT_FOUND: no such payment.
+        - FAILED_PRECONDITION: not a cash-on-delivery payment, or it was
+        canceled or expired.
+        - UNAVAILABLE: the database cannot be reached; safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamPaymentEvents(self, request, context):
         """Streams outbox events in a stable order, starting after `after_cursor`,
         and keeps the stream open for new ones. At least once: a consumer stores
@@ -191,6 +213,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.CancelPayment,
                     request_deserializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.FromString,
                     response_serializer=payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.SerializeToString,
+            ),
+            'ConfirmCodPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmCodPayment,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentResponse.SerializeToString,
             ),
             'StreamPaymentEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamPaymentEvents,
@@ -314,6 +341,33 @@ class PaymentService:
             '/payment.v1.PaymentService/CancelPayment',
             payment_dot_v1_dot_payment__service__pb2.CancelPaymentRequest.SerializeToString,
             payment_dot_v1_dot_payment__service__pb2.CancelPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmCodPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/ConfirmCodPayment',
+            payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentResponse.FromString,
             options,
             channel_credentials,
             insecure,
