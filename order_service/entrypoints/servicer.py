@@ -5,10 +5,8 @@ removing any client-sent copy), or by internal gRPC callers."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 import grpc
-from google.protobuf import timestamp_pb2
 from order.v1 import order_pb2, order_service_pb2_grpc
 from order.v1 import order_service_pb2 as os_pb2
 
@@ -17,17 +15,10 @@ from order_service.domain import model
 from order_service.service_layer.services import OrderUseCases
 from payments.errors import InvalidArgument, Unauthenticated
 from payments.grpc_errors import grpc_errors
+from payments.protobuf import timestamp
 
 USER_HEADER = "x-user-id"
 IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def order_to_proto(o: Order) -> order_pb2.Order:
@@ -54,9 +45,9 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         note=o.note,
         status_reason=o.status_reason or "",
         payment_id=str(o.payment_id or ""),
-        create_time=_timestamp(o.create_time),
-        update_time=_timestamp(o.update_time),
-        expire_time=_timestamp(o.expire_time),
+        create_time=timestamp(o.create_time),
+        update_time=timestamp(o.update_time),
+        expire_time=timestamp(o.expire_time),
     )
 
 
@@ -145,7 +136,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
             order=order_to_proto(order),
             payment_id=checkout.payment_id,
             checkout_url=checkout.checkout_url,
-            payment_expire_time=_timestamp(checkout.expire_time),
+            payment_expire_time=timestamp(checkout.expire_time),
         )
 
     @grpc_errors

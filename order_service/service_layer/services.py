@@ -283,12 +283,21 @@ class OrderUseCases:
         ignoring versions older than one already applied for its payment,
         and moves the stream checkpoint in the same transaction."""
         now = self.clock()
-        payment = event.payment
-        event_id, payment_id = uuid.UUID(event.id), uuid.UUID(payment.id)
+        event_id: uuid.UUID | None = None
+        payment_id: uuid.UUID | None = None
+        try:
+            event_id, payment_id = uuid.UUID(event.id), uuid.UUID(event.payment.id)
+        except ValueError:
+            # Not an event about a payment we could act on; never let one
+            # malformed row stop the stream behind it.
+            log.error("skipping malformed payment event", extra={"event_id": event.id, "cursor": cursor})
         applied = False
         with self.uow_factory() as uow:
-            if uow.orders.claim_event(event_id, payment_id, event.version, now) and (
-                event.version > uow.orders.newest_version(payment_id, excluding=event_id)
+            if (
+                event_id is not None
+                and payment_id is not None
+                and uow.orders.claim_event(event_id, payment_id, event.version, now)
+                and event.version > uow.orders.newest_version(payment_id, excluding=event_id)
             ):
                 applied = self._apply(uow, event, now)
             if cursor:

@@ -6,18 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from payment.v1 import payment_pb2
 
 from payment_service.adapters.orm import Payment
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+from payments.protobuf import timestamp
 
 
 def payment_to_proto(p: Payment) -> payment_pb2.Payment:
@@ -35,10 +28,10 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         original_payment_id=str(p.original_payment_id or ""),
         provider_reference=p.provider_reference,
         provider_transaction_id=p.provider_transaction_id or "",
-        create_time=_timestamp(p.create_time),
-        update_time=_timestamp(p.update_time),
-        expire_time=_timestamp(p.expire_time),
-        paid_time=_timestamp(p.paid_time),
+        create_time=timestamp(p.create_time),
+        update_time=timestamp(p.update_time),
+        expire_time=timestamp(p.expire_time),
+        paid_time=timestamp(p.paid_time),
         needs_review=p.needs_review,
         review_reason=p.review_reason or "",
         version=p.version,
@@ -53,6 +46,6 @@ def payment_event(event_id: uuid.UUID, event_type: str, payment: Payment, now: d
         type=event_type,
         payment=payment_to_proto(payment),
         version=payment.version,
-        create_time=_timestamp(now),
+        create_time=timestamp(now),
     )
     return json_format.MessageToDict(event, preserving_proto_field_name=True)

@@ -4,7 +4,6 @@ sweeper, and graceful shutdown (NOT_SERVING, stop with grace, close the pool).""
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -83,16 +82,3 @@ def _sweep(running: RunningServer) -> None:
                 pass
         except Exception:
             log.warning("expiry sweep failed; will retry", exc_info=True)
-
-
-def serve_until_signal(running: RunningServer) -> None:
-    done = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-        done.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    done.wait()
-    running.stop()
