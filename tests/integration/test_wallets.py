@@ -167,7 +167,7 @@ def test_zalopay_callback_mac_over_the_raw_data_string(wallet_stub: Any, db_url:
     _, reply = callback(wallet_stub, "/webhooks/zalopay/callback", bad)
     assert json.loads(reply)["return_code"] == -1 and status(db_url, reference) == "PENDING"
     good = json.dumps({"data": data, "mac": mac, "type": 1}).encode()
-    headers, reply = callback(wallet_stub, "/webhooks/zalopay/callback", good)
+    _, reply = callback(wallet_stub, "/webhooks/zalopay/callback", good)
     assert json.loads(reply) == {"return_code": 1, "return_message": "success"}
     assert status(db_url, reference) == "SUCCEEDED"
     assert reference.startswith("260501_")  # yymmdd of the fake clock in GMT+7
