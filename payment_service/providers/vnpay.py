@@ -10,11 +10,11 @@ import hashlib
 import hmac
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote_plus
 from zoneinfo import ZoneInfo
 
@@ -290,3 +290,71 @@ def response_code_reason(code: str) -> str:
 
 def transaction_status_reason(code: str) -> str:
     return TRANSACTION_STATUS.get(code, f"Unknown VNPay transaction status {code!r}")
+
+
+# --- querydr (reconciliation) ----------------------------------------------
+
+QUERYDR_FIELDS: Final = (
+    "vnp_RequestId",
+    "vnp_Version",
+    "vnp_Command",
+    "vnp_TmnCode",
+    "vnp_TxnRef",
+    "vnp_TransactionDate",
+    "vnp_CreateDate",
+    "vnp_IpAddr",
+    "vnp_OrderInfo",
+)
+QUERYDR_RESPONSE_FIELDS: Final = (
+    "vnp_ResponseId",
+    "vnp_Command",
+    "vnp_ResponseCode",
+    "vnp_Message",
+    "vnp_TmnCode",
+    "vnp_TxnRef",
+    "vnp_Amount",
+    "vnp_BankCode",
+    "vnp_PayDate",
+    "vnp_TransactionNo",
+    "vnp_TransactionType",
+    "vnp_TransactionStatus",
+    "vnp_OrderInfo",
+    "vnp_PromotionCode",
+    "vnp_PromotionAmount",
+)
+
+
+def pipe_signature(values: Sequence[str], secret: str) -> str:
+    """querydr/refund checksum: HMAC-SHA512 over the raw `|`-joined values."""
+    return _hmac_sha512("|".join(values), secret)
+
+
+def build_querydr(
+    config: VnpayConfig,
+    *,
+    request_id: str,
+    txn_ref: str,
+    transaction_date: datetime,
+    now: datetime,
+    ip_addr: str,
+) -> dict[str, str]:
+    """The JSON body of a querydr request for one transaction."""
+    body = {
+        "vnp_RequestId": request_id,
+        "vnp_Version": VNPAY_VERSION,
+        "vnp_Command": "querydr",
+        "vnp_TmnCode": config.tmn_code,
+        "vnp_TxnRef": txn_ref,
+        "vnp_TransactionDate": format_vnpay_time(transaction_date),
+        "vnp_CreateDate": format_vnpay_time(now),
+        "vnp_IpAddr": ip_addr,
+        "vnp_OrderInfo": f"Truy van GD {txn_ref}",
+    }
+    body["vnp_SecureHash"] = pipe_signature([body[f] for f in QUERYDR_FIELDS], config.hash_secret)
+    return body
+
+
+def verify_querydr_response(body: Mapping[str, Any], secret: str) -> bool:
+    received = str(body.get("vnp_SecureHash", "")).lower()
+    expected = pipe_signature([str(body.get(f, "")) for f in QUERYDR_RESPONSE_FIELDS], secret)
+    return hmac.compare_digest(expected.encode(), received.encode("utf-8", "replace"))

@@ -15,6 +15,7 @@ import pytest
 
 from payment_service.domain import currency
 from payment_service.domain.currency import ISO_4217_MINOR_UNITS, is_known_currency, minor_units
+from payment_service.providers import vnpay
 from payment_service.providers.vnpay import (
     IPN_RESPONSE_CODES,
     TRANSACTION_STATUS,
@@ -355,3 +356,27 @@ def test_currency_table_shape() -> None:
     assert all(len(c) == 3 and c.isascii() and c.isupper() for c in ISO_4217_MINOR_UNITS)
     assert set(ISO_4217_MINOR_UNITS.values()) <= {0, 2, 3}
     assert not {"XAU", "XDR", "XTS", "XXX", "CLF", "USN"} & set(ISO_4217_MINOR_UNITS)
+
+
+def test_querydr_checksum_matches_the_published_vector() -> None:
+    data = (
+        "REQ20240501113000|2.1.0|querydr|TESTTMN1|ORD123|20240501103000|20240501113000|127.0.0.1"
+        "|Truy van GD ORD123"
+    )
+    expected = (
+        "7cb52e0574f23f47adae3a37a48b708f615d57e46470d73ffc9e4d60f5d6e9d9"
+        "4caa398114b6a57742316164eb0a7f29f30717d266c6e77f4de67597663d6bc0"
+    )
+    assert vnpay.pipe_signature(data.split("|"), "VNPAYTESTSECRET0123456789ABCDEFG") == expected
+    config = vnpay.VnpayConfig(
+        "TESTTMN1", "VNPAYTESTSECRET0123456789ABCDEFG", "https://x.example/pay", "https://x.example/r"
+    )
+    body = vnpay.build_querydr(
+        config,
+        request_id="REQ20240501113000",
+        txn_ref="ORD123",
+        transaction_date=datetime(2024, 5, 1, 3, 30, tzinfo=UTC),
+        now=datetime(2024, 5, 1, 4, 30, tzinfo=UTC),
+        ip_addr="127.0.0.1",
+    )
+    assert body["vnp_SecureHash"] == expected
