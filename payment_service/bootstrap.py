@@ -43,7 +43,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     session_factory = sessionmaker(engine, expire_on_commit=False)
     http = HttpJsonClient(timeout_seconds=settings.gateway_timeout_seconds)
     gateways: dict[Provider, Gateway] = {
-        Provider.VNPAY: VnpayGateway(settings.vnpay),
+        Provider.VNPAY: VnpayGateway(settings.vnpay, settings.vnpay_query_url, http),
         Provider.COD: CashOnDelivery(),
     }
     if settings.payos is not None:
@@ -55,5 +55,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     gateways = {p: g for p, g in gateways.items() if p in settings.policy.enabled_providers}
     uow_factory: Callable[[], UnitOfWork] = lambda: UnitOfWork(session_factory)  # noqa: E731
     use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
-    callbacks = CallbackUseCases(uow_factory, gateways, clock, return_renderer(settings.payment_result_url))
+    callbacks = CallbackUseCases(
+        uow_factory, gateways, clock, return_renderer(settings.payment_result_url), settings.policy
+    )
     return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)

@@ -22,6 +22,7 @@ from payments.config import ConfigError, env_int
 DEV_VNPAY_TMN_CODE = "DEVTMN01"
 DEV_VNPAY_HASH_SECRET = "DEVSECRETDEVSECRETDEVSECRET01234"  # noqa: S105 - public development value
 DEFAULT_VNPAY_API_URL = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
+DEFAULT_VNPAY_QUERY_URL = "https://sandbox.vnpayment.vn/merchant_webapi/api/transaction"
 # The wallets' development credentials: made up (payOS) or the gateways'
 # own published sandbox samples (MoMo, ZaloPay). In development every base
 # URL points at the local simulator (`payments sim`), which signs with these.
@@ -68,6 +69,7 @@ class Settings:
     # Where the browser return page redirects (with order_id and status);
     # empty: show a small result page instead.
     payment_result_url: str = ""
+    vnpay_query_url: str = ""  # querydr endpoint; empty: VNPay is not reconciled
     payos: PayosConfig | None = None
     payos_checkout_base: str = ""
     momo: MomoConfig | None = None
@@ -153,11 +155,14 @@ class Settings:
             ),
             development=development,
             payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
+            vnpay_query_url=env.get("VNPAY_QUERY_URL")
+            or (f"{sim}/vnpay/merchant_webapi/api/transaction" if development else DEFAULT_VNPAY_QUERY_URL),
             payos=payos_config,
             payos_checkout_base=env.get("PAYOS_CHECKOUT_URL")
             or (f"{sim}/payos/web" if development else "https://pay.payos.vn/web"),
             momo=momo_config,
             zalopay=zalopay_config,
+            expiry_sweep_seconds=float(env_int(env, "SWEEP_INTERVAL", 60, minimum=1)),
             grpc_workers=env_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
             db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 10, minimum=1),
         )

@@ -73,6 +73,9 @@ class Payment(Base):
     bank_code: Mapped[str | None] = mapped_column(String(32))
     bank_transaction_no: Mapped[str | None] = mapped_column(String(64))
     card_type: Mapped[str | None] = mapped_column(String(32))
+    # Reconciliation: when to ask the gateway next, and how often we have.
+    reconcile_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reconcile_attempts: Mapped[int] = mapped_column(default=0)
 
     __table_args__ = (
         UniqueConstraint("order_id", "attempt"),
@@ -87,6 +90,12 @@ class Payment(Base):
         ),
         # The expiry sweep reads only pending rows, oldest deadline first.
         Index("ix_payments_pending_expire_time", "expire_time", postgresql_where=text("status = 'PENDING'")),
+        # The reconciler reads only attempts it still has to ask about.
+        Index(
+            "ix_payments_reconcile_time",
+            "reconcile_time",
+            postgresql_where=text("reconcile_time IS NOT NULL"),
+        ),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("attempt >= 1", name="attempt_positive"),
         CheckConstraint(_in("status", PaymentStatus), name="status_known"),

@@ -90,6 +90,16 @@ class PaymentRepository:
     def add_journal_entry(self, entry: CallbackJournal) -> None:
         self.session.add(entry)
 
+    def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]:
+        stmt = (
+            select(Payment)
+            .where(Payment.reconcile_time <= now, Payment.paid_time.is_(None))
+            .order_by(Payment.reconcile_time)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.scalars(stmt).all()
+
     def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any]]]:
         """Outbox events after (txid, seq), oldest first, but only from
         transactions older than every transaction still running: those can

@@ -74,6 +74,11 @@ class Policy:
     ttl: timedelta = timedelta(minutes=15)
     # Cash on delivery waits for the courier, not for a checkout page.
     cod_ttl: timedelta = timedelta(days=30)
+    # A payment no callback has settled after this is asked about at its
+    # gateway, then again with doubling delays, at most reconcile_attempts times.
+    reconcile_after: timedelta = timedelta(minutes=2)
+    reconcile_max_delay: timedelta = timedelta(hours=1)
+    reconcile_attempts: int = 8
     # After expire_time the gateway may still be finishing a payment the
     # shopper started just before it. Opening a new attempt inside this window
     # could let one shopper pay twice, so callers are asked to retry after it.
@@ -324,6 +329,13 @@ def check_cod_confirmation(payment: PaymentLike, collected_amount: int) -> bool:
         return False
     check_transition(payment, PaymentStatus.SUCCEEDED)
     return True
+
+
+def next_reconcile_time(attempts: int, now: datetime, policy: Policy) -> datetime | None:
+    """When to ask the gateway again after `attempts` questions; None: stop."""
+    if attempts >= policy.reconcile_attempts:
+        return None
+    return now + min(policy.reconcile_after * (1 << attempts), policy.reconcile_max_delay)
 
 
 ALLOWED_TRANSITIONS = {PaymentStatus.PENDING: FINAL_STATUSES}

@@ -80,5 +80,6 @@ def _sweep(running: RunningServer) -> None:
         try:
             while running.app.use_cases.expire_due_payments() and not running.stopping.is_set():
                 pass
+            running.app.callbacks.reconcile_due()
         except Exception:
             log.warning("expiry sweep failed; will retry", exc_info=True)

@@ -24,6 +24,7 @@ class CheckoutContext:
 class CallbackKind(StrEnum):
     IPN = "ipn"  # server to server: may change the payment
     RETURN = "return"  # the shopper's browser: shown, never applied
+    RECONCILE = "reconcile"  # our own question to the gateway, answered
 
 
 # The HTTP paths the ingress binds to HandleCallback (see payment_service.proto).
@@ -79,3 +80,8 @@ class Gateway(Protocol):
 
     def ack(self, outcome: Outcome) -> HttpReply:
         """The acknowledgement the gateway expects for this outcome."""
+
+    def query(self, payment: Payment, now: datetime) -> Notification | None:
+        """Asks the gateway what became of the payment (reconciliation).
+        None: nothing final to report yet. Raises Unavailable when the
+        gateway cannot be asked."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 
+from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.adapters.orm import Payment
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.providers import vnpay
 from payment_service.providers.base import CheckoutContext, HttpReply, RawCallback, Rejected, Verified
+from payments.errors import Unavailable
 
 # VNPay IPN answers (RspCode). VNPay stops retrying on 00 and 02 only.
 VNPAY_ACKS: dict[Outcome, str] = {
@@ -24,8 +27,38 @@ VNPAY_ACKS: dict[Outcome, str] = {
 
 
 class VnpayGateway:
-    def __init__(self, config: vnpay.VnpayConfig) -> None:
+    def __init__(
+        self, config: vnpay.VnpayConfig, query_url: str = "", http: HttpJsonClient | None = None
+    ) -> None:
         self.config = config
+        self.query_url = query_url
+        self.http = http or HttpJsonClient()
+
+    def query(self, payment: Payment, now: datetime) -> Notification | None:
+        if not self.query_url:
+            return None
+        body = vnpay.build_querydr(
+            self.config,
+            request_id=secrets.token_hex(16),
+            txn_ref=payment.provider_reference,
+            transaction_date=payment.create_time,
+            now=now,
+            ip_addr="127.0.0.1",
+        )
+        try:
+            answer = self.http.request("POST", self.query_url, body)
+        except GatewayUnreachable:
+            raise Unavailable("VNPay querydr cannot be reached right now") from None
+        if not vnpay.verify_querydr_response(answer, self.config.hash_secret):
+            raise Unavailable("VNPay querydr answered without a valid checksum")
+        if answer.get("vnp_ResponseCode") != "00":
+            return None  # 91: VNPay has no such transaction yet
+        status = str(answer.get("vnp_TransactionStatus", ""))
+        if status == "01":
+            return None  # not completed yet
+        params = {k: str(v) for k, v in answer.items()}
+        params["vnp_ResponseCode"] = status  # querydr's ResponseCode is about the query itself
+        return self._notification(params)
 
     def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
         return payment_intent_id
@@ -49,6 +82,9 @@ class VnpayGateway:
             return Rejected(result.reason or "invalid signature", p.get("vnp_TxnRef"))
         if p.get("vnp_TmnCode") != self.config.tmn_code:
             return Rejected("vnp_TmnCode is not this merchant's", p.get("vnp_TxnRef"))
+        return Verified(self._notification(p))
+
+    def _notification(self, p: dict[str, str]) -> Notification:
         raw_amount = p.get("vnp_Amount", "")
         if not raw_amount.isdigit() or int(raw_amount) % 100:
             # Signed by VNPay yet not a whole number of VND: never equal to a payment.
@@ -62,21 +98,19 @@ class VnpayGateway:
         code, status = p.get("vnp_ResponseCode", ""), p.get("vnp_TransactionStatus", "")
         succeeded = vnpay.is_successful_payment(p)
         reason = "" if succeeded else f"{vnpay.response_code_reason(code)} (codes {code}/{status})"
-        return Verified(
-            Notification(
-                provider_reference=p.get("vnp_TxnRef", ""),
-                amount=amount,
-                succeeded=succeeded,
-                transaction_id=p.get("vnp_TransactionNo", ""),
-                response_code=code,
-                failure_reason=reason,
-                paid_time=paid_time,
-                details={
-                    "bank_code": p.get("vnp_BankCode", ""),
-                    "bank_transaction_no": p.get("vnp_BankTranNo", ""),
-                    "card_type": p.get("vnp_CardType", ""),
-                },
-            )
+        return Notification(
+            provider_reference=p.get("vnp_TxnRef", ""),
+            amount=amount,
+            succeeded=succeeded,
+            transaction_id=p.get("vnp_TransactionNo", ""),
+            response_code=code,
+            failure_reason=reason,
+            paid_time=paid_time,
+            details={
+                "bank_code": p.get("vnp_BankCode", ""),
+                "bank_transaction_no": p.get("vnp_BankTranNo", ""),
+                "card_type": p.get("vnp_CardType", ""),
+            },
         )
 
     def ack(self, outcome: Outcome) -> HttpReply:
@@ -99,3 +133,6 @@ class CashOnDelivery:
 
     def ack(self, outcome: Outcome) -> HttpReply:
         return HttpReply(404, "text/plain", b"cash on delivery has no gateway callbacks")
+
+    def query(self, payment: Payment, now: datetime) -> Notification | None:
+        return None

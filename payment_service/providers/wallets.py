@@ -101,6 +101,30 @@ class PayosGateway:
             )
         )
 
+    def query(self, payment: Payment, now: datetime) -> Notification | None:
+        url = f"{self.config.base_url.rstrip('/')}{payos.PAYMENT_REQUESTS_PATH}/{payment.provider_reference}"
+        try:
+            answer = self.http.request("GET", url, None, payos.request_headers(self.config))
+        except GatewayUnreachable:
+            raise _unreachable("payOS") from None
+        checked = payos.verify_data(answer.get("data"), answer.get("signature"), self.config.checksum_key)
+        if answer.get("code") != "00" or not checked.valid:
+            return None
+        data, status = checked.data, checked.data.get("status")
+        if status not in ("PAID", "CANCELLED"):
+            return None
+        transactions = data.get("transactions") or [{}]
+        return Notification(
+            provider_reference=payment.provider_reference,
+            amount=int(data.get("amountPaid") or data.get("amount") or -1)
+            if status == "PAID"
+            else payment.amount,
+            succeeded=status == "PAID",
+            transaction_id=str(transactions[0].get("reference", "")),
+            response_code=str(status),
+            failure_reason="" if status == "PAID" else "payOS: payment link cancelled",
+        )
+
     def ack(self, outcome: Outcome) -> HttpReply:
         if outcome in _PROCESSED or outcome == Outcome.AMOUNT_MISMATCH:
             return _json_reply(200, {"success": True})
@@ -155,6 +179,27 @@ class MomoGateway:
                 else f"MoMo: {momo.result_code_reason(code)} (resultCode {code})",
                 details={"card_type": str(data.get("payType", ""))},
             )
+        )
+
+    def query(self, payment: Payment, now: datetime) -> Notification | None:
+        body = momo.build_query_payload(
+            self.config, order_id=payment.provider_reference, request_id=secrets.token_hex(16)
+        )
+        try:
+            answer = self.http.request("POST", self.config.endpoint.rstrip("/") + momo.QUERY_PATH, body)
+        except GatewayUnreachable:
+            raise _unreachable("MoMo") from None
+        code = answer.get("resultCode", -1)
+        if not isinstance(code, int) or momo.is_pending(code) or code in (-1, 42):  # 42: no such order yet
+            return None
+        succeeded = momo.is_success(code)
+        return Notification(
+            provider_reference=payment.provider_reference,
+            amount=int(answer.get("amount", -1)) if succeeded else payment.amount,
+            succeeded=succeeded,
+            transaction_id=str(answer.get("transId", "")),
+            response_code=str(code),
+            failure_reason="" if succeeded else f"MoMo: {momo.result_code_reason(code)} (resultCode {code})",
         )
 
     def ack(self, outcome: Outcome) -> HttpReply:
@@ -212,6 +257,24 @@ class ZalopayGateway:
                 failure_reason="",
                 details={"bank_code": str(data.get("channel", ""))},
             )
+        )
+
+    def query(self, payment: Payment, now: datetime) -> Notification | None:
+        body = zalopay.build_query_payload(self.config, app_trans_id=payment.provider_reference)
+        try:
+            answer = self.http.request("POST", self.config.endpoint.rstrip("/") + "/v2/query", body)
+        except GatewayUnreachable:
+            raise _unreachable("ZaloPay") from None
+        code = answer.get("return_code")
+        if code not in (1, 2):
+            return None  # 3: unpaid or still processing
+        return Notification(
+            provider_reference=payment.provider_reference,
+            amount=int(answer.get("amount", -1)) if code == 1 else payment.amount,
+            succeeded=code == 1,
+            transaction_id=str(answer.get("zp_trans_id", "")),
+            response_code=str(code),
+            failure_reason="" if code == 1 else f"ZaloPay: {answer.get('return_message', 'payment failed')}",
         )
 
     def ack(self, outcome: Outcome) -> HttpReply:

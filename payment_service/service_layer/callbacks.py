@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from datetime import datetime
 from payment_service.adapters.orm import CallbackJournal, Payment
 from payment_service.domain.callbacks import Outcome, apply_notification
 from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
-from payment_service.domain.model import PaymentStatus, Provider
+from payment_service.domain.model import PaymentStatus, Policy, Provider, next_reconcile_time
 from payment_service.providers.base import (
     CALLBACK_ROUTES,
     CallbackKind,
@@ -43,7 +45,9 @@ class CallbackUseCases:
         gateways: Mapping[Provider, Gateway],
         clock: Clock,
         render_return: Callable[[ReturnView], HttpReply],
+        policy: Policy | None = None,
     ) -> None:
+        self.policy = policy or Policy(enabled_providers=frozenset(gateways))
         self.uow_factory = uow_factory
         self.gateways = gateways
         self.clock = clock
@@ -78,7 +82,13 @@ class CallbackUseCases:
             return reply
 
     def _apply(
-        self, raw: RawCallback, now: datetime, provider: Provider, gateway: Gateway, verdict: Verified
+        self,
+        raw: RawCallback,
+        now: datetime,
+        provider: Provider,
+        gateway: Gateway,
+        verdict: Verified,
+        kind: CallbackKind = CallbackKind.IPN,
     ) -> HttpReply:
         n = verdict.notification
         with self.uow_factory() as uow:
@@ -94,13 +104,48 @@ class CallbackUseCases:
                 outcome = decision.outcome
                 if decision.event:
                     record_change(uow, payment, decision.event, now)
+                if payment.paid_time is not None or payment.status == PaymentStatus.FAILED:
+                    payment.reconcile_time = None  # settled: nothing left to ask the gateway
             reply = gateway.ack(outcome)
-            uow.payments.add_journal_entry(
-                _entry(raw, now, provider, CallbackKind.IPN, verdict, outcome, reply, payment)
-            )
+            uow.payments.add_journal_entry(_entry(raw, now, provider, kind, verdict, outcome, reply, payment))
             uow.commit()
         log.info("callback", extra={"provider": provider.value, "outcome": outcome.value})
         return reply
+
+    def reconcile_due(self, limit: int = 20) -> int:
+        """Asks the gateways about payments no callback has settled: pending
+        ones past policy.reconcile_after, and recently closed ones (a "paid"
+        answer for those takes the late-success path). Answers go through the
+        same code as callbacks and are journaled as kind "reconcile"."""
+        now = self.clock()
+        with self.uow_factory() as uow:
+            due = list(uow.payments.due_for_reconcile(now, limit))
+            for payment in due:
+                payment.reconcile_attempts += 1
+                payment.reconcile_time = next_reconcile_time(payment.reconcile_attempts, now, self.policy)
+            uow.commit()
+        settled = 0
+        for payment in due:
+            provider = Provider(payment.provider)
+            gateway = self.gateways.get(provider)
+            if gateway is None:
+                continue
+            try:
+                notification = gateway.query(payment, now)
+            except Exception:
+                log.warning("reconciliation query failed", extra={"provider": provider.value}, exc_info=True)
+                continue
+            if notification is None:
+                continue
+            raw = RawCallback(
+                path=f"reconcile:{provider.value.lower()}",
+                query=b"",
+                body=json.dumps(dataclasses.asdict(notification), default=str).encode(),
+                content_type="application/json",
+            )
+            self._apply(raw, now, provider, gateway, Verified(notification), CallbackKind.RECONCILE)
+            settled += 1
+        return settled
 
     def _browser_return(
         self, raw: RawCallback, now: datetime, provider: Provider, verdict: Verified | Rejected

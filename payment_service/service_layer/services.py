@@ -109,6 +109,8 @@ class PaymentUseCases:
             expire_time=now + model.ttl_for(req.provider, self.policy),
             version=1,
             needs_review=False,
+            reconcile_time=None if req.provider == Provider.COD else now + self.policy.reconcile_after,
+            reconcile_attempts=0,
         )
         uow.payments.add(payment)
         uow.payments.add_event("payment.created", payment, now)

@@ -96,6 +96,8 @@ def upgrade() -> None:
     sa.Column('bank_code', sa.String(length=32), nullable=True),
     sa.Column('bank_transaction_no', sa.String(length=64), nullable=True),
     sa.Column('card_type', sa.String(length=32), nullable=True),
+    sa.Column('reconcile_time', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reconcile_attempts', sa.Integer(), nullable=False),
     sa.CheckConstraint("provider IN ('VNPAY', 'PAYOS', 'MOMO', 'ZALOPAY', 'COD')", name=op.f('ck_payments_provider_known')),
     sa.CheckConstraint("status <> 'SUCCEEDED' OR paid_time IS NOT NULL", name=op.f('ck_payments_succeeded_has_paid_time')),
     sa.CheckConstraint("status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'EXPIRED', 'CANCELED')", name=op.f('ck_payments_status_known')),
@@ -109,6 +111,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('provider', 'provider_reference', name=op.f('uq_payments_provider_provider_reference'))
     )
     op.create_index('ix_payments_pending_expire_time', 'payments', ['expire_time'], unique=False, postgresql_where=sa.text("status = 'PENDING'"))
+    op.create_index('ix_payments_reconcile_time', 'payments', ['reconcile_time'], unique=False, postgresql_where=sa.text('reconcile_time IS NOT NULL'))
     op.create_index('uq_payments_one_pending_per_order', 'payments', ['order_id'], unique=True, postgresql_where=sa.text("status = 'PENDING'"))
     op.create_table('payment_request_keys',
     sa.Column('order_id', sa.String(length=64), nullable=False),
@@ -132,6 +135,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS callback_journal_append_only ON callback_journal")
     op.execute("DROP FUNCTION IF EXISTS callback_journal_append_only()")
     op.drop_table('payment_request_keys')
+    op.drop_index('ix_payments_reconcile_time', table_name='payments', postgresql_where=sa.text('reconcile_time IS NOT NULL'))
     op.drop_index('uq_payments_one_pending_per_order', table_name='payments', postgresql_where=sa.text("status = 'PENDING'"))
     op.drop_index('ix_payments_pending_expire_time', table_name='payments', postgresql_where=sa.text("status = 'PENDING'"))
     op.drop_table('payments')
