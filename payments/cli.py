@@ -108,6 +108,21 @@ def start_ingress(data_dir: Path) -> Callable[[], None]:
     return envoy.stop
 
 
+def start_sim() -> Callable[[], None]:
+    from payments.config import ConfigError
+    from payments.sim import SimConfig, Simulator
+
+    try:
+        sim = Simulator(SimConfig.from_env(os.environ)).start()
+    except ConfigError as error:
+        sys.exit(f"payments sim: {error}")
+    return sim.stop
+
+
+def cmd_sim(_args: argparse.Namespace) -> None:
+    run_until_signal([start_sim()])
+
+
 def run_until_signal(stops: list[Callable[[], None]]) -> None:
     """Blocks until SIGTERM/SIGINT, then stops everything, last started first."""
     done = threading.Event()
@@ -131,7 +146,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_dev(_args: argparse.Namespace) -> None:
     os.environ.setdefault("PAYMENTS_ENV", "development")
     data_dir = Path(os.environ.get("DATA_DIR", ".data"))
-    stops = [start_payment(), start_order(seed=True), start_ingress(data_dir)]
+    # The simulator first: checkouts in development go to it.
+    stops = [start_sim(), start_payment(), start_order(seed=True), start_ingress(data_dir)]
     print(DEV_BANNER.format(**_dev_ports()), file=sys.stderr, flush=True)
     run_until_signal(stops)
 
@@ -144,6 +160,7 @@ def _dev_ports() -> dict[str, str]:
         "order": env.get("ORDER_GRPC_PORT", "50052"),
         "ingress": env.get("INGRESS_PORT", "8080"),
         "admin": env.get("ENVOY_ADMIN_PORT", "9901"),
+        "sim": env.get("SIM_PORT", "8090"),
     }
 
 
@@ -196,6 +213,7 @@ Running (Ctrl-C stops everything, the embedded PostgreSQL too):
   payment.v1.PaymentService  grpc  {host}:{payment}   (internal; reflection on)
   order.v1.OrderService      grpc  {host}:{order}   (internal; reflection on)
   ingress (Envoy)            http  http://{host}:{ingress}   admin http://{host}:{admin}
+  gateway simulator          http  http://{host}:{sim}   (checkout pages; control API under /_control)
 Try:
   TOKEN=$(.venv/bin/payments token --user u1)
   curl -s http://{host}:{ingress}/v1/products
@@ -218,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token.set_defaults(func=cmd_token)
+    sub.add_parser("sim", help="run the local gateway simulator (VNPay, payOS, MoMo, ZaloPay)").set_defaults(
+        func=cmd_sim
+    )
     ipn = sub.add_parser("vnpay-ipn", help="print a signed VNPay IPN URL for a checkout URL (development)")
     ipn.add_argument("checkout_url")
     ipn.add_argument("--response-code", default="00", help="vnp_ResponseCode (00 = paid, 24 = canceled, ...)")

@@ -236,6 +236,15 @@ class ZalopayGateway:
             answer = self.http.request("POST", self.config.endpoint.rstrip("/") + "/v2/create", body)
         except GatewayUnreachable:
             raise _unreachable("ZaloPay") from None
+        if answer.get("sub_return_code") == -68:
+            # ZaloPay has no API that shows an order's link again, and a second
+            # app_trans_id would open a second payable session for one attempt.
+            raise FailedPrecondition(
+                "ZaloPay shows an attempt's checkout link only once; reopen the link from the first call"
+                f" (valid until {payment.expire_time:%H:%M} UTC) or retry after it expires",
+                subject=f"payments/{payment.id}",
+                type_="ZALOPAY_LINK_ISSUED",
+            )
         if answer.get("return_code") != 1 or not answer.get("order_url"):
             detail = f"{answer.get('sub_return_code', '')} {answer.get('sub_return_message', '')}".strip()
             raise _refused("ZaloPay", detail or str(answer.get("return_message", "unknown error")))

@@ -134,3 +134,74 @@ def stack(server: grpc_server.RunningServer, order_server: Any, tmp_path: Path) 
         yield Stack(envoy, keys, server, order_server)
     finally:
         envoy.stop()
+
+
+@dataclass
+class SimStack:
+    """Every gateway pointed at the simulator, whose callbacks go through a
+    real Envoy to real payment and order services. Settings come from
+    Settings.from_env in development mode, as `payments dev` builds them."""
+
+    envoy: EnvoyProcess
+    sim: Any
+    keys: Any
+    payment: grpc_server.RunningServer
+    order: Any
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def sim_stack(db_url: str, order_db_url: str, clock: Any, tmp_path: Path) -> Iterator[SimStack]:
+    from datetime import UTC, datetime
+
+    from order_service.bootstrap import bootstrap as bootstrap_orders
+    from order_service.entrypoints import server as order_grpc
+    from payment_service.bootstrap import bootstrap
+    from payment_service.config import Settings
+    from payments import auth
+    from payments.ingress import ORDER_CLUSTER
+    from payments.sim import SimConfig, Simulator
+    from tests.conftest import make_order_settings
+
+    clock.now = datetime.now(UTC)  # the simulator checks expiry against real time
+    ingress_port = _free_port()  # the simulator must know where callbacks go before Envoy starts
+    sim = Simulator(
+        SimConfig(port=0, ingress_base_url=f"http://127.0.0.1:{ingress_port}", time_scale=0.001)
+    ).start()
+    stops: list[Any] = [sim.stop]
+    try:
+        settings = Settings.from_env(
+            {"PAYMENTS_ENV": "development", "SIM_PORT": str(sim.port), "INGRESS_PORT": str(ingress_port)}
+        )
+        payment = grpc_server.start(bootstrap(settings, db_url, clock=clock), port=0, sweep=False)
+        stops.append(lambda: payment.stop(grace=0))
+        orders = order_grpc.start(
+            bootstrap_orders(make_order_settings(payment.port), order_db_url, clock=clock),
+            port=0,
+            sweep=False,
+        )
+        stops.append(lambda: orders.stop(grace=0))
+        keys = auth.generate_keys()
+        envoy = EnvoyProcess(
+            IngressSettings(
+                ingress_port=ingress_port,
+                admin_port=0,
+                payment_upstream_port=payment.port,
+                order_upstream_port=orders.port,
+            ).with_jwks(keys.jwks),
+            tmp_path / "envoy",
+        ).start()
+        stops.append(envoy.stop)
+        envoy.wait_healthy(PAYMENT_CLUSTER)
+        envoy.wait_healthy(ORDER_CLUSTER)
+        yield SimStack(envoy, sim, keys, payment, orders)
+    finally:
+        for stop in reversed(stops):
+            stop()

@@ -1,0 +1,37 @@
+"""``python -m payments.sim``: run the gateway simulator until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from payments import logs
+from payments.config import ConfigError
+from payments.sim.config import SimConfig
+from payments.sim.server import Simulator
+
+
+def main() -> None:
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO").upper())
+    try:
+        config = SimConfig.from_env(os.environ)
+    except ConfigError as error:
+        sys.exit(f"payments sim: {error}")
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: done.set())
+    with Simulator(config) as sim:
+        lines = "\n".join(f"  {name}={url}" for name, url in sim.service_urls().items())
+        print(
+            f"Gateway simulator on {sim.base_url} (callbacks to {config.ingress}, "
+            f"time scale {config.time_scale:g}).\nPoint the payment service at it with:\n{lines}",
+            file=sys.stderr,
+            flush=True,
+        )
+        done.wait()
+
+
+if __name__ == "__main__":
+    main()

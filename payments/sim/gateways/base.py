@@ -1,0 +1,99 @@
+"""What every simulated gateway shares: its transactions, settling one when
+the shopper clicks a checkout button, and the hooks the engine calls."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+from urllib.parse import quote
+
+from payments.sim.config import SimConfig
+from payments.sim.delivery import Callback
+from payments.sim.state import ACTION_STATUS, EventLog, Txn
+from payments.sim.web import Request, Response
+
+
+@dataclass
+class Context:
+    """What the gateways share with the engine."""
+
+    config: SimConfig
+    events: EventLog
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    base_url: str = ""  # http://127.0.0.1:<port>, once bound
+    _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def callback_url(self, path: str) -> str:
+        return f"{self.config.ingress}{path}"
+
+    def serial(self) -> int:
+        """A process-wide increasing number for gateway transaction ids."""
+        with self.lock:
+            return next(self._counter)
+
+
+class GatewaySim:
+    name: ClassVar[str]
+    label: ClassVar[str]
+    # The checkout actions after which the real gateway sends a callback.
+    callback_actions: ClassVar[frozenset[str]] = frozenset({"pay", "fail", "cancel"})
+    # Whether a failure callback exists to send before the success one.
+    has_failure_callback: ClassVar[bool] = True
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.txns: dict[str, Txn] = {}
+
+    @property
+    def config(self) -> SimConfig:
+        return self.ctx.config
+
+    # --- transactions (call with ctx.lock held) ---
+
+    def find(self, reference: str) -> Txn | None:
+        txn = self.txns.get(reference)
+        if txn is not None:
+            return txn
+        return next((t for t in self.txns.values() if reference in t.aliases), None)
+
+    def add(self, txn: Txn) -> Txn:
+        self.txns[txn.reference] = txn
+        return txn
+
+    def reset(self) -> None:
+        self.txns.clear()
+
+    def settle(self, txn: Txn, action: str, now: datetime) -> None:
+        txn.status = ACTION_STATUS[action]
+        txn.action = action
+        txn.finished_at = now
+        self.on_settle(txn, action, now)
+
+    # --- hooks ---
+
+    def handle(self, request: Request) -> Response | None:
+        """This gateway's own API and pages; None when the path is not one of them."""
+        raise NotImplementedError
+
+    def reference_from_url(self, url: str) -> str | None:
+        """The reference of a checkout URL this gateway handed out (for /_control/pay)."""
+        raise NotImplementedError
+
+    def on_settle(self, txn: Txn, action: str, now: datetime) -> None:
+        """Assigns the gateway's ids for the outcome (lock held)."""
+
+    def redirect_url(self, txn: Txn) -> str | None:
+        """Where the browser goes once the shopper acted; None: a result page."""
+        raise NotImplementedError
+
+    def callback(self, txn: Txn, result: str, amount: int, bad_signature: bool) -> Callback:
+        """The signed server-to-server callback reporting ``result`` for ``amount``."""
+        raise NotImplementedError
+
+    def checkout_path(self, txn: Txn) -> str:
+        """Where the checkout page's buttons POST: ``{path}/pay|fail|cancel``."""
+        return f"/{self.name}/checkout/{quote(txn.reference, safe='')}"

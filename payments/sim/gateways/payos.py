@@ -1,0 +1,312 @@
+"""payOS v2: create / get / cancel payment links with signed ``data``, the
+hosted checkout page, the return/cancel redirects and the signed webhook
+(sent for a successful payment only)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, TypeGuard
+from urllib.parse import unquote, urlsplit
+
+from payment_service.providers import payos
+from payments.sim import signing
+from payments.sim.delivery import PAYOS_SCHEDULE, Callback
+from payments.sim.gateways.base import GatewaySim
+from payments.sim.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, Txn, utcnow
+from payments.sim.web import Request, Response, add_query, checkout_page, html_response, json_response
+from payments.sim.web import message_page as _message
+
+API_PATH: Final = "/payos" + payos.PAYMENT_REQUESTS_PATH  # /payos/v2/payment-requests
+WEB_PATH: Final = "/payos/web/"
+WEBHOOK_PATH: Final = "/webhooks/payos"
+
+# The simulated receiving account (what payOS shows on its VietQR page).
+ACCOUNT_BIN: Final = "970422"
+ACCOUNT_NUMBER: Final = "0001234567890"
+ACCOUNT_NAME: Final = "CONG TY TNHH PAYMENTS SIM"
+# The payer, as a bank transfer reports it.
+COUNTER_ACCOUNT: Final = {
+    "counterAccountBankId": "970415",
+    "counterAccountBankName": "VietinBank",
+    "counterAccountName": "NGUYEN VAN A",
+    "counterAccountNumber": "0987654321",
+}
+
+# Error shapes: HTTP 200 with a non-"00" code, data null.
+BAD_REQUEST: Final = ("20", "Thông tin truyền lên không đúng.")
+BAD_SIGNATURE: Final = ("201", "Mã kiểm tra(signature) không hợp lệ")
+ORDER_EXISTS: Final = ("231", "Đơn thanh toán đã tồn tại")
+NOT_FOUND: Final = ("101", "Không tìm thấy thông tin đơn thanh toán")
+ALREADY_PAID: Final = ("20", "Đơn thanh toán đã được thanh toán, không thể hủy")
+
+
+def _error(code_desc: tuple[str, str], status: int = 200) -> Response:
+    code, desc = code_desc
+    return json_response({"code": code, "desc": desc, "data": None}, status)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _vn_datetime(dt: datetime) -> str:
+    return dt.astimezone(VN_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(VN_TZ).isoformat(timespec="seconds") if dt else None
+
+
+class PayosSim(GatewaySim):
+    name: ClassVar[str] = "payos"
+    label: ClassVar[str] = "payOS"
+    # payOS sends its webhook when money arrives, and only then.
+    callback_actions: ClassVar[frozenset[str]] = frozenset({"pay"})
+
+    # --- routes ---
+
+    def handle(self, request: Request) -> Response | None:
+        path, method = request.path, request.method
+        if path.startswith(WEB_PATH) and method == "GET":
+            return self.web(unquote(path.removeprefix(WEB_PATH)))
+        if path == API_PATH or path.startswith(API_PATH + "/"):
+            if not self._authorised(request):
+                return json_response({"code": "401", "desc": "Unauthorized", "data": None}, 401)
+            rest = [unquote(p) for p in path.removeprefix(API_PATH).split("/") if p]
+            if not rest and method == "POST":
+                return self.create(request)
+            if len(rest) == 1 and method == "GET":
+                return self.get(rest[0])
+            if len(rest) == 2 and rest[1] == "cancel" and method == "POST":
+                return self.cancel(rest[0], request)
+        return None
+
+    def _authorised(self, request: Request) -> bool:
+        creds = self.config.payos
+        client_id = request.headers.get("x-client-id", "").encode()
+        api_key = request.headers.get("x-api-key", "").encode()
+        return hmac.compare_digest(client_id, creds.client_id.encode()) & hmac.compare_digest(
+            api_key, creds.api_key.encode()
+        )
+
+    def reference_from_url(self, url: str) -> str | None:
+        path = urlsplit(url).path
+        if WEB_PATH not in path:
+            return None
+        with self.ctx.lock:
+            txn = self.find(unquote(path.rsplit(WEB_PATH, 1)[1]).strip("/"))
+        return txn.reference if txn else None
+
+    # --- the API ---
+
+    def _signed(self, data: dict[str, Any]) -> Response:
+        signature = signing.payos_data_signature(data, self.config.payos.checksum_key)
+        return json_response({"code": "00", "desc": "success", "data": data, "signature": signature})
+
+    def create(self, request: Request) -> Response:
+        try:
+            body = request.json_object()
+        except SimError:
+            return _error(BAD_REQUEST)
+        order_code, amount = body.get("orderCode"), body.get("amount")
+        strings = [body.get(k) for k in ("description", "returnUrl", "cancelUrl")]
+        if (
+            not _is_int(order_code)
+            or not 0 < order_code <= payos.ORDER_CODE_MAX
+            or not _is_int(amount)
+            or amount <= 0
+            or not all(isinstance(s, str) and s for s in strings)
+        ):
+            return _error(BAD_REQUEST)
+        if len(body["description"]) > payos.DESCRIPTION_MAX_LEN:
+            return _error(("20", f"Mô tả tối đa {payos.DESCRIPTION_MAX_LEN} kí tự"))
+        expired_at = body.get("expiredAt")
+        if expired_at is not None and (not _is_int(expired_at) or not 0 < expired_at < 2**31):
+            return _error(BAD_REQUEST)
+        signature = body.get("signature")
+        expected = signing.payos_create_signature(body, self.config.payos.checksum_key)
+        if not isinstance(signature, str) or signature.lower() != expected:
+            return _error(BAD_SIGNATURE)
+        now = utcnow()
+        with self.ctx.lock:
+            if self.find(str(order_code)) is not None:
+                self.ctx.events.record("create_refused", "payos", str(order_code), code="231")
+                return _error(ORDER_EXISTS)
+            link_id = uuid.uuid4().hex
+            expires = datetime.fromtimestamp(expired_at, UTC) if expired_at is not None else None
+            txn = self.add(Txn("payos", str(order_code), amount, body["description"], now, expires))
+            txn.aliases.add(link_id)
+            txn.request = body
+            txn.extra["link_id"] = link_id
+            data = {
+                "bin": ACCOUNT_BIN,
+                "accountNumber": ACCOUNT_NUMBER,
+                "accountName": ACCOUNT_NAME,
+                "amount": amount,
+                "description": body["description"],
+                "orderCode": order_code,
+                "currency": "VND",
+                "paymentLinkId": link_id,
+                "status": PENDING,
+                "expiredAt": expired_at,
+                "checkoutUrl": f"{self.ctx.base_url}{WEB_PATH}{link_id}",
+                "qrCode": f"00020101021238SIMULATOR{ACCOUNT_BIN}{ACCOUNT_NUMBER}{order_code}5303704",
+            }
+        self.ctx.events.record("created", "payos", txn.reference, amount=amount, payment_link_id=link_id)
+        return self._signed(data)
+
+    def link_data(self, txn: Txn) -> dict[str, Any]:
+        paid = txn.status == PAID
+        transactions = []
+        if paid:
+            transactions.append(
+                {
+                    "reference": txn.gateway_txn_id,
+                    "amount": txn.amount,
+                    "accountNumber": ACCOUNT_NUMBER,
+                    "description": txn.description,
+                    "transactionDateTime": _vn_datetime(txn.finished_at or txn.created_at),
+                    "virtualAccountName": None,
+                    "virtualAccountNumber": None,
+                    **COUNTER_ACCOUNT,
+                }
+            )
+        cancelled = txn.status == CANCELLED
+        return {
+            "id": txn.extra["link_id"],
+            "orderCode": int(txn.reference),
+            "amount": txn.amount,
+            "amountPaid": txn.amount if paid else 0,
+            "amountRemaining": 0 if paid else txn.amount,
+            "status": txn.status,
+            "createdAt": _iso(txn.created_at),
+            "transactions": transactions,
+            "cancellationReason": txn.extra.get("cancellation_reason") if cancelled else None,
+            "canceledAt": _iso(txn.finished_at) if cancelled else None,
+        }
+
+    def get(self, key: str) -> Response:
+        with self.ctx.lock:
+            txn = self.find(key)
+            if txn is None:
+                return _error(NOT_FOUND)
+            txn.refresh(utcnow())
+            data = self.link_data(txn)
+        self.ctx.events.record("query", "payos", txn.reference, status=data["status"])
+        return self._signed(data)
+
+    def cancel(self, key: str, request: Request) -> Response:
+        try:
+            body = request.json_object() if request.body.strip() else {}
+        except SimError:
+            return _error(BAD_REQUEST)
+        # The Python SDK signs the body, the Node SDK sends none: check it when present.
+        signature = body.pop("signature", None)
+        if signature is not None:
+            try:
+                expected = signing.payos_data_signature(body, self.config.payos.checksum_key)
+            except ValueError:
+                return _error(BAD_REQUEST)
+            if not isinstance(signature, str) or signature.lower() != expected:
+                return _error(BAD_SIGNATURE)
+        reason = body.get("cancellationReason")
+        now = utcnow()
+        with self.ctx.lock:
+            txn = self.find(key)
+            if txn is None:
+                return _error(NOT_FOUND)
+            status = txn.refresh(now)
+            if status == PAID:
+                return _error(ALREADY_PAID)
+            if status == PENDING:
+                txn.status, txn.finished_at = CANCELLED, now
+                txn.extra["cancellation_reason"] = reason if isinstance(reason, str) else None
+            data = self.link_data(txn)
+        self.ctx.events.record("cancelled_by_merchant", "payos", txn.reference, status=data["status"])
+        return self._signed(data)
+
+    # --- the checkout ---
+
+    def web(self, key: str) -> Response:
+        with self.ctx.lock:
+            txn = self.find(key.strip("/"))
+            if txn is None:
+                return _message("payOS", "Không tìm thấy link thanh toán (no such payment link)", 404)
+            txn.refresh(utcnow())
+            text = checkout_page(
+                gateway_label="payOS — Thanh toán chuyển khoản (simulator)",
+                rows=[
+                    ("Order code", txn.reference),
+                    ("Description", txn.description),
+                    ("Account", f"{ACCOUNT_BIN} {ACCOUNT_NUMBER} {ACCOUNT_NAME}"),
+                    ("Payment link", txn.extra["link_id"]),
+                    ("Expires", _iso(txn.expires_at) or "—"),
+                ],
+                amount=txn.amount,
+                action_base=self.checkout_path(txn),
+                status=txn.status,
+            )
+        return html_response(text)
+
+    def on_settle(self, txn: Txn, action: str, now: datetime) -> None:
+        if action == "pay":
+            txn.gateway_txn_id = f"FT{now.astimezone(VN_TZ):%y%m%d}{self.ctx.serial():08d}"
+        if action == "cancel":
+            txn.extra["cancellation_reason"] = "Khách hàng hủy"
+
+    def redirect_url(self, txn: Txn) -> str | None:
+        cancelled = txn.action == "cancel"
+        target = txn.request["cancelUrl" if cancelled else "returnUrl"]
+        return add_query(
+            target,
+            [
+                ("code", "00"),
+                ("id", txn.extra["link_id"]),
+                ("cancel", "true" if cancelled else "false"),
+                ("status", txn.status),
+                ("orderCode", txn.reference),
+            ],
+        )
+
+    def callback(self, txn: Txn, result: str, amount: int, bad_signature: bool) -> Callback:
+        success = result == "pay"
+        code, desc = ("00", "Thành công") if success else ("01", "Giao dịch thất bại")
+        data: dict[str, Any] = {
+            "orderCode": int(txn.reference),
+            "amount": amount,
+            "description": txn.description,
+            "accountNumber": ACCOUNT_NUMBER,
+            "reference": txn.gateway_txn_id if success else f"{txn.gateway_txn_id}-F",
+            "transactionDateTime": _vn_datetime(txn.finished_at or utcnow()),
+            "currency": "VND",
+            "paymentLinkId": txn.extra["link_id"],
+            "code": code,
+            "desc": desc,
+            **COUNTER_ACCOUNT,
+            "virtualAccountName": "",
+            "virtualAccountNumber": "",
+        }
+        signature = signing.payos_data_signature(data, self.config.payos.checksum_key)
+        if bad_signature:
+            signature = signing.corrupt(signature)
+        envelope = {
+            "code": code,
+            "desc": "success" if success else desc,
+            "success": success,
+            "data": data,
+            "signature": signature,
+        }
+        return Callback(
+            gateway="payos",
+            reference=txn.reference,
+            result=result,
+            method="POST",
+            url=self.ctx.callback_url(WEBHOOK_PATH),
+            body=json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+            content_type="application/json",
+            schedule=PAYOS_SCHEDULE,
+            notes={"amount": amount, "bad_signature": bad_signature},
+        )

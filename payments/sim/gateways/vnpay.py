@@ -1,0 +1,271 @@
+"""VNPay 2.1.0: the signed ``pay`` redirect, the checkout, the browser
+return, the IPN retried 10 times 5 minutes apart, and ``querydr``."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
+
+from payment_service.providers import vnpay
+from payments.sim import signing
+from payments.sim.delivery import VNPAY_SCHEDULE, Callback
+from payments.sim.gateways.base import Context, GatewaySim
+from payments.sim.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
+from payments.sim.web import Request, Response, add_query, checkout_page, html_response, json_response
+from payments.sim.web import message_page as _message
+
+PAY_PATH: Final = "/vnpay/paymentv2/vpcpay.html"
+API_PATH: Final = "/vnpay/merchant_webapi/api/transaction"
+IPN_PATH: Final = "/webhooks/vnpay/ipn"
+
+# vnp_ResponseCode / vnp_TransactionStatus per checkout button (GATEWAYS.md §1.3).
+RESPONSE_CODE: Final = {"pay": "00", "fail": "51", "cancel": "24"}
+TRANSACTION_STATUS: Final = {"pay": "00", "fail": "02", "cancel": "02"}
+# vnp_TransactionStatus that querydr reports for each simulator state.
+QUERYDR_STATUS: Final = {PENDING: "01", EXPIRED: "01", PAID: "00", FAILED: "02", CANCELLED: "02"}
+DEFAULT_BANK: Final = "NCB"
+_REQUIRED: Final = (
+    "vnp_Version",
+    "vnp_Command",
+    "vnp_TmnCode",
+    "vnp_Amount",
+    "vnp_CurrCode",
+    "vnp_IpAddr",
+    "vnp_Locale",
+    "vnp_OrderInfo",
+    "vnp_OrderType",
+    "vnp_ReturnUrl",
+    "vnp_TxnRef",
+    "vnp_CreateDate",
+    "vnp_ExpireDate",
+)
+
+
+def message_page(message: str, status: int = 400) -> Response:
+    return _message("VNPay: giao dịch không hợp lệ (invalid transaction)", message, status)
+
+
+class VnpaySim(GatewaySim):
+    name: ClassVar[str] = "vnpay"
+    label: ClassVar[str] = "VNPay"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.request_ids: set[str] = set()  # querydr vnp_RequestId: unique (94 on reuse)
+
+    def reset(self) -> None:
+        super().reset()
+        self.request_ids.clear()
+
+    # --- routes ---
+
+    def handle(self, request: Request) -> Response | None:
+        if request.path == PAY_PATH and request.method == "GET":
+            try:
+                txn = self.open(request.query)
+            except SimError as error:
+                return message_page(error.message, error.status)
+            return html_response(self.page(txn))
+        if request.path == API_PATH and request.method == "POST":
+            return self.api(request)
+        return None
+
+    def reference_from_url(self, url: str) -> str | None:
+        # A VNPay checkout URL is the signed pay URL itself: opening it registers it.
+        parts = urlsplit(url)
+        if not parts.path.endswith(PAY_PATH):
+            return None
+        with self.ctx.lock:
+            return self.open(parts.query).reference
+
+    # --- the pay URL ---
+
+    def open(self, raw_query: str) -> Txn:
+        """Checks a pay URL as VNPay does and records (or refreshes) its transaction."""
+        result = vnpay.verify_query(raw_query, self.config.vnpay.hash_secret)
+        p = result.params
+        if not result.valid:
+            raise SimError(400, f"Sai chữ ký (invalid checksum): {result.reason}")
+        missing = [name for name in _REQUIRED if not p.get(name)]
+        if missing:
+            raise SimError(400, f"missing {', '.join(missing)}")
+        if p["vnp_TmnCode"] != self.config.vnpay.tmn_code:
+            raise SimError(400, "Website này chưa được phê duyệt (unknown vnp_TmnCode)")
+        if p["vnp_Version"] != vnpay.VNPAY_VERSION or p["vnp_Command"] != "pay":
+            raise SimError(400, "vnp_Version must be 2.1.0 and vnp_Command pay")
+        if p["vnp_CurrCode"] != "VND":
+            raise SimError(400, "vnp_CurrCode must be VND")
+        raw_amount = p["vnp_Amount"]
+        if not raw_amount.isdigit() or int(raw_amount) <= 0 or int(raw_amount) % 100:
+            raise SimError(400, "vnp_Amount must be a positive whole number of VND times 100")
+        try:
+            created = vnpay.parse_vnpay_time(p["vnp_CreateDate"])
+            expires = vnpay.parse_vnpay_time(p["vnp_ExpireDate"])
+        except ValueError as error:
+            raise SimError(400, str(error)) from None
+        now = utcnow()
+        if now >= expires:
+            raise SimError(400, "Giao dịch đã quá thời gian chờ thanh toán (the payment window expired)")
+        ref = p["vnp_TxnRef"]
+        with self.ctx.lock:
+            txn = self.txns.get(ref)
+            if txn is not None and txn.refresh(now) not in (PENDING, EXPIRED):
+                raise SimError(409, f"Giao dịch đã được xử lý (vnp_TxnRef {ref} is already {txn.status})")
+            if txn is None:
+                txn = self.add(Txn("vnpay", ref, int(raw_amount) // 100, p["vnp_OrderInfo"], now, expires))
+                txn.extra["create_dates"] = []
+            # The merchant re-signs a URL for the same TxnRef: the newest one counts.
+            txn.status = PENDING
+            txn.amount = int(raw_amount) // 100
+            txn.description = p["vnp_OrderInfo"]
+            txn.expires_at = expires
+            txn.request = dict(p)
+            if p["vnp_CreateDate"] not in txn.extra["create_dates"]:
+                txn.extra["create_dates"].append(p["vnp_CreateDate"])
+            txn.extra["created"] = created
+        self.ctx.events.record(
+            "checkout_opened", "vnpay", ref, amount=txn.amount, create_date=p["vnp_CreateDate"]
+        )
+        return txn
+
+    def page(self, txn: Txn) -> str:
+        return checkout_page(
+            gateway_label="VNPay — Cổng thanh toán (simulator)",
+            rows=[
+                ("Merchant (vnp_TmnCode)", self.config.vnpay.tmn_code),
+                ("Order (vnp_TxnRef)", txn.reference),
+                ("Order info", txn.description),
+                ("Expires", vnpay.format_vnpay_time(txn.expires_at) if txn.expires_at else "—"),
+            ],
+            amount=txn.amount,
+            action_base=self.checkout_path(txn),
+            status=txn.status,
+        )
+
+    # --- the outcome ---
+
+    def _transaction_no(self) -> str:
+        return str(14_000_000 + self.ctx.serial())
+
+    def on_settle(self, txn: Txn, action: str, now: datetime) -> None:
+        txn.gateway_txn_id = "0" if action == "cancel" else self._transaction_no()
+        txn.extra["pay_date"] = vnpay.format_vnpay_time(now)
+
+    def result_params(self, txn: Txn, result: str, amount: int) -> dict[str, str]:
+        """The fields VNPay puts on the return URL and in the IPN."""
+        if result == txn.action:
+            transaction_no = txn.gateway_txn_id
+        else:  # the extra failure of out_of_order: another attempt, another number
+            transaction_no = txn.extra.setdefault("other_transaction_no", self._transaction_no())
+        params = {
+            "vnp_Amount": str(amount * 100),
+            "vnp_BankCode": txn.request.get("vnp_BankCode") or DEFAULT_BANK,
+            "vnp_CardType": "ATM",
+            "vnp_OrderInfo": txn.description,
+            "vnp_PayDate": txn.extra["pay_date"],
+            "vnp_ResponseCode": RESPONSE_CODE[result],
+            "vnp_TmnCode": self.config.vnpay.tmn_code,
+            "vnp_TransactionNo": transaction_no,
+            "vnp_TransactionStatus": TRANSACTION_STATUS[result],
+            "vnp_TxnRef": txn.reference,
+        }
+        if result == "pay":
+            params["vnp_BankTranNo"] = f"VNP{transaction_no}"
+        return params
+
+    def _signed(self, params: dict[str, str], bad_signature: bool) -> str:
+        query = signing.vnpay_signed_query(params, self.config.vnpay.hash_secret)
+        if bad_signature:
+            head, _, digest = query.rpartition("=")
+            query = f"{head}={signing.corrupt(digest)}"
+        return query
+
+    def redirect_url(self, txn: Txn) -> str | None:
+        assert txn.action is not None
+        params = self.result_params(txn, txn.action, txn.amount)
+        return add_query(txn.request["vnp_ReturnUrl"], self._signed(params, False))
+
+    def callback(self, txn: Txn, result: str, amount: int, bad_signature: bool) -> Callback:
+        query = self._signed(self.result_params(txn, result, amount), bad_signature)
+        return Callback(
+            gateway="vnpay",
+            reference=txn.reference,
+            result=result,
+            method="GET",
+            url=f"{self.ctx.callback_url(IPN_PATH)}?{query}",
+            body=None,
+            content_type=None,
+            schedule=VNPAY_SCHEDULE,
+            notes={"amount": amount, "bad_signature": bad_signature},
+        )
+
+    # --- querydr ---
+
+    def _answer(self, body: dict[str, Any], code: str, message: str, txn: Txn | None = None) -> Response:
+        answer: dict[str, Any] = {
+            "vnp_ResponseId": secrets.token_hex(16),
+            "vnp_Command": str(body.get("vnp_Command", "")),
+            "vnp_ResponseCode": code,
+            "vnp_Message": message,
+            "vnp_TmnCode": self.config.vnpay.tmn_code,
+            "vnp_TxnRef": str(body.get("vnp_TxnRef", "")),
+        }
+        if txn is not None:
+            settled = txn.action is not None
+            answer.update(
+                {
+                    "vnp_Amount": str(txn.amount * 100),
+                    "vnp_OrderInfo": txn.description,
+                    "vnp_BankCode": txn.request.get("vnp_BankCode") or DEFAULT_BANK,
+                    "vnp_PayDate": txn.extra.get("pay_date", "") if settled else "",
+                    "vnp_TransactionNo": txn.gateway_txn_id or "0",
+                    "vnp_TransactionType": "01",  # a payment
+                    "vnp_TransactionStatus": QUERYDR_STATUS[txn.status],
+                }
+            )
+        answer["vnp_SecureHash"] = signing.vnpay_querydr_response_hash(answer, self.config.vnpay.hash_secret)
+        self.ctx.events.record(
+            "query", "vnpay", answer["vnp_TxnRef"] or None, command=answer["vnp_Command"], answer=answer
+        )
+        return json_response(answer)
+
+    def api(self, request: Request) -> Response:
+        try:
+            body = request.json_object()
+        except SimError:
+            return self._answer({}, "03", "Invalid request format")
+        if body.get("vnp_Command") != "querydr":
+            return self._answer(body, "99", f"vnp_Command {body.get('vnp_Command')!r} is not simulated")
+        missing = [f for f in vnpay.QUERYDR_FIELDS if not isinstance(body.get(f), str) or not body.get(f)]
+        if missing or not isinstance(body.get("vnp_SecureHash"), str):
+            return self._answer(
+                body, "03", f"Invalid request format: {', '.join(missing) or 'vnp_SecureHash'}"
+            )
+        if body["vnp_TmnCode"] != self.config.vnpay.tmn_code:
+            return self._answer(body, "02", "Invalid TmnCode")
+        expected = signing.vnpay_querydr_request_hash(body, self.config.vnpay.hash_secret)
+        if expected != str(body["vnp_SecureHash"]).lower():
+            return self._answer(body, "97", "Invalid Checksum")
+        with self.ctx.lock:
+            if body["vnp_RequestId"] in self.request_ids:
+                return self._answer(body, "94", "Duplicate request")
+            self.request_ids.add(body["vnp_RequestId"])
+            txn = self.txns.get(body["vnp_TxnRef"])
+            if txn is None:
+                return self._answer(body, "91", "Transaction not found")
+            txn.refresh(utcnow())
+            if body["vnp_TransactionDate"] not in txn.extra["create_dates"]:
+                # VNPay asks for the vnp_CreateDate of the pay URL; whether it
+                # refuses another date is not documented, so the simulator
+                # answers and leaves a trace.
+                self.ctx.events.record(
+                    "warning",
+                    "vnpay",
+                    txn.reference,
+                    message="querydr vnp_TransactionDate is not the vnp_CreateDate of any pay URL",
+                    transaction_date=body["vnp_TransactionDate"],
+                    create_dates=list(txn.extra["create_dates"]),
+                )
+            return self._answer(body, "00", "QueryDR Success", txn)

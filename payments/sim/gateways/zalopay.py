@@ -1,0 +1,307 @@
+"""ZaloPay v2: create (form or JSON, mac with key1, yymmdd_ ids), query,
+the order_url page, the redirect with its key2 checksum, and the callback
+(successful payments only) re-sent while return_code is not 1."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Final
+from urllib.parse import unquote, urlsplit
+
+from payment_service.providers import zalopay
+from payments.sim import signing
+from payments.sim.delivery import ZALOPAY_SCHEDULE, Callback
+from payments.sim.gateways.base import GatewaySim
+from payments.sim.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
+from payments.sim.web import Request, Response, add_query, checkout_page, html_response, json_response
+from payments.sim.web import message_page as _message
+
+CREATE_PATH: Final = "/zalopay" + zalopay.CREATE_PATH  # /zalopay/v2/create
+QUERY_PATH: Final = "/zalopay" + zalopay.QUERY_PATH
+PAY_PATH: Final = "/zalopay/pay/"
+CALLBACK_PATH: Final = "/webhooks/zalopay/callback"
+PMCID_WALLET: Final = "38"  # the ZaloPay wallet as payment method (pmcid / channel)
+DEFAULT_EXPIRE_SECONDS: Final = 900  # ZaloPay's default order lifetime: 15 minutes
+# Redirect `status` per outcome: 1 is success; the failure values are the
+# simulator's choice (any value other than 1 is a failure to the merchant).
+REDIRECT_STATUS: Final = {"pay": "1", "fail": "-1", "cancel": "-49"}
+# /v2/query per state: (return_code, return_message, sub_return_code, sub_return_message).
+QUERY_RESULT: Final = {
+    PAID: (1, "Giao dịch thành công", 1, "Giao dịch thành công"),
+    PENDING: (3, "Giao dịch đang xử lý", 3, "Đơn hàng chưa được thanh toán"),
+    FAILED: (2, "Giao dịch thất bại", 2, "Giao dịch thất bại"),
+    CANCELLED: (2, "Giao dịch thất bại", 2, "Người dùng đã hủy giao dịch"),
+    EXPIRED: (2, "Giao dịch thất bại", 2, "Đơn hàng đã hết hạn"),
+}
+
+
+def _int(value: object) -> int | None:
+    """An integer sent as a JSON number or (form) decimal string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _answer(return_code: int, return_message: str, sub_code: int, sub_message: str, **more: Any) -> Response:
+    body = {
+        "return_code": return_code,
+        "return_message": return_message,
+        "sub_return_code": sub_code,
+        "sub_return_message": sub_message,
+        **more,
+    }
+    return json_response(body)
+
+
+class ZalopaySim(GatewaySim):
+    name: ClassVar[str] = "zalopay"
+    label: ClassVar[str] = "ZaloPay"
+    # ZaloPay calls back only for a successful payment.
+    callback_actions: ClassVar[frozenset[str]] = frozenset({"pay"})
+    has_failure_callback: ClassVar[bool] = False
+
+    # --- routes ---
+
+    def handle(self, request: Request) -> Response | None:
+        if request.path == CREATE_PATH and request.method == "POST":
+            return self.create(request)
+        if request.path == QUERY_PATH and request.method == "POST":
+            return self.query(request)
+        if request.path.startswith(PAY_PATH) and request.method == "GET":
+            return self.web(unquote(request.path.removeprefix(PAY_PATH)))
+        return None
+
+    def reference_from_url(self, url: str) -> str | None:
+        path = urlsplit(url).path
+        return unquote(path.rsplit(PAY_PATH, 1)[1]).strip("/") if PAY_PATH in path else None
+
+    def _refuse(self, app_trans_id: object, sub_code: int, sub_message: str) -> Response:
+        reference = app_trans_id if isinstance(app_trans_id, str) and app_trans_id else None
+        self.ctx.events.record("create_refused", "zalopay", reference, sub_return_code=sub_code)
+        return _answer(2, "Giao dịch thất bại", sub_code, sub_message)
+
+    # --- create ---
+
+    def create(self, request: Request) -> Response:
+        try:
+            body = request.form_or_json()
+        except SimError:
+            return self._refuse(
+                None, -401, "Dữ liệu yêu cầu không hợp lệ (the body is neither JSON nor a form)"
+            )
+        ref = body.get("app_trans_id")
+        app_id, amount, app_time = (
+            _int(body.get("app_id")),
+            _int(body.get("amount")),
+            _int(body.get("app_time")),
+        )
+        strings = {k: body.get(k) for k in ("app_trans_id", "app_user", "embed_data", "item", "mac")}
+        if (
+            app_id is None
+            or amount is None
+            or app_time is None
+            or not all(isinstance(v, str) and v for v in strings.values())
+        ):
+            return self._refuse(ref, -401, "Dữ liệu yêu cầu không hợp lệ (missing or mistyped fields)")
+        if app_id != self.config.zalopay.app_id:
+            return self._refuse(ref, -402, "Ứng dụng không hợp lệ (unknown app_id)")
+        expected = zalopay.create_mac(
+            app_id=app_id,
+            app_trans_id=str(ref),
+            app_user=str(body["app_user"]),
+            amount=amount,
+            app_time=app_time,
+            embed_data=str(body["embed_data"]),
+            item=str(body["item"]),
+            key1=self.config.zalopay.key1,
+        )
+        if str(body["mac"]).lower() != expected:
+            return self._refuse(ref, -402, "Chữ ký không hợp lệ (mac mismatch)")
+        now = utcnow()
+        # yymmdd_ of today in GMT+7 (a request made just after midnight may
+        # still carry yesterday's date).
+        prefixes = {zalopay.date_prefix(now), zalopay.date_prefix(now - timedelta(minutes=15))}
+        if (
+            str(ref)[:6] not in prefixes
+            or str(ref)[6:7] != "_"
+            or len(str(ref)) > zalopay.APP_TRANS_ID_MAX_LEN
+        ):
+            return self._refuse(ref, -401, "app_trans_id phải bắt đầu bằng yymmdd_ của ngày hiện tại (GMT+7)")
+        try:
+            embed = json.loads(str(body["embed_data"]))
+            items = json.loads(str(body["item"]))
+        except ValueError:
+            return self._refuse(ref, -401, "embed_data and item must be JSON")
+        if not isinstance(embed, dict) or not isinstance(items, list) or amount <= 0:
+            return self._refuse(ref, -401, "embed_data must be a JSON object, item an array, amount > 0")
+        expire_seconds = _int(body.get("expire_duration_seconds")) or DEFAULT_EXPIRE_SECONDS
+        if not zalopay.EXPIRE_DURATION_MIN <= expire_seconds <= zalopay.EXPIRE_DURATION_MAX:
+            return self._refuse(ref, -401, "expire_duration_seconds out of range")
+        with self.ctx.lock:
+            if self.find(str(ref)) is not None:
+                return self._refuse(ref, -68, "Mã giao dịch bị trùng (duplicate app_trans_id)")
+            description = body.get("description")
+            txn = self.add(
+                Txn(
+                    "zalopay",
+                    str(ref),
+                    amount,
+                    description if isinstance(description, str) else "",
+                    now,
+                    now + timedelta(seconds=expire_seconds),
+                )
+            )
+            txn.request = {**body, "app_id": app_id, "amount": amount, "app_time": app_time}
+            txn.extra["redirect_url"] = (
+                embed.get("redirecturl") if isinstance(embed.get("redirecturl"), str) else None
+            )
+            token = secrets.token_hex(12)
+            txn.extra["zp_trans_token"] = token
+        self.ctx.events.record("created", "zalopay", txn.reference, amount=amount)
+        return _answer(
+            1,
+            "Giao dịch thành công",
+            1,
+            "Giao dịch thành công",
+            zp_trans_token=token,
+            order_url=f"{self.ctx.base_url}{PAY_PATH}{txn.reference}",
+            order_token=token,
+            qr_code=f"00020101021226520010vn.zalopay0203001010627SIMULATOR{txn.reference}5303704",
+        )
+
+    # --- query ---
+
+    def query(self, request: Request) -> Response:
+        try:
+            body = request.form_or_json()
+        except SimError:
+            return _answer(2, "Giao dịch thất bại", -401, "Dữ liệu yêu cầu không hợp lệ")
+        app_id, ref, mac = _int(body.get("app_id")), body.get("app_trans_id"), body.get("mac")
+        if app_id is None or not isinstance(ref, str) or not isinstance(mac, str):
+            return _answer(2, "Giao dịch thất bại", -401, "Dữ liệu yêu cầu không hợp lệ")
+        if app_id != self.config.zalopay.app_id or mac.lower() != zalopay.query_mac(
+            app_id, ref, self.config.zalopay.key1
+        ):
+            return _answer(2, "Giao dịch thất bại", -402, "Ứng dụng hoặc chữ ký không hợp lệ")
+        with self.ctx.lock:
+            txn = self.find(ref)
+            if txn is None:
+                self.ctx.events.record("query", "zalopay", ref, return_code=2)
+                return _answer(2, "Giao dịch thất bại", -101, "Không tìm thấy đơn hàng (order not found)")
+            status = txn.refresh(utcnow())
+            code, message, sub_code, sub_message = QUERY_RESULT[status]
+            more = {
+                "is_processing": False,
+                "amount": txn.amount,
+                "discount_amount": 0,
+                "zp_trans_id": int(txn.gateway_txn_id) if txn.gateway_txn_id else 0,
+                "server_time": int(utcnow().timestamp() * 1000),
+            }
+        self.ctx.events.record("query", "zalopay", ref, return_code=code)
+        return _answer(code, message, sub_code, sub_message, **more)
+
+    # --- the checkout ---
+
+    def web(self, ref: str) -> Response:
+        with self.ctx.lock:
+            txn = self.find(ref.strip("/"))
+            if txn is None:
+                return _message("ZaloPay", "Không tìm thấy đơn hàng (no such order)", 404)
+            txn.refresh(utcnow())
+            text = checkout_page(
+                gateway_label="ZaloPay — Cổng thanh toán (simulator)",
+                rows=[
+                    ("App", str(self.config.zalopay.app_id)),
+                    ("Order (app_trans_id)", txn.reference),
+                    ("Description", txn.description),
+                    ("Expires", txn.expires_at.isoformat(timespec="seconds") if txn.expires_at else "—"),
+                ],
+                amount=txn.amount,
+                action_base=self.checkout_path(txn),
+                status=txn.status,
+            )
+        return html_response(text)
+
+    def on_settle(self, txn: Txn, action: str, now: datetime) -> None:
+        if action == "pay":
+            txn.gateway_txn_id = f"{zalopay.date_prefix(now)}{self.ctx.serial():09d}"
+        txn.extra["server_time"] = int(now.timestamp() * 1000)
+
+    def redirect_url(self, txn: Txn) -> str | None:
+        target = txn.extra.get("redirect_url")
+        if not target:
+            return None
+        assert txn.action is not None
+        app_id = self.config.zalopay.app_id
+        bank_code = str(txn.request.get("bank_code", ""))
+        status = REDIRECT_STATUS[txn.action]
+        checksum = signing.zalopay_redirect_checksum(
+            app_id=app_id,
+            app_trans_id=txn.reference,
+            pmcid=PMCID_WALLET,
+            bank_code=bank_code,
+            amount=txn.amount,
+            discount_amount=0,
+            status=status,
+            key2=self.config.zalopay.key2,
+        )
+        return add_query(
+            str(target),
+            [
+                ("appid", str(app_id)),
+                ("apptransid", txn.reference),
+                ("pmcid", PMCID_WALLET),
+                ("bankcode", bank_code),
+                ("amount", str(txn.amount)),
+                ("discountamount", "0"),
+                ("status", status),
+                ("checksum", checksum),
+            ],
+        )
+
+    def callback(self, txn: Txn, result: str, amount: int, bad_signature: bool) -> Callback:
+        if result != "pay":
+            raise SimError(400, "ZaloPay calls back only for a successful payment")
+        request = txn.request
+        data = json.dumps(
+            {
+                "app_id": self.config.zalopay.app_id,
+                "app_trans_id": txn.reference,
+                "app_time": request["app_time"],
+                "app_user": request["app_user"],
+                "amount": amount,
+                "embed_data": request["embed_data"],
+                "item": request["item"],
+                "zp_trans_id": int(txn.gateway_txn_id),
+                "server_time": txn.extra["server_time"],
+                "channel": int(PMCID_WALLET),
+                "merchant_user_id": f"sim-{txn.request['app_user']}",
+                "user_fee_amount": 0,
+                "discount_amount": 0,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        mac = signing.zalopay_callback_mac(data, self.config.zalopay.key2)
+        envelope = {"data": data, "mac": signing.corrupt(mac) if bad_signature else mac, "type": 1}
+        return Callback(
+            gateway="zalopay",
+            reference=txn.reference,
+            result=result,
+            method="POST",
+            url=self.ctx.callback_url(CALLBACK_PATH),
+            body=json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+            content_type="application/json",
+            schedule=ZALOPAY_SCHEDULE,
+            notes={
+                "amount": amount,
+                "bad_signature": bad_signature,
+                "callback_url_requested": request.get("callback_url"),
+            },
+        )
