@@ -136,3 +136,37 @@ def grpc_errors(method: F) -> F:
             log_call(started, code)
 
     return unary  # type: ignore[return-value]
+
+
+_UNDECODABLE = object()
+
+
+class RejectUndecodableRequests(grpc.ServerInterceptor):  # type: ignore[misc]
+    """grpcio answers a request it cannot parse (invalid UTF-8 in a string
+    field, which the ingress can produce from a path or query parameter)
+    with INTERNAL before any servicer runs. This makes it INVALID_ARGUMENT,
+    a 400 at the ingress, since the fault is the caller's."""
+
+    def intercept_service(self, continuation: Callable[[Any], Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        deserialize, behaviour = handler.request_deserializer, handler.unary_unary
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return deserialize(data)
+            except Exception:  # noqa: BLE001 - any parse failure is the caller's
+                return _UNDECODABLE
+
+        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+            if request is _UNDECODABLE:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "the request could not be parsed (text must be valid UTF-8)",
+                )
+            return behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked, request_deserializer=lenient, response_serializer=handler.response_serializer
+        )

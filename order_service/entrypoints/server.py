@@ -15,6 +15,7 @@ from order.v1 import order_service_pb2, order_service_pb2_grpc
 
 from order_service.bootstrap import OrderApp
 from order_service.entrypoints.servicer import OrderServicer
+from payments.grpc_errors import RejectUndecodableRequests
 
 log = logging.getLogger("order_service.server")
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
@@ -51,6 +52,7 @@ def start(
         # 16 KiB of metadata: the ingress forwards request headers (up to its own
         # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
         options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 16 * 1024)],
+        interceptors=[RejectUndecodableRequests()],
     )
     order_service_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(app.use_cases), server)
     health_servicer = health.HealthServicer()

@@ -22,6 +22,7 @@ from order_service.adapters.repository import UnitOfWork
 from order_service.domain import model
 from order_service.domain.model import OrderStatus, PaymentFacts
 from payments.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from payments.validation import check_text
 
 log = logging.getLogger("order_service")
 Clock = Callable[[], datetime]
@@ -242,8 +243,7 @@ class OrderUseCases:
         uow.orders.add_event(f"order.{status.value.lower()}", order, order_payload(order), now)
 
     def cancel_order(self, user_id: str, order_id: str, reason: str) -> Order:
-        if len(reason) > 255:
-            raise InvalidArgument.one("reason", "is longer than 255 characters")
+        check_text("reason", reason, 255)
         now = self.clock()
         with self.uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)

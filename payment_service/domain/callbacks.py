@@ -60,13 +60,19 @@ class Decision:
     event: str | None  # the event to emit when the payment changed
 
 
+def _clip(value: str | None, size: int) -> str | None:
+    # Informational fields: a gateway sending more than we keep must not stop
+    # the payment from being recorded (the journal has the full request).
+    return value[:size] if value else None
+
+
 def _store_gateway_fields(payment: MutablePayment, n: Notification) -> None:
-    payment.provider_transaction_id = n.transaction_id or None
-    payment.provider_response_code = n.response_code or None
+    payment.provider_transaction_id = _clip(n.transaction_id, 100)
+    payment.provider_response_code = _clip(n.response_code, 16)
     payment.provider_pay_time = n.paid_time
-    payment.bank_code = n.details.get("bank_code") or None
-    payment.bank_transaction_no = n.details.get("bank_transaction_no") or None
-    payment.card_type = n.details.get("card_type") or None
+    payment.bank_code = _clip(n.details.get("bank_code"), 32)
+    payment.bank_transaction_no = _clip(n.details.get("bank_transaction_no"), 64)
+    payment.card_type = _clip(n.details.get("card_type"), 32)
 
 
 def apply_notification(payment: MutablePayment, n: Notification, now: datetime) -> Decision:

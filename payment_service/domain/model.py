@@ -201,6 +201,8 @@ def validate_request(
         v.append(FieldViolation("client_ip", "is not an IPv4 or IPv6 address"))
     if len(user_agent) > MAX_USER_AGENT_LENGTH:
         v.append(FieldViolation("user_agent", f"is longer than {MAX_USER_AGENT_LENGTH} characters"))
+    elif any(ord(c) < 32 for c in user_agent):
+        v.append(FieldViolation("user_agent", "contains control characters"))
     if return_url:
         if len(return_url) > MAX_URL_LENGTH:
             v.append(FieldViolation("return_url", f"is longer than {MAX_URL_LENGTH} characters"))

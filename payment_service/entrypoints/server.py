@@ -15,6 +15,7 @@ from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
 from payment_service.bootstrap import App
 from payment_service.entrypoints.servicer import PaymentServicer
+from payments.grpc_errors import RejectUndecodableRequests
 
 log = logging.getLogger("payment_service.server")
 SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
@@ -49,6 +50,7 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
         # 16 KiB of metadata: the ingress forwards request headers (up to its own
         # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
         options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 16 * 1024)],
+        interceptors=[RejectUndecodableRequests()],
     )
     payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(
         PaymentServicer(app.use_cases, app.callbacks, stopping), server

@@ -18,6 +18,7 @@ from payment_service.providers.base import RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import PaymentUseCases, events_after, parse_cursor
 from payments.grpc_errors import grpc_errors
+from payments.validation import check_text
 
 MAX_REASON_LENGTH = 255
 
@@ -113,8 +114,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         self, request: payment_service_pb2.CancelPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.CancelPaymentResponse:
         payment_id = _payment_id(request.payment_id)
-        if len(request.reason) > MAX_REASON_LENGTH:
-            raise InvalidArgument.one("reason", f"is longer than {MAX_REASON_LENGTH} characters")
+        check_text("reason", request.reason, MAX_REASON_LENGTH)
         payment = self.use_cases.cancel_payment(payment_id, request.reason)
         return payment_service_pb2.CancelPaymentResponse(payment=payment_to_proto(payment))
 
@@ -123,8 +123,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         self, request: payment_service_pb2.ConfirmCodPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.ConfirmCodPaymentResponse:
         payment_id = _payment_id(request.payment_id)
-        if len(request.note) > MAX_REASON_LENGTH:
-            raise InvalidArgument.one("note", f"is longer than {MAX_REASON_LENGTH} characters")
+        check_text("note", request.note, MAX_REASON_LENGTH)
         payment = self.use_cases.confirm_cod_payment(payment_id, request.collected_amount, request.note)
         return payment_service_pb2.ConfirmCodPaymentResponse(payment=payment_to_proto(payment))
 

@@ -218,6 +218,8 @@ def verify_query(raw_query: str | bytes, secret: str) -> VerifyResult:
             return VerifyResult(False, {}, f"duplicate parameter {key!r}")
         seen.add(key)
 
+    if any(ord(c) < 32 for k, v in pairs for c in k + v):
+        return VerifyResult(False, {}, "control characters in the query")
     params = {k: v for k, v in pairs if k.startswith("vnp_")}
     received = params.pop("vnp_SecureHash", "")
     # Not sent by 2.1.0, but never part of the signed data if present.

@@ -155,9 +155,13 @@ class CallbackUseCases:
             view = ReturnView(False, "", "invalid", "We could not verify this payment result.")
         else:
             n = verdict.notification
-            with self.uow_factory() as uow:
-                payment = uow.payments.by_provider_reference(provider.value, n.provider_reference)
-            view = _return_view(payment, n.succeeded)
+            try:
+                with self.uow_factory() as uow:
+                    payment = uow.payments.by_provider_reference(provider.value, n.provider_reference)
+                view = _return_view(payment, n.succeeded)
+            except Exception:
+                log.exception("browser return lookup failed")
+                view = ReturnView(True, "", "unknown", "We could not look this payment up right now.")
         reply = self.render_return(view)
         self._journal_alone(
             raw, now, provider, CallbackKind.RETURN, verdict, Outcome.RETURN_SHOWN, reply, payment
@@ -202,6 +206,11 @@ def _return_view(payment: Payment | None, gateway_says_paid: bool) -> ReturnView
     return ReturnView(True, payment.order_id, "failed", "The payment did not go through. You can try again.")
 
 
+def _text(value: str) -> str:
+    """PostgreSQL text and JSONB refuse NUL; the raw bytes are kept in bytea."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _entry(
     raw: RawCallback,
     now: datetime,
@@ -222,14 +231,14 @@ def _entry(
         provider=provider.value if provider else None,
         kind=kind.value if kind else None,
         # Bounded: these come from the caller, and an entry must always fit.
-        path=raw.path[:2048],
+        path=_text(raw.path)[:2048],
         raw_query=raw.query,
         raw_body=raw.body,
-        headers={"content-type": raw.content_type, **raw.headers},
+        headers={k: _text(v) for k, v in {"content-type": raw.content_type, **raw.headers}.items()},
         verified=error is None,
-        verify_error=error,
+        verify_error=_text(error) if error else None,
         outcome=str(outcome),
-        ack=reply if isinstance(reply, str) else reply.body.decode("utf-8", "replace")[:1024],
+        ack=_text(reply if isinstance(reply, str) else reply.body.decode("utf-8", "replace"))[:1024],
         payment_id=payment.id if payment else None,
-        provider_reference=reference[:100] if reference else None,
+        provider_reference=_text(reference)[:100] if reference else None,
     )
