@@ -76,7 +76,7 @@ class Settings:
     zalopay: ZalopayConfig | None = None
     gateway_timeout_seconds: float = 5.0
     grpc_workers: int = 16
-    db_pool_size: int = 10
+    db_pool_size: int = 16  # one connection per gRPC worker: no overflow churn
     shutdown_grace_seconds: float = 5.0
     expiry_sweep_seconds: float = 30.0
 
@@ -164,5 +164,5 @@ class Settings:
             zalopay=zalopay_config,
             expiry_sweep_seconds=float(env_int(env, "SWEEP_INTERVAL", 60, minimum=1)),
             grpc_workers=env_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
-            db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 10, minimum=1),
+            db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 16, minimum=1),
         )

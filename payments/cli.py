@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -133,6 +134,10 @@ def run_until_signal(stops: list[Callable[[], None]]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    # Everything allocated while starting lives as long as the process: keep
+    # it out of the collector's way (full collections dropped from ~100 ms to
+    # ~1 ms in the benchmark).
+    gc.freeze()
     done.wait()
     for stop in reversed(stops):
         stop()
@@ -201,6 +206,12 @@ def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
     print(f"{args.ingress}/webhooks/vnpay/ipn?{vnpay.canonical_query(params)}&vnp_SecureHash={signature}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from bench.run import main as bench_main
+
+    sys.exit(bench_main(args.bench_args))
+
+
 def cmd_envoy_config(_args: argparse.Namespace) -> None:
     from payments import auth, ingress
 
@@ -244,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     ipn.add_argument("--response-code", default="00", help="vnp_ResponseCode (00 = paid, 24 = canceled, ...)")
     ipn.add_argument("--ingress", default=f"http://127.0.0.1:{os.environ.get('INGRESS_PORT', '8080')}")
     ipn.set_defaults(func=cmd_vnpay_ipn)
+    bench = sub.add_parser("bench", help="run the benchmark (same as make bench); extra arguments go to it")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
     sub.add_parser("envoy-config", help="print the rendered Envoy configuration").set_defaults(
         func=cmd_envoy_config
     )

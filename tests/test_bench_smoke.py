@@ -1,0 +1,59 @@
+"""`make bench` in its smoke mode (a fraction of a second per run, a few
+hundred payments): the whole harness runs, so it cannot rot, without
+benchmarking anything. The numbers it prints mean nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {"trivial", "new", "reuse", "get", "ipn_envoy", "ipn_direct", "retry", "propagation"}
+
+
+@pytest.mark.slow
+def test_bench_smoke(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    [result] = tmp_path.glob("*.json")
+    assert result.with_suffix(".md").exists()
+    data = json.loads(result.read_text())
+
+    assert set(data["scenarios"]) == SCENARIOS
+    for key, scenario in data["scenarios"].items():
+        runs = [scenario["closed"], scenario["open"]]
+        if key in {"new", "reuse", "get", "ipn_direct"}:
+            runs += [scenario["open_before_growing"], scenario["open_large_table"]]
+        for stats in runs:
+            assert stats["requests"] > 0, (key, stats)
+            assert stats["errors"] == 0, (key, stats)
+            assert stats["p50_ms"] <= stats["p99_ms"], (key, stats)
+
+    # Both limits were measured: the ceiling above, pgbench on the captured SQL.
+    new, reuse = data["limits"]["pgbench_new"], data["limits"]["pgbench_reuse"]
+    assert new["tps"] > 0 and new["failed"] == 0 and new["rows_written"] > 0
+    assert reuse["tps"] > 0 and reuse["failed"] == 0
+    captured = data["limits"]["captured"]
+    assert [s["sql"].split()[0] for s in captured["reuse"]][-1] == "ROLLBACK"
+    assert any(s["sql"].startswith("INSERT INTO payments") for s in captured["new"])
+
+    # Every target is evaluated (met or not is the machine's business).
+    names = " ".join(t["target"] for t in data["targets"])
+    fragments = ("reuse path", "new-payment path", "pgbench", "IPN through Envoy", "p99", "p50 at", "RSS")
+    for fragment in fragments:
+        assert fragment in names
+    assert all(isinstance(t["met"], bool) for t in data["targets"])
+    plans = [p["summary"] for label in ("small", "large") for p in data["plans"][label]["plans"]]
+    assert plans and all("Index Scan" in p for p in plans)
+    assert data["setup"]["rows at large runs"] >= 3_000
+    assert "targets met" in run.stdout
