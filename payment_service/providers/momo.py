@@ -380,6 +380,11 @@ def ipn_signing_string(body: Mapping[str, Any], access_key: str) -> str:
     return raw_signature_string(pairs)
 
 
+def ipn_signature(body: Mapping[str, Any], access_key: str, secret_key: str) -> str:
+    """The signature MoMo puts on an IPN (and on the redirect to redirectUrl)."""
+    return _hmac_sha256(ipn_signing_string(body, access_key), secret_key)
+
+
 def verify_ipn(raw_body: bytes, config: MomoConfig) -> IpnVerifyResult:
     """Check the signature of a MoMo IPN body exactly as received, and that it
     is addressed to this partner."""

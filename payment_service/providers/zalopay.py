@@ -268,6 +268,27 @@ def _loads(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
 
 
+def callback_mac(data: str, key2: str) -> str:
+    """The mac ZaloPay puts on a callback: HMAC(key2) over the raw data string."""
+    return _hmac_sha256(data, key2)
+
+
+def redirect_checksum(
+    *,
+    app_id: int,
+    app_trans_id: str,
+    pmcid: str,
+    bank_code: str,
+    amount: int,
+    discount_amount: int,
+    status: str,
+    key2: str,
+) -> str:
+    """HMAC(key2) over ``appid|apptransid|pmcid|bankcode|amount|discountamount|status`` (browser redirect)."""
+    data = f"{app_id}|{app_trans_id}|{pmcid}|{bank_code}|{amount}|{discount_amount}|{status}"
+    return _hmac_sha256(data, key2)
+
+
 def verify_callback(raw_body: bytes, key2: str) -> CallbackVerifyResult:
     """Check the mac of a ZaloPay callback ``{"data": "<json>", "mac": ..., "type": 1}``.
 
@@ -293,7 +314,7 @@ def verify_callback(raw_body: bytes, key2: str) -> CallbackVerifyResult:
     if not isinstance(received, str) or not received:
         return CallbackVerifyResult(False, data, "missing mac", callback_type)
     try:
-        expected = _hmac_sha256(data_str, key2)
+        expected = callback_mac(data_str, key2)
     except UnicodeEncodeError:  # a lone surrogate escaped in the envelope
         return CallbackVerifyResult(False, data, "data is not valid Unicode", callback_type)
     # Bytes, because compare_digest raises TypeError on non-ASCII str input.

@@ -50,7 +50,7 @@ def payos_create_signature(body: Mapping[str, Any], checksum_key: str) -> str:
 
 def momo_ipn_signature(body: Mapping[str, Any], access_key: str, secret_key: str) -> str:
     """The IPN (and redirect) signature over MoMo's documented field list."""
-    return momo._hmac_sha256(momo.ipn_signing_string(body, access_key), secret_key)
+    return momo.ipn_signature(body, access_key, secret_key)
 
 
 # --- ZaloPay --------------------------------------------------------------
@@ -58,7 +58,7 @@ def momo_ipn_signature(body: Mapping[str, Any], access_key: str, secret_key: str
 
 def zalopay_callback_mac(data: str, key2: str) -> str:
     """HMAC(key2) over the callback's raw ``data`` string."""
-    return zalopay._hmac_sha256(data, key2)
+    return zalopay.callback_mac(data, key2)
 
 
 def zalopay_redirect_checksum(
@@ -73,8 +73,16 @@ def zalopay_redirect_checksum(
     key2: str,
 ) -> str:
     """HMAC(key2) over ``appid|apptransid|pmcid|bankcode|amount|discountamount|status``."""
-    data = f"{app_id}|{app_trans_id}|{pmcid}|{bank_code}|{amount}|{discount_amount}|{status}"
-    return zalopay._hmac_sha256(data, key2)
+    return zalopay.redirect_checksum(
+        app_id=app_id,
+        app_trans_id=app_trans_id,
+        pmcid=pmcid,
+        bank_code=bank_code,
+        amount=amount,
+        discount_amount=discount_amount,
+        status=status,
+        key2=key2,
+    )
 
 
 # --- faults ---------------------------------------------------------------
