@@ -42,7 +42,7 @@ def machine(stack: Stack) -> dict[str, Any]:
         ).fetchall()
         info["postgresql_settings"] = {name: value for name, value in settings}
     try:
-        from payments.ingress import envoy_binary
+        from ingress.envoy import envoy_binary
 
         out = subprocess.run([str(envoy_binary()), "--version"], capture_output=True, text=True, timeout=10)
         info["envoy"] = out.stdout.strip().split("version:")[-1].strip().split("/")[1]

@@ -42,7 +42,7 @@ from payment.v1 import payment_service_pb2_grpc
 
 from bench import load, report, sql
 from bench.stack import ROOT, Stack, command_line, machine_busy_seconds, memory_kb, process_table
-from payments import database, migrations
+from paykit import database, migrations
 
 log = logging.getLogger("bench")
 

@@ -18,7 +18,9 @@ import psycopg
 from sqlalchemy import create_engine, text
 
 from bench.load import SECRET, TMN
-from payments import auth, database, ingress, migrations
+from ingress import auth
+from ingress import envoy as ingress
+from paykit import database, migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 # The run lasts minutes: its own payments must not expire under it.

@@ -13,7 +13,7 @@ from order_service.adapters.payment_client import PaymentClient
 from order_service.adapters.repository import UnitOfWork
 from order_service.config import OrderSettings
 from order_service.service_layer.services import Clock, OrderUseCases, utc_now
-from payments.database import create_db_engine
+from paykit.database import create_db_engine
 
 
 @dataclass

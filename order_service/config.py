@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from order_service.service_layer.services import OrderPolicy
-from payments.config import env_int
+from paykit.settings import env_int
 
 
 @dataclass(frozen=True)

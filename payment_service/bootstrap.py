@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
+from paykit.database import create_db_engine
 from payment_service.adapters.http_client import HttpJsonClient
 from payment_service.config import Settings
 from payment_service.domain.model import Provider
@@ -20,7 +21,6 @@ from payment_service.providers.wallets import MomoGateway, PayosGateway, Zalopay
 from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
 from payment_service.service_layer.unit_of_work import UnitOfWork
-from payments.database import create_db_engine
 
 
 def utc_now() -> datetime:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from paykit.settings import ConfigError, env_int
 from payment_service.domain.model import Policy, Provider
 from payment_service.providers import momo, payos, zalopay
 from payment_service.providers.momo import MomoConfig
 from payment_service.providers.payos import PayosConfig
 from payment_service.providers.vnpay import VnpayConfig
 from payment_service.providers.zalopay import ZalopayConfig
-from payments.config import ConfigError, env_int
 
 # Development defaults: a made-up terminal and secret that only the local
 # simulator and tests accept. `payments serve` refuses to run on them unless

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from payments import logs
+from paykit import logs
 
 if TYPE_CHECKING:
     from order_service.config import OrderSettings
@@ -23,8 +23,8 @@ log = logging.getLogger("payments")
 
 
 def _payment_settings() -> Settings:
+    from paykit.settings import ConfigError
     from payment_service.config import Settings
-    from payments.config import ConfigError
 
     try:
         return Settings.from_env()
@@ -34,7 +34,7 @@ def _payment_settings() -> Settings:
 
 def _order_settings() -> OrderSettings:
     from order_service.config import OrderSettings
-    from payments.config import ConfigError
+    from paykit.settings import ConfigError
 
     try:
         return OrderSettings.from_env()
@@ -43,7 +43,7 @@ def _order_settings() -> OrderSettings:
 
 
 def payment_database(settings: Settings) -> str:
-    from payments import database
+    from paykit import database
 
     return database.resolve(settings.database_url, settings.data_dir, "payments")
 
@@ -51,7 +51,7 @@ def payment_database(settings: Settings) -> str:
 def order_database(settings: OrderSettings) -> str:
     """ORDER_DATABASE_URL; else database `orders` on the DATABASE_URL server;
     else `orders` on the embedded server."""
-    from payments import database
+    from paykit import database
 
     if settings.database_url:
         return database.sqlalchemy_url(settings.database_url)
@@ -61,14 +61,14 @@ def order_database(settings: OrderSettings) -> str:
 
 
 def _auto_migrate(url: str, service: str) -> None:
-    from payments import migrations
+    from paykit import migrations
 
     if os.environ.get("PAYMENTS_AUTO_MIGRATE", "1") != "0":
         migrations.upgrade(url, service)
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
-    from payments import migrations
+    from paykit import migrations
 
     migrations.upgrade(payment_database(_payment_settings()), "payment")
     migrations.upgrade(order_database(_order_settings()), "order")
@@ -100,7 +100,8 @@ def start_order(*, seed: bool = False) -> Callable[[], None]:
 
 
 def start_ingress(data_dir: Path) -> Callable[[], None]:
-    from payments import auth, ingress
+    from ingress import auth
+    from ingress import envoy as ingress
 
     settings = ingress.IngressSettings.from_env()
     keys = auth.load_or_create(data_dir)
@@ -110,8 +111,8 @@ def start_ingress(data_dir: Path) -> Callable[[], None]:
 
 
 def start_sim() -> Callable[[], None]:
-    from payments.config import ConfigError
-    from payments.sim import SimConfig, Simulator
+    from gateway_simulator import SimConfig, Simulator
+    from paykit.settings import ConfigError
 
     try:
         sim = Simulator(SimConfig.from_env(os.environ)).start()
@@ -170,7 +171,7 @@ def _dev_ports() -> dict[str, str]:
 
 
 def cmd_token(args: argparse.Namespace) -> None:
-    from payments import auth
+    from ingress import auth
 
     keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
     print(keys.token(args.user, ttl_seconds=args.ttl))
@@ -213,10 +214,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_envoy_config(_args: argparse.Namespace) -> None:
-    from payments import auth, ingress
+    from ingress import auth
+    from ingress import envoy as ingress
 
+    try:
+        settings = ingress.IngressSettings.from_env()
+    except ValueError as error:
+        sys.exit(f"configuration error: {error}")
     keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
-    print(ingress.render_yaml(ingress.IngressSettings.from_env().with_jwks(keys.jwks)))
+    print(ingress.render_yaml(settings.with_jwks(keys.jwks)))
 
 
 DEV_BANNER = """

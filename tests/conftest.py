@@ -19,12 +19,12 @@ import pytest
 from payment.v1 import payment_service_pb2_grpc
 from psycopg import sql
 
+from paykit import database, migrations
 from payment_service.bootstrap import App, bootstrap
 from payment_service.config import Settings
 from payment_service.domain.model import Policy, Provider
 from payment_service.entrypoints import server as grpc_server
 from payment_service.providers.vnpay import VnpayConfig
-from payments import database, migrations
 
 TEMPLATES = {"payment": "payments_test_template", "order": "orders_test_template"}
 # GATEWAYS.md §1.5 test credentials.

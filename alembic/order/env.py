@@ -1,6 +1,6 @@
 """Alembic environment of the order service's database."""
 
 from order_service.adapters.orm import Base
-from payments.migrations import run_env
+from paykit.migrations import run_env
 
 run_env(Base.metadata, "order")

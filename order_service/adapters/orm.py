@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from order_service.domain.model import OrderStatus
-from payments.database import NAMING_CONVENTION
+from paykit.database import NAMING_CONVENTION
 
 
 class Base(DeclarativeBase):

@@ -11,7 +11,7 @@ import grpc
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
-from payments.errors import DomainError, FailedPrecondition, InvalidArgument, Unavailable
+from paykit.errors import DomainError, FailedPrecondition, InvalidArgument, Unavailable
 
 # What the payment service's refusals mean to a shopper of this order.
 _PASS_THROUGH = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from payments.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from paykit.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
 
 class OrderStatus(StrEnum):

@@ -15,7 +15,7 @@ from order.v1 import order_service_pb2, order_service_pb2_grpc
 
 from order_service.bootstrap import OrderApp
 from order_service.entrypoints.servicer import OrderServicer
-from payments.grpc_errors import RejectUndecodableRequests
+from paykit.grpc_errors import RejectUndecodableRequests
 
 log = logging.getLogger("order_service.server")
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name

@@ -13,9 +13,9 @@ from order.v1 import order_service_pb2 as os_pb2
 from order_service.adapters.orm import Order, Product
 from order_service.domain import model
 from order_service.service_layer.services import OrderUseCases
-from payments.errors import InvalidArgument, Unauthenticated
-from payments.grpc_errors import grpc_errors
-from payments.protobuf import timestamp
+from paykit.errors import InvalidArgument, Unauthenticated
+from paykit.grpc_errors import grpc_errors
+from paykit.protobuf import timestamp
 
 USER_HEADER = "x-user-id"
 IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")

@@ -21,8 +21,8 @@ from order_service.adapters.payment_client import Checkout, PaymentClient
 from order_service.adapters.repository import UnitOfWork
 from order_service.domain import model
 from order_service.domain.model import OrderStatus, PaymentFacts
-from payments.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
-from payments.validation import check_text
+from paykit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from paykit.text import check_text
 
 log = logging.getLogger("order_service")
 Clock = Callable[[], datetime]

@@ -26,8 +26,8 @@ from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
+from paykit.database import NAMING_CONVENTION
 from payment_service.domain.model import PaymentStatus, Provider
-from payments.database import NAMING_CONVENTION
 
 
 def _in(column: str, values: type[Provider] | type[PaymentStatus]) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 from google.protobuf import json_format
 from payment.v1 import payment_pb2
 
+from paykit.protobuf import timestamp
 from payment_service.adapters.orm import Payment
-from payments.protobuf import timestamp
 
 
 def payment_to_proto(p: Payment) -> payment_pb2.Payment:

@@ -3,7 +3,7 @@ specific preconditions of payments."""
 
 from __future__ import annotations
 
-from payments.errors import (
+from paykit.errors import (
     DomainError,
     FailedPrecondition,
     FieldViolation,

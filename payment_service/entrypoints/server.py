@@ -13,9 +13,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
+from paykit.grpc_errors import RejectUndecodableRequests
 from payment_service.bootstrap import App
 from payment_service.entrypoints.servicer import PaymentServicer
-from payments.grpc_errors import RejectUndecodableRequests
 
 log = logging.getLogger("payment_service.server")
 SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name

@@ -11,14 +11,14 @@ from google.api import httpbody_pb2
 from google.protobuf import json_format
 from payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 
+from paykit.grpc_errors import grpc_errors
+from paykit.text import check_text
 from payment_service.adapters.protobuf import payment_to_proto
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
 from payment_service.providers.base import RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import PaymentUseCases, events_after, parse_cursor
-from payments.grpc_errors import grpc_errors
-from payments.validation import check_text
 
 MAX_REASON_LENGTH = 255
 

@@ -6,12 +6,12 @@ import json
 import secrets
 from datetime import datetime
 
+from paykit.errors import Unavailable
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.adapters.orm import Payment
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.providers import vnpay
 from payment_service.providers.base import CheckoutContext, HttpReply, RawCallback, Rejected, Verified
-from payments.errors import Unavailable
 
 # VNPay IPN answers (RspCode). VNPay stops retrying on 00 and 02 only.
 VNPAY_ACKS: dict[Outcome, str] = {

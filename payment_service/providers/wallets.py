@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from paykit.errors import FailedPrecondition, Unavailable
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.adapters.orm import Payment
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.providers import momo, payos, zalopay
 from payment_service.providers.base import CheckoutContext, HttpReply, RawCallback, Rejected, Verified
-from payments.errors import FailedPrecondition, Unavailable
 
 
 def _unreachable(name: str) -> Unavailable:

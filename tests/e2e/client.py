@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from payments.ingress import EnvoyProcess
+from ingress.envoy import EnvoyProcess
 
 LEAKY_HEADERS = (
     "grpc-status",

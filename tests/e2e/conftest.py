@@ -22,8 +22,8 @@ import pytest
 from google.api import httpbody_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from ingress.envoy import PAYMENT_CLUSTER, PAYMENT_SERVICE, EnvoyProcess, IngressSettings
 from payment_service.entrypoints import server as grpc_server
-from payments.ingress import PAYMENT_CLUSTER, PAYMENT_SERVICE, EnvoyProcess, IngressSettings
 
 
 def start_ingress(workdir: Path, upstream_port: int) -> EnvoyProcess:
@@ -110,15 +110,15 @@ class Stack:
     """Payment and order services behind one Envoy with JWT auth."""
 
     envoy: EnvoyProcess
-    keys: Any  # payments.auth.DevKeys
+    keys: Any  # ingress.auth.DevKeys
     payment: grpc_server.RunningServer
     order: Any
 
 
 @pytest.fixture
 def stack(server: grpc_server.RunningServer, order_server: Any, tmp_path: Path) -> Iterator[Stack]:
-    from payments import auth
-    from payments.ingress import ORDER_CLUSTER
+    from ingress import auth
+    from ingress.envoy import ORDER_CLUSTER
 
     keys = auth.generate_keys()
     settings = IngressSettings(
@@ -161,13 +161,13 @@ def _free_port() -> int:
 def sim_stack(db_url: str, order_db_url: str, clock: Any, tmp_path: Path) -> Iterator[SimStack]:
     from datetime import UTC, datetime
 
+    from gateway_simulator import SimConfig, Simulator
+    from ingress import auth
+    from ingress.envoy import ORDER_CLUSTER
     from order_service.bootstrap import bootstrap as bootstrap_orders
     from order_service.entrypoints import server as order_grpc
     from payment_service.bootstrap import bootstrap
     from payment_service.config import Settings
-    from payments import auth
-    from payments.ingress import ORDER_CLUSTER
-    from payments.sim import SimConfig, Simulator
     from tests.conftest import make_order_settings
 
     clock.now = datetime.now(UTC)  # the simulator checks expiry against real time

@@ -15,7 +15,7 @@ import jwt
 import pytest
 from sqlalchemy import text
 
-from payments import auth
+from ingress import auth
 from tests.conftest import TEST_VNPAY, FakeClock
 from tests.e2e.client import Reply, send
 from tests.e2e.conftest import Stack

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
-from payment_service.entrypoints import server as grpc_server
-from payments.ingress import (
+from ingress import auth
+from ingress.envoy import (
     LUA_RESPONSE_CODE,
     PAYMENT_CLUSTER,
     STRIPPED_RESPONSE_HEADERS,
@@ -28,6 +28,7 @@ from payments.ingress import (
     render_config,
     render_yaml,
 )
+from payment_service.entrypoints import server as grpc_server
 from tests.e2e.client import send
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -356,23 +357,24 @@ def test_settings_from_env_rejects_bad_ports(name: str, value: str) -> None:
         IngressSettings.from_env({name: value})
 
 
-def test_render_cli_prints_yaml_for_the_environment() -> None:
-    env = {**os.environ, "INGRESS_PORT": "18081", "PAYMENT_GRPC_PORT": "50053"}
+def test_envoy_config_cli_prints_yaml_for_the_environment(tmp_path: Path) -> None:
+    env = {**os.environ, "INGRESS_PORT": "18081", "PAYMENT_GRPC_PORT": "50053", "DATA_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "envoy" / "render.py")],
+        [sys.executable, "-m", "payments.cli", "envoy-config"],
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
         check=True,
     )
-    assert yaml.safe_load(result.stdout) == render_config(IngressSettings.from_env(env))
+    keys = auth.load_or_create(tmp_path)
+    assert yaml.safe_load(result.stdout) == render_config(IngressSettings.from_env(env).with_jwks(keys.jwks))
 
 
-def test_render_cli_reports_bad_ports() -> None:
-    env = {**os.environ, "INGRESS_PORT": "eighty"}
+def test_envoy_config_cli_reports_bad_ports(tmp_path: Path) -> None:
+    env = {**os.environ, "INGRESS_PORT": "eighty", "DATA_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "envoy" / "render.py")],
+        [sys.executable, "-m", "payments.cli", "envoy-config"],
         capture_output=True,
         text=True,
         env=env,

@@ -12,7 +12,7 @@ import psycopg
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from payments.database import libpq_url
+from paykit.database import libpq_url
 
 TABLES = ("payments", "payment_request_keys", "outbox_events", "callback_journal")
 

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
-from payments.database import libpq_url
+from paykit.database import libpq_url
 from tests.conftest import TEST_VNPAY, FakeClock
 from tests.integration.helpers import counts, rows, signed_vnpay_query, vnpay_ipn_params
 

@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 from payment.v1 import payment_pb2
 from payment.v1 import payment_service_pb2 as ps
 
-from payments.logs import JsonFormatter
+from paykit.logs import JsonFormatter
 from tests.conftest import TEST_VNPAY, FakeClock
 from tests.integration.helpers import bad_request_fields, counts, independent_vnpay_check, rows
 

@@ -16,7 +16,7 @@ import pytest
 from payment.v1 import payment_pb2
 from payment.v1 import payment_service_pb2 as ps
 
-from payments.database import libpq_url
+from paykit.database import libpq_url
 
 
 def create(stub: Any, order_id: str) -> Any:

@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from paykit import migrations
+from paykit.database import sqlalchemy_url
 from payment_service.adapters.orm import Base
-from payments import migrations
-from payments.database import sqlalchemy_url
 
 
 def tables(url: str) -> set[str]:

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
-from payments.ingress import EnvoyProcess, IngressSettings
+from ingress.envoy import EnvoyProcess, IngressSettings
 from tests.integration.helpers import ServerProcess, signed_vnpay_query, vnpay_ipn_params
 
 # --- reports ---------------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ class Stack:
     payment: ServerProcess
     order: ServerProcess
     envoy: EnvoyProcess
-    keys: Any  # payments.auth.DevKeys
+    keys: Any  # ingress.auth.DevKeys
 
     @property
     def port(self) -> int:
@@ -368,7 +368,7 @@ class Stack:
 def process_stack(pay_url: str, order_url: str, workdir: Path, **env: str) -> Iterator[Stack]:
     """Both services as `payments serve` processes and Envoy in front; every
     process stopped by PID on the way out."""
-    from payments import auth
+    from ingress import auth
 
     payment = order = envoy = None
     try:
@@ -496,7 +496,7 @@ def dedicated_postgres() -> Iterator[DedicatedPostgres]:
 def pg_connections(admin_url: str, *databases: str) -> int:
     import psycopg
 
-    from payments.database import libpq_url
+    from paykit.database import libpq_url
 
     with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
         row = conn.execute(

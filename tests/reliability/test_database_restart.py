@@ -22,7 +22,7 @@ from order.v1 import order_service_pb2_grpc
 from sqlalchemy import create_engine
 
 from order_service import catalog
-from payments import database, migrations
+from paykit import database, migrations
 from tests.conftest import TEST_VNPAY
 from tests.integration.helpers import ServerProcess, rows
 from tests.reliability.support import (

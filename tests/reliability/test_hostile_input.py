@@ -28,7 +28,7 @@ from order.v1 import order_service_pb2 as os_pb2
 from order.v1 import order_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
-from payments.database import libpq_url
+from paykit.database import libpq_url
 from tests.conftest import TEST_VNPAY
 from tests.integration.helpers import signed_vnpay_query, vnpay_ipn_params
 from tests.reliability.support import (

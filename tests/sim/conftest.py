@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from payments.sim import Simulator
+from gateway_simulator import Simulator
 from tests.sim.support import Recorder, make_sim
 
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
+from gateway_simulator import SimConfig, Simulator
 from payment_service.providers import momo, payos, vnpay, zalopay
-from payments.sim import SimConfig, Simulator
 
 # What our service answers when all is well.
 DEFAULT_ANSWERS: dict[str, tuple[int, bytes]] = {

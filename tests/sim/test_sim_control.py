@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway_simulator import SimConfig, Simulator, VnpayCredentials
+from gateway_simulator.state import utcnow
+from paykit.settings import ConfigError
 from payment_service import config as service_config
-from payments.config import ConfigError
-from payments.sim import SimConfig, Simulator, VnpayCredentials
-from payments.sim.state import utcnow
 from tests.sim.support import CALLBACK_PATHS, Recorder, control, make_sim, open_session
 from tests.sim.support import http as request
 
@@ -172,7 +172,7 @@ def test_an_expired_session_cannot_be_paid_unless_forced(sim: Simulator, recorde
 def test_python_module_entry_point() -> None:
     env = {**os.environ, "SIM_PORT": "0", "INGRESS_PORT": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "payments.sim"], env=env, stderr=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, "-m", "gateway_simulator"], env=env, stderr=subprocess.PIPE, text=True, cwd=REPO
     )
     try:
         assert proc.stderr is not None

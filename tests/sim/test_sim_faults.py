@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from payments.sim import GATEWAYS, Simulator
+from gateway_simulator import GATEWAYS, Simulator
 from tests.sim.support import CALLBACK_PATHS, Recorder, control, decode, open_session
 
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from gateway_simulator import Simulator
 from payment_service.providers import momo
-from payments.sim import Simulator
 from tests.sim.support import Recorder, control, http, momo_config
 
 IPN = "/webhooks/momo/ipn"

@@ -11,8 +11,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from gateway_simulator import Simulator
 from payment_service.providers import payos
-from payments.sim import Simulator
 from tests.sim.support import Recorder, control, http, payos_config
 
 WEBHOOK = "/webhooks/payos"

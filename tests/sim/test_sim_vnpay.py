@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from gateway_simulator import Simulator, signing
 from payment_service.providers import vnpay
-from payments.sim import Simulator, signing
 from tests.sim.support import Recorder, control, http, make_sim, vnpay_config
 
 IPN = "/webhooks/vnpay/ipn"

@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
+from gateway_simulator import Simulator
 from payment_service.providers import zalopay
-from payments.sim import Simulator
 from tests.sim.support import Recorder, control, http, make_sim, zalopay_config
 
 CALLBACK = "/webhooks/zalopay/callback"

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
+from paykit.settings import ConfigError, env_int
 from payment_service.config import DEV_MOMO, DEV_PAYOS, DEV_ZALOPAY
 from payment_service.config import DEV_VNPAY_HASH_SECRET as DEV_VNPAY_HASH_SECRET
 from payment_service.config import DEV_VNPAY_TMN_CODE as DEV_VNPAY_TMN_CODE
-from payments.config import ConfigError, env_int
 
 # Development defaults: the same values the payment service falls back to
 # with PAYMENTS_ENV=development, so `payments dev` needs no credentials.

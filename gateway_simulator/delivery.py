@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from payments.sim.state import EventLog
+from gateway_simulator.state import EventLog
 
-log = logging.getLogger("payments.sim")
+log = logging.getLogger("gateway_simulator")
 
 _MAX_ANSWER_BYTES: Final = 64 * 1024
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payments.errors import InvalidArgument
+from paykit.errors import InvalidArgument
 
 
 def check_text(field: str, value: str, maximum: int) -> None:

@@ -11,7 +11,7 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, pool, text
 
-from payments.database import sqlalchemy_url
+from paykit.database import sqlalchemy_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("payment", "order")

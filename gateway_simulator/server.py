@@ -16,14 +16,14 @@ from types import TracebackType
 from typing import Any, Final, TypeGuard
 from urllib.parse import unquote
 
-from payments.sim.config import SimConfig
-from payments.sim.delivery import Deliverer, Plan
-from payments.sim.gateways.base import Context, GatewaySim
-from payments.sim.gateways.momo import MomoSim
-from payments.sim.gateways.payos import PayosSim
-from payments.sim.gateways.vnpay import VnpaySim
-from payments.sim.gateways.zalopay import ZalopaySim
-from payments.sim.state import (
+from gateway_simulator.config import SimConfig
+from gateway_simulator.delivery import Deliverer, Plan
+from gateway_simulator.gateways.base import Context, GatewaySim
+from gateway_simulator.gateways.momo import MomoSim
+from gateway_simulator.gateways.payos import PayosSim
+from gateway_simulator.gateways.vnpay import VnpaySim
+from gateway_simulator.gateways.zalopay import ZalopaySim
+from gateway_simulator.state import (
     ACTIONS,
     EXPIRED,
     FAULT_KINDS,
@@ -38,10 +38,10 @@ from payments.sim.state import (
     SimError,
     utcnow,
 )
-from payments.sim.web import Request, Response, html_response, json_response, page, redirect
-from payments.sim.web import message_page as _message
+from gateway_simulator.web import Request, Response, html_response, json_response, page, redirect
+from gateway_simulator.web import message_page as _message
 
-log = logging.getLogger("payments.sim")
+log = logging.getLogger("gateway_simulator")
 
 MAX_BODY_BYTES: Final = 1024 * 1024
 WRONG_AMOUNT_DELTA: Final = 1_000  # VND added when wrong_amount names no amount

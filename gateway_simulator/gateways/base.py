@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import ClassVar
 from urllib.parse import quote
 
-from payments.sim.config import SimConfig
-from payments.sim.delivery import Callback
-from payments.sim.state import ACTION_STATUS, EventLog, Txn
-from payments.sim.web import Request, Response
+from gateway_simulator.config import SimConfig
+from gateway_simulator.delivery import Callback
+from gateway_simulator.state import ACTION_STATUS, EventLog, Txn
+from gateway_simulator.web import Request, Response
 
 
 @dataclass

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeGuard
 from urllib.parse import unquote, urlsplit
 
+from gateway_simulator import signing
+from gateway_simulator.delivery import PAYOS_SCHEDULE, Callback
+from gateway_simulator.gateways.base import GatewaySim
+from gateway_simulator.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, Txn, utcnow
+from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
+from gateway_simulator.web import message_page as _message
 from payment_service.providers import payos
-from payments.sim import signing
-from payments.sim.delivery import PAYOS_SCHEDULE, Callback
-from payments.sim.gateways.base import GatewaySim
-from payments.sim.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, Txn, utcnow
-from payments.sim.web import Request, Response, add_query, checkout_page, html_response, json_response
-from payments.sim.web import message_page as _message
 
 API_PATH: Final = "/payos" + payos.PAYMENT_REQUESTS_PATH  # /payos/v2/payment-requests
 WEB_PATH: Final = "/payos/web/"

@@ -10,11 +10,11 @@ wrong_amount, bad_signature, out_of_order) and clicks checkout buttons.
     with Simulator(SimConfig(port=0, ingress_base_url="http://127.0.0.1:8080")) as sim:
         sim.pay("momo", order_id)
 
-Run it alone with ``python -m payments.sim`` (settings from the environment,
+Run it alone with ``python -m gateway_simulator`` (settings from the environment,
 see ``SimConfig.from_env``).
 """
 
-from payments.sim.config import (
+from gateway_simulator.config import (
     DEV_MOMO_ACCESS_KEY,
     DEV_MOMO_PARTNER_CODE,
     DEV_MOMO_SECRET_KEY,
@@ -32,8 +32,8 @@ from payments.sim.config import (
     VnpayCredentials,
     ZalopayCredentials,
 )
-from payments.sim.server import PayResult, Simulator, service_urls
-from payments.sim.state import ACTIONS, FAULT_KINDS, GATEWAYS
+from gateway_simulator.server import PayResult, Simulator, service_urls
+from gateway_simulator.state import ACTIONS, FAULT_KINDS, GATEWAYS
 
 __all__ = [
     "ACTIONS",

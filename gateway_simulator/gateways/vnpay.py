@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
+from gateway_simulator import signing
+from gateway_simulator.delivery import VNPAY_SCHEDULE, Callback
+from gateway_simulator.gateways.base import Context, GatewaySim
+from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
+from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
+from gateway_simulator.web import message_page as _message
 from payment_service.providers import vnpay
-from payments.sim import signing
-from payments.sim.delivery import VNPAY_SCHEDULE, Callback
-from payments.sim.gateways.base import Context, GatewaySim
-from payments.sim.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
-from payments.sim.web import Request, Response, add_query, checkout_page, html_response, json_response
-from payments.sim.web import message_page as _message
 
 PAY_PATH: Final = "/vnpay/paymentv2/vpcpay.html"
 API_PATH: Final = "/vnpay/merchant_webapi/api/transaction"

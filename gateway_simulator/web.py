@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from payments.sim.state import SimError
+from gateway_simulator.state import SimError
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, TypeGuard
 from urllib.parse import unquote, urlsplit
 
+from gateway_simulator import signing
+from gateway_simulator.delivery import MOMO_SCHEDULE, Callback
+from gateway_simulator.gateways.base import Context, GatewaySim
+from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
+from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
+from gateway_simulator.web import message_page as _message
 from payment_service.providers import momo
-from payments.sim import signing
-from payments.sim.delivery import MOMO_SCHEDULE, Callback
-from payments.sim.gateways.base import Context, GatewaySim
-from payments.sim.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
-from payments.sim.web import Request, Response, add_query, checkout_page, html_response, json_response
-from payments.sim.web import message_page as _message
 
 CREATE_PATH: Final = "/momo" + momo.CREATE_PATH  # /momo/v2/gateway/api/create
 QUERY_PATH: Final = "/momo" + momo.QUERY_PATH

@@ -1,5 +1,5 @@
 """Errors every service's domain raises. Each maps to one gRPC status code
-in payments.grpc_errors; messages are written for the caller and never
+in paykit.grpc_errors; messages are written for the caller and never
 carry exception text."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m payments.sim``: run the gateway simulator until SIGINT/SIGTERM."""
+"""``python -m gateway_simulator``: run the gateway simulator until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import signal
 import sys
 import threading
 
-from payments import logs
-from payments.config import ConfigError
-from payments.sim.config import SimConfig
-from payments.sim.server import Simulator
+from gateway_simulator.config import SimConfig
+from gateway_simulator.server import Simulator
+from paykit import logs
+from paykit.settings import ConfigError
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The Envoy ingress: its configuration model and rendering, and the Envoy process."""
