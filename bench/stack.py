@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from sqlalchemy import create_engine, text
 
 from bench.load import SECRET, TMN
 from ingress import auth
-from ingress import envoy as ingress
-from paykit import database, migrations
+from paykit import database
+from payments import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 # The run lasts minutes: its own payments must not expire under it.
@@ -29,55 +28,6 @@ PAYMENT_TTL_MINUTES = "60"
 # limit (10 a minute) protects shops from a misbehaving page, not this.
 RETRY_LIMIT = "1000000000"
 LARGE_STOCK = 1_000_000_000
-
-
-class ServiceProcess:
-    """A server process whose stderr (JSON log lines) goes to a file; ready
-    when it logs "serving" with its port. Stopped by its own PID."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT
-            )
-        self.port = 0
-        self.serving: dict[str, Any] = {}  # the "serving" log line
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def wait_serving(self, timeout: float = 60) -> ServiceProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                if '"event": "serving"' in line:
-                    self.serving = json.loads(line)
-                    self.port = int(self.serving["port"])
-                    return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -128,18 +78,9 @@ def memory_kb(pid: int) -> dict[str, int]:
     return values
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _service_env(**extra: str) -> dict[str, str]:
     return {
         **os.environ,
-        "PAYMENTS_AUTO_MIGRATE": "0",
-        "PAYMENT_GRPC_PORT": "0",
-        "ORDER_GRPC_PORT": "0",
         "VNPAY_TMN_CODE": TMN,
         "VNPAY_HASH_SECRET": SECRET,
         "PAYMENT_TTL_MINUTES": PAYMENT_TTL_MINUTES,
@@ -161,61 +102,32 @@ def _serve(service: str, workdir: Path) -> list[str]:
 
 
 @dataclass
-class Stack:
-    workdir: Path
-    pg: Any = None
-    admin_url: str = ""
-    payment_url: str = ""  # SQLAlchemy URLs
-    order_url: str = ""
-    payment: ServiceProcess | None = None
-    order: ServiceProcess | None = None
-    envoy: ingress.EnvoyProcess | None = None
-    keys: auth.DevKeys | None = None
-    others: list[ServiceProcess] = field(default_factory=list)
+class Stack(stack.Stack):
+    """The platform as `payments.stack` starts it, with the benchmark's
+    settings: ephemeral ports, no simulator, a large stock, fresh JWT keys,
+    every service under bench.gcshim."""
 
-    def start(self) -> Stack:
-        self.pg = database.start_embedded(self.workdir / "pgdata")
-        self.admin_url = self.pg.get_uri()
-        self.payment_url = database.ensure_database(self.admin_url, "payments")
-        self.order_url = database.ensure_database(self.admin_url, "orders")
-        migrations.upgrade(self.payment_url, "payment")
-        # The order service needs the payment service's address before that
-        # one is up: a free port picked here lets both boot at once.
-        payment_port = free_port()
-        self.payment = ServiceProcess(
-            "payment",
-            _serve("payment", self.workdir),
-            _service_env(DATABASE_URL=self.payment_url, PAYMENT_GRPC_PORT=str(payment_port)),
-            self.workdir,
-        )
-        migrations.upgrade(self.order_url, "order")
-        self._seed_catalog()
-        self.order = ServiceProcess(
-            "order",
-            _serve("order", self.workdir),
-            _service_env(ORDER_DATABASE_URL=self.order_url, PAYMENT_TARGET=f"127.0.0.1:{payment_port}"),
-            self.workdir,
-        )
-        self.keys = auth.generate_keys()
-        self.payment.wait_serving()
-        self.order.wait_serving()
-        settings = ingress.IngressSettings(
-            ingress_port=0,
-            admin_port=0,
-            payment_upstream_port=self.payment.port,
-            order_upstream_port=self.order.port,
-        ).with_jwks(self.keys.jwks)
-        self.envoy = ingress.EnvoyProcess(settings, self.workdir / "envoy").start()
-        self.envoy.wait_healthy(ingress.PAYMENT_CLUSTER, timeout=20)
-        self.envoy.wait_healthy(ingress.ORDER_CLUSTER, timeout=20)
-        return self
+    ports: stack.Ports = field(default_factory=stack.Ports.ephemeral)
+    env: Mapping[str, str] = field(default_factory=_service_env)
+    simulator: bool = False
+    keys: auth.DevKeys | None = field(default_factory=auth.generate_keys)
 
-    def _seed_catalog(self) -> None:
-        from order_service import catalog
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.argv = lambda service: _serve(service, self.data_dir)
 
+    @property
+    def workdir(self) -> Path:
+        return self.data_dir
+
+    @property
+    def admin_url(self) -> str:
+        return str(self.pg.get_uri())
+
+    def _seed(self) -> None:
+        super()._seed()
         engine = create_engine(database.sqlalchemy_url(self.order_url))
         try:
-            catalog.seed(engine)
             with engine.begin() as conn:
                 conn.execute(text("UPDATE products SET stock = :stock"), {"stock": LARGE_STOCK})
         finally:
@@ -226,19 +138,17 @@ class Stack:
         assert self.envoy is not None
         return f"127.0.0.1:{self.envoy.ingress_port}"
 
-    def spawn_other(self, name: str, argv: list[str], **env: str) -> ServiceProcess:
+    def spawn_other(self, name: str, argv: list[str], **env: str) -> stack.ServiceProcess:
         """Another server process (stopped with the stack); wait_serving() before use."""
-        process = ServiceProcess(name, argv, _service_env(**env), self.workdir)
-        self.others.append(process)
-        return process
+        return self.spawn(name, argv, **env)
 
     def cpu_groups(self) -> dict[str, list[tuple[int, bool]]]:
         """The processes whose CPU time is accounted per run: (pid, with its
         children that exit meanwhile). PostgreSQL is the postmaster and its
         children (backends, autovacuum workers, checkpointer)."""
         groups: dict[str, list[tuple[int, bool]]] = {}
-        for process in (self.payment, self.order, *self.others):
-            if process is not None and process.proc.poll() is None:
+        for process in self.others:
+            if process.alive():
                 groups[process.name] = [(process.pid, False)]
         if self.envoy is not None:
             groups["envoy"] = [(self.envoy.pid, False)]
@@ -283,12 +193,3 @@ class Stack:
                 if path.exists():
                     logs[process.name] = [tuple(c) for c in json.loads(path.read_text())["collections"]]
         return logs
-
-    def stop(self) -> None:
-        for process in [*self.others, self.order, self.payment]:
-            if process is not None:
-                process.stop()
-        if self.envoy is not None:
-            self.envoy.stop()
-        if self.pg is not None:
-            self.pg.cleanup()

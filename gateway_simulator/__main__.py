@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -11,6 +12,8 @@ from gateway_simulator.config import SimConfig
 from gateway_simulator.server import Simulator
 from paykit import logs
 from paykit.settings import ConfigError
+
+log = logging.getLogger("gateway_simulator")
 
 
 def main() -> None:
@@ -30,6 +33,7 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
+        log.info("serving", extra={"service": "gateway_simulator", "port": sim.port})
         done.wait()
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
-from paykit.settings import ConfigError, env_int
+from paykit.settings import DEFAULT_PORTS, ConfigError, env_int
 from payment_service.config import DEV_MOMO, DEV_PAYOS, DEV_ZALOPAY
 from payment_service.config import DEV_VNPAY_HASH_SECRET as DEV_VNPAY_HASH_SECRET
 from payment_service.config import DEV_VNPAY_TMN_CODE as DEV_VNPAY_TMN_CODE
@@ -27,8 +27,8 @@ DEV_ZALOPAY_APP_ID: Final = int(DEV_ZALOPAY["app_id"])
 DEV_ZALOPAY_KEY1: Final = DEV_ZALOPAY["key1"]
 DEV_ZALOPAY_KEY2: Final = DEV_ZALOPAY["key2"]
 
-DEFAULT_SIM_PORT: Final = 8090
-DEFAULT_INGRESS_PORT: Final = 8080
+DEFAULT_SIM_PORT: Final = DEFAULT_PORTS["sim"]
+DEFAULT_INGRESS_PORT: Final = DEFAULT_PORTS["ingress"]
 
 
 def _require(owner: str, **values: str) -> None:

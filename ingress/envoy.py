@@ -27,6 +27,9 @@ from typing import Any
 
 import yaml
 
+from paykit.process import die_with_parent
+from paykit.settings import DEFAULT_PORTS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DESCRIPTOR = REPO_ROOT / "gen" / "descriptor.pb"
 PAYMENT_CLUSTER = "payment_service"
@@ -135,12 +138,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 @dataclass(frozen=True)
 class IngressSettings:
     host: str = "127.0.0.1"
-    ingress_port: int = 8080  # 0: pick a free port (EnvoyProcess reports it)
-    admin_port: int = 9901  # 0: pick a free port
+    ingress_port: int = DEFAULT_PORTS["ingress"]  # 0: pick a free port (EnvoyProcess reports it)
+    admin_port: int = DEFAULT_PORTS["admin"]  # 0: pick a free port
     payment_upstream_host: str = "127.0.0.1"
-    payment_upstream_port: int = 50051
+    payment_upstream_port: int = DEFAULT_PORTS["payment"]
     order_upstream_host: str = "127.0.0.1"
-    order_upstream_port: int = 50052
+    order_upstream_port: int = DEFAULT_PORTS["order"]
     # JWKS (JSON) that signs the order API's bearer tokens; without one every
     # protected route answers 401.
     jwks_json: str = ""
@@ -160,10 +163,10 @@ class IngressSettings:
         env = os.environ if env is None else env
         return cls(
             host=env.get("PAYMENTS_HOST", "") or "127.0.0.1",
-            ingress_port=_int(env, "INGRESS_PORT", 8080),
-            admin_port=_int(env, "ENVOY_ADMIN_PORT", 9901),
-            payment_upstream_port=_int(env, "PAYMENT_GRPC_PORT", 50051),
-            order_upstream_port=_int(env, "ORDER_GRPC_PORT", 50052),
+            ingress_port=_int(env, "INGRESS_PORT", DEFAULT_PORTS["ingress"]),
+            admin_port=_int(env, "ENVOY_ADMIN_PORT", DEFAULT_PORTS["admin"]),
+            payment_upstream_port=_int(env, "PAYMENT_GRPC_PORT", DEFAULT_PORTS["payment"]),
+            order_upstream_port=_int(env, "ORDER_GRPC_PORT", DEFAULT_PORTS["order"]),
             jwt_issuer=env.get("JWT_ISSUER", "") or "payments-dev",
             jwt_audience=env.get("JWT_AUDIENCE", "") or "payments",
         )
@@ -424,7 +427,14 @@ def envoy_binary() -> Path:
 
 
 class EnvoyError(RuntimeError):
-    pass
+    @property
+    def summary(self) -> str:
+        """One line: the first line of the message, and Envoy's own last
+        error from the log tail when there is one."""
+        lines = str(self).splitlines()
+        first = lines[0].removesuffix("; log tail:") if lines else ""
+        errors = [line for line in lines[1:] if "[critical]" in line or "[error]" in line]
+        return f"{first}: {errors[-1].rpartition('] ')[2].strip()}" if errors else first
 
 
 _instances = itertools.count()
@@ -447,11 +457,14 @@ class EnvoyProcess:
         *,
         binary: Path | None = None,
         ready_timeout: float = 20.0,
-        stop_timeout: float = 10.0,
+        stop_timeout: float = 8.0,
         log_level: str = "warn",
+        die_with_parent: bool = False,
     ) -> None:
         self.settings = settings
-        self.workdir = Path(workdir)
+        # Absolute: Envoy runs inside workdir, and is given these paths.
+        self.workdir = Path(workdir).resolve()
+        self.die_with_parent = die_with_parent
         self.binary = binary
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -466,6 +479,14 @@ class EnvoyProcess:
     @property
     def pid(self) -> int:
         return self._running().pid
+
+    @property
+    def started(self) -> bool:
+        return self._process is not None
+
+    def exit_status(self) -> int | None:
+        """None while Envoy runs (or was never started)."""
+        return None if self._process is None else self._process.poll()
 
     @property
     def ingress_port(self) -> int:
@@ -536,7 +557,12 @@ class EnvoyProcess:
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
         try:
             self._wait_ready()

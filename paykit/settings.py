@@ -9,6 +9,17 @@ class ConfigError(ValueError):
     pass
 
 
+# The one table of default ports: each process's own default, and where the
+# others look for it.
+DEFAULT_PORTS = {
+    "payment": 50051,  # PAYMENT_GRPC_PORT: payment.v1.PaymentService (internal gRPC)
+    "order": 50052,  # ORDER_GRPC_PORT: order.v1.OrderService (internal gRPC)
+    "ingress": 8080,  # INGRESS_PORT: Envoy, the public HTTP listener
+    "admin": 9901,  # ENVOY_ADMIN_PORT: Envoy's admin (loopback)
+    "sim": 8090,  # SIM_PORT: the gateway simulator (development)
+}
+
+
 def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name, "")
     if not raw:

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,44 +86,20 @@ def start_payment() -> Callable[[], None]:
     return server.start(bootstrap(settings, url)).stop
 
 
-def start_order(*, seed: bool = False) -> Callable[[], None]:
-    from order_service import catalog
+def start_order() -> Callable[[], None]:
     from order_service.bootstrap import bootstrap
     from order_service.entrypoints import server
 
     settings = _order_settings()
     url = order_database(settings)
     _auto_migrate(url, "order")
-    app = bootstrap(settings, url)
-    if seed:
-        catalog.seed(app.engine)
-    return server.start(app).stop
-
-
-def start_ingress(data_dir: Path) -> Callable[[], None]:
-    from ingress import auth
-    from ingress import envoy as ingress
-
-    settings = ingress.IngressSettings.from_env()
-    keys = auth.load_or_create(data_dir)
-    envoy = ingress.EnvoyProcess(settings.with_jwks(keys.jwks), data_dir / "envoy")
-    envoy.start()
-    return envoy.stop
-
-
-def start_sim() -> Callable[[], None]:
-    from gateway_simulator import SimConfig, Simulator
-    from paykit.settings import ConfigError
-
-    try:
-        sim = Simulator(SimConfig.from_env(os.environ)).start()
-    except ConfigError as error:
-        sys.exit(f"payments sim: {error}")
-    return sim.stop
+    return server.start(bootstrap(settings, url)).stop
 
 
 def cmd_sim(_args: argparse.Namespace) -> None:
-    run_until_signal([start_sim()])
+    from gateway_simulator.__main__ import main as sim_main
+
+    sim_main()
 
 
 def run_until_signal(stops: list[Callable[[], None]]) -> None:
@@ -149,25 +126,48 @@ def cmd_serve(args: argparse.Namespace) -> None:
     run_until_signal([stop])
 
 
+class _Stopping(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM while `payments dev` runs."""
+
+
 def cmd_dev(_args: argparse.Namespace) -> None:
-    os.environ.setdefault("PAYMENTS_ENV", "development")
-    data_dir = Path(os.environ.get("DATA_DIR", ".data"))
-    # The simulator first: checkouts in development go to it.
-    stops = [start_sim(), start_payment(), start_order(seed=True), start_ingress(data_dir)]
-    print(DEV_BANNER.format(**_dev_ports()), file=sys.stderr, flush=True)
-    run_until_signal(stops)
+    from paykit.settings import ConfigError
+    from payments.stack import Ports, Stack, StartupError
+
+    env = {**os.environ, "PAYMENTS_ENV": os.environ.get("PAYMENTS_ENV") or "development"}
+    try:
+        ports = Ports.from_env(env)
+    except ConfigError as error:
+        sys.exit(f"payments dev: configuration error: {error}")
+    stack = Stack(Path(env.get("DATA_DIR") or ".data"), ports, env, echo=sys.stderr)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # one is enough; stopping is bounded
+            signal.signal(sig, signal.SIG_IGN)
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        raise _Stopping
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        stack.start()
+        print(DEV_BANNER.format(host="127.0.0.1", **vars(ports)), file=sys.stderr, flush=True)
+        while not (cause := stack.exited()):
+            time.sleep(0.2)
+        raise StartupError(cause)
+    except _Stopping:
+        stack.stop()
+    except Exception as error:
+        stack.stop()
+        log.debug("start-up failed", exc_info=True)
+        sys.exit(f"payments dev: {_one_line(error)}")
 
 
-def _dev_ports() -> dict[str, str]:
-    env = os.environ
-    return {
-        "host": env.get("PAYMENTS_HOST", "127.0.0.1"),
-        "payment": env.get("PAYMENT_GRPC_PORT", "50051"),
-        "order": env.get("ORDER_GRPC_PORT", "50052"),
-        "ingress": env.get("INGRESS_PORT", "8080"),
-        "admin": env.get("ENVOY_ADMIN_PORT", "9901"),
-        "sim": env.get("SIM_PORT", "8090"),
-    }
+def _one_line(error: BaseException) -> str:
+    summary = getattr(error, "summary", None)
+    text = summary if isinstance(summary, str) else str(error)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def cmd_token(args: argparse.Namespace) -> None:
@@ -208,9 +208,8 @@ def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from bench.run import main as bench_main
-
-    sys.exit(bench_main(args.bench_args))
+    # The benchmark drives the platform from outside; nothing of ours imports it.
+    os.execv(sys.executable, [sys.executable, "-m", "bench", *args.bench_args])  # noqa: S606
 
 
 def cmd_envoy_config(_args: argparse.Namespace) -> None:
@@ -231,6 +230,7 @@ Running (Ctrl-C stops everything, the embedded PostgreSQL too):
   order.v1.OrderService      grpc  {host}:{order}   (internal; reflection on)
   ingress (Envoy)            http  http://{host}:{ingress}   admin http://{host}:{admin}
   gateway simulator          http  http://{host}:{sim}   (checkout pages; control API under /_control)
+Logs: DATA_DIR/logs/ (default .data/logs/)
 Try:
   TOKEN=$(.venv/bin/payments token --user u1)
   curl -s http://{host}:{ingress}/v1/products
