@@ -60,9 +60,10 @@ class ServiceProcess:
         echo: IO[str] | None = None,
         log_path: Path | None = None,
         cwd: Path | None = None,
+        keep_lines: int | None = 200,
     ) -> None:
         self.name = name
-        self.lines: deque[str] = deque(maxlen=200)
+        self.lines: deque[str] = deque(maxlen=keep_lines)  # the last ones, without their newline
         self.serving: dict[str, Any] = {}
         self.port = 0
         self.log_path = log_path
@@ -87,7 +88,7 @@ class ServiceProcess:
         log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
         try:
             for line in self.proc.stderr:
-                self.lines.append(line)
+                self.lines.append(line.rstrip("\n"))
                 if log is not None:
                     log.write(line)
                     log.flush()
@@ -127,7 +128,7 @@ class ServiceProcess:
         return _last_line(self.lines)
 
     def log_tail(self, lines: int = 30) -> str:
-        return "".join(list(self.lines)[-lines:])
+        return "\n".join(list(self.lines)[-lines:])
 
     def stop(self, timeout: float = 8) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
@@ -186,6 +187,7 @@ class Stack:
     seed_catalog: bool = True
     keys: auth.DevKeys | None = None  # default: the development keys kept in data_dir
     echo: IO[str] | None = None  # where the children's log lines go (besides data_dir/logs)
+    keep_lines: int | None = 200  # of each child's stderr, in memory (None: all)
     argv: Callable[[str], list[str]] = serve_argv
     database_url: str = ""  # default: env DATABASE_URL, else the embedded server
     order_database_url: str = ""
@@ -251,7 +253,12 @@ class Stack:
         """Starts a child of the stack (stopped with it); wait_serving() before use."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         process = ServiceProcess(
-            name, argv, self.child_env(**env), echo=self.echo, log_path=self.log_dir / f"{name}.log"
+            name,
+            argv,
+            self.child_env(**env),
+            echo=self.echo,
+            log_path=self.log_dir / f"{name}.log",
+            keep_lines=self.keep_lines,
         )
         self.others.append(process)
         return process

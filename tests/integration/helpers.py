@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,6 +14,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from paykit.database import libpq_url
+from payments.stack import ServiceProcess, StartupError, serve_argv
 
 TABLES = ("payments", "payment_request_keys", "outbox_events", "callback_journal")
 
@@ -52,17 +54,12 @@ def bad_request_fields(error: grpc.RpcError) -> set[str]:
     return fields
 
 
-class ServerProcess:
-    """`payments serve <service>` in a child process on an ephemeral port; its
-    stderr (JSON log lines) is drained in a thread. Stopped by PID. For the
-    order service pass ORDER_DATABASE_URL and PAYMENT_TARGET in env."""
+class ServerProcess(ServiceProcess):
+    """`payments serve <service>` in a child process on an ephemeral port, every
+    stderr line kept in `lines`. Stopped by PID. For the order service pass
+    ORDER_DATABASE_URL and PAYMENT_TARGET in env."""
 
     def __init__(self, db_url: str, service: str = "payment", **env: str) -> None:
-        import os
-        import subprocess
-        import sys
-        import threading
-
         from tests.conftest import TEST_VNPAY
 
         child_env = {
@@ -76,41 +73,16 @@ class ServerProcess:
             "LOG_LEVEL": "INFO",
             **env,
         }
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self.port = 0
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "payments.cli", "serve", service],
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(30):
+        super().__init__(service, serve_argv(service), child_env, keep_lines=None)
+        try:
+            self.wait_serving(30)
+        except StartupError:
             self.kill()
-            raise RuntimeError("server did not start:\n" + "\n".join(self.lines[-20:]))
-
-    def _drain(self) -> None:
-        import json
-
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
-            if '"event": "serving"' in line:
-                self.port = json.loads(line)["port"]
-                self._ready.set()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+            raise
 
     def terminate(self, timeout: float = 15) -> int:
-        self.proc.terminate()
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
+        code = self.stop(timeout)
+        assert code is not None
         return code
 
     def kill(self) -> None:

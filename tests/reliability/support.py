@@ -28,6 +28,8 @@ from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
 from ingress.envoy import EnvoyProcess, IngressSettings
+from payments import stack as platform
+from payments.stack import ServiceProcess
 from tests.integration.helpers import ServerProcess, signed_vnpay_query, vnpay_ipn_params
 
 # --- reports ---------------------------------------------------------------------------------------
@@ -341,8 +343,8 @@ class IpnStream:
 class Stack:
     """A payment and an order service process behind one Envoy with JWT keys."""
 
-    payment: ServerProcess
-    order: ServerProcess
+    payment: ServiceProcess
+    order: ServiceProcess
     envoy: EnvoyProcess
     keys: Any  # ingress.auth.DevKeys
 
@@ -351,7 +353,7 @@ class Stack:
         return self.envoy.ingress_port
 
     def alive(self) -> bool:
-        return self.payment.proc.poll() is None and self.order.proc.poll() is None
+        return self.payment.alive() and self.order.alive()
 
     def api(
         self, method: str, path: str, token: str | None, body: bytes | None = None, **headers: str
@@ -366,19 +368,32 @@ class Stack:
 
 @contextlib.contextmanager
 def process_stack(pay_url: str, order_url: str, workdir: Path, **env: str) -> Iterator[Stack]:
-    """Both services as `payments serve` processes and Envoy in front; every
-    process stopped by PID on the way out."""
+    """Both services as `payments serve` processes and Envoy in front, started
+    by payments.stack on the given databases; every process stopped by PID on
+    the way out, every log line kept."""
     from ingress import auth
+    from tests.conftest import TEST_VNPAY
 
-    payment = order = envoy = None
-    try:
-        payment = ServerProcess(pay_url, "payment", **env)
-        order = start_order(order_url, payment.target, **env)
-        keys = auth.generate_keys()
-        envoy = start_envoy(workdir, payment.port, order.port, jwks=keys.jwks)
-        yield Stack(payment, order, envoy, keys)
-    finally:
-        kill_all(envoy, order, payment)
+    child_env = {
+        **os.environ,
+        "VNPAY_TMN_CODE": TEST_VNPAY.tmn_code,
+        "VNPAY_HASH_SECRET": TEST_VNPAY.hash_secret,
+        "LOG_LEVEL": "INFO",
+        **env,
+    }
+    with platform.Stack(
+        workdir,
+        platform.Ports.ephemeral(),
+        child_env,
+        simulator=False,
+        seed_catalog=False,
+        keys=auth.generate_keys(),
+        database_url=pay_url,
+        order_database_url=order_url,
+        keep_lines=None,
+    ) as started:
+        assert started.payment and started.order and started.envoy and started.keys
+        yield Stack(started.payment, started.order, started.envoy, started.keys)
 
 
 # --- a PostgreSQL of one test's own ----------------------------------------------------------------

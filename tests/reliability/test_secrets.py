@@ -190,8 +190,8 @@ def test_secrets_never_appear_in_logs_errors_or_the_database(
     with process_stack(db_url, order_db_url, tmp_path / "envoy", VNPAY_HASH_SECRET=secret) as stack:
         tokens, urls, errors, ipn_signature = _flow(stack, secret)
         time.sleep(0.3)  # the last log lines
-        stack.payment.terminate()  # graceful: the shutdown lines are scanned too
-        stack.order.terminate()
+        stack.payment.stop()  # graceful: the shutdown lines are scanned too
+        stack.order.stop()
         logs = [("payment log", line) for line in stack.payment.lines]
         logs += [("order log", line) for line in stack.order.lines]
         logs.append(("envoy log", stack.envoy.log_path.read_text(errors="replace")))
