@@ -10,13 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, TypeGuard
 from urllib.parse import unquote, urlsplit
 
-from gateway_simulator import signing
 from gateway_simulator.delivery import MOMO_SCHEDULE, Callback
-from gateway_simulator.gateways.base import Context, GatewaySim
+from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
 from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
-from payment_service.providers import momo
+from payment_service.gateways.momo import protocol as momo
 
 CREATE_PATH: Final = "/momo" + momo.CREATE_PATH  # /momo/v2/gateway/api/create
 QUERY_PATH: Final = "/momo" + momo.QUERY_PATH
@@ -285,8 +284,8 @@ class MomoSim(GatewaySim):
 
     def _sign(self, fields: dict[str, Any], bad_signature: bool) -> dict[str, Any]:
         creds = self.config.momo
-        signature = signing.momo_ipn_signature(fields, creds.access_key, creds.secret_key)
-        return {**fields, "signature": signing.corrupt(signature) if bad_signature else signature}
+        signature = momo.ipn_signature(fields, creds.access_key, creds.secret_key)
+        return {**fields, "signature": corrupt(signature) if bad_signature else signature}
 
     def redirect_url(self, txn: Txn) -> str | None:
         assert txn.action is not None

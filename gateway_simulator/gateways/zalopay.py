@@ -10,13 +10,12 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 from urllib.parse import unquote, urlsplit
 
-from gateway_simulator import signing
 from gateway_simulator.delivery import ZALOPAY_SCHEDULE, Callback
-from gateway_simulator.gateways.base import GatewaySim
+from gateway_simulator.gateways.base import GatewaySim, corrupt
 from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
-from payment_service.providers import zalopay
+from payment_service.gateways.zalopay import protocol as zalopay
 
 CREATE_PATH: Final = "/zalopay" + zalopay.CREATE_PATH  # /zalopay/v2/create
 QUERY_PATH: Final = "/zalopay" + zalopay.QUERY_PATH
@@ -241,7 +240,7 @@ class ZalopaySim(GatewaySim):
         app_id = self.config.zalopay.app_id
         bank_code = str(txn.request.get("bank_code", ""))
         status = REDIRECT_STATUS[txn.action]
-        checksum = signing.zalopay_redirect_checksum(
+        checksum = zalopay.redirect_checksum(
             app_id=app_id,
             app_trans_id=txn.reference,
             pmcid=PMCID_WALLET,
@@ -288,8 +287,8 @@ class ZalopaySim(GatewaySim):
             ensure_ascii=False,
             separators=(",", ":"),
         )
-        mac = signing.zalopay_callback_mac(data, self.config.zalopay.key2)
-        envelope = {"data": data, "mac": signing.corrupt(mac) if bad_signature else mac, "type": 1}
+        mac = zalopay.callback_mac(data, self.config.zalopay.key2)
+        envelope = {"data": data, "mac": corrupt(mac) if bad_signature else mac, "type": 1}
         return Callback(
             gateway="zalopay",
             reference=txn.reference,
