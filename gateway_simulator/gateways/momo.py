@@ -103,6 +103,16 @@ class MomoSim(GatewaySim):
             body = request.json_object()
         except SimError:
             return self._refuse({}, 20, "Bad format request: the body is not a JSON object")
+        refusal = self._check_signed(body)
+        if refusal is not None:
+            return refusal
+        lifetime = self._check_order(body)
+        if isinstance(lifetime, Response):
+            return lifetime
+        return self._open(body, lifetime)
+
+    def _check_signed(self, body: dict[str, Any]) -> Response | None:
+        """This partner's, every signed field present and typed, signed with the secret key."""
         if not self._partner_ok(body):
             return self._refuse(body, 13, "Merchant authentication failed: unknown partnerCode")
         strings = ("requestId", "orderId", "orderInfo", "redirectUrl", "ipnUrl", "requestType", "signature")
@@ -113,9 +123,8 @@ class MomoSim(GatewaySim):
         extra_data = body.get("extraData", "")
         if not isinstance(extra_data, str):
             return self._refuse(body, 20, "Bad format request: extraData must be a string")
-        access_key, secret_key = self.config.momo.access_key, self.config.momo.secret_key
         expected = momo.create_signature(
-            access_key=access_key,
+            access_key=self.config.momo.access_key,
             amount=body["amount"],
             extra_data=extra_data,
             ipn_url=body["ipnUrl"],
@@ -125,10 +134,14 @@ class MomoSim(GatewaySim):
             redirect_url=body["redirectUrl"],
             request_id=body["requestId"],
             request_type=body["requestType"],
-            secret_key=secret_key,
+            secret_key=self.config.momo.secret_key,
         )
         if body["signature"].lower() != expected:
             return self._refuse(body, 20, "Bad format request: signature mismatch")
+        return None
+
+    def _check_order(self, body: dict[str, Any]) -> timedelta | Response:
+        """MoMo's rules on the order itself; the order's lifetime when they hold."""
         if body["requestType"] != "captureWallet":
             return self._refuse(body, 20, "Bad format request: only requestType captureWallet is simulated")
         if not momo.AMOUNT_MIN <= body["amount"] <= momo.AMOUNT_MAX:
@@ -137,12 +150,14 @@ class MomoSim(GatewaySim):
             )
         if len(body["orderId"]) > 200 or not _ORDER_ID_RE.fullmatch(body["orderId"]):
             return self._refuse(body, 20, "Bad format request: orderId")
-        lifetime = DEFAULT_LIFETIME
-        if "orderExpireTime" in body:
-            minutes = body["orderExpireTime"]
-            if not _is_int(minutes) or minutes <= 0:
-                return self._refuse(body, 20, "Bad format request: orderExpireTime")
-            lifetime = timedelta(minutes=minutes)
+        if "orderExpireTime" not in body:
+            return DEFAULT_LIFETIME
+        minutes = body["orderExpireTime"]
+        if not _is_int(minutes) or minutes <= 0:
+            return self._refuse(body, 20, "Bad format request: orderExpireTime")
+        return timedelta(minutes=minutes)
+
+    def _open(self, body: dict[str, Any], lifetime: timedelta) -> Response:
         now = utcnow()
         with self.ctx.lock:
             previous = self.by_request_id.get(body["requestId"])
@@ -159,7 +174,6 @@ class MomoSim(GatewaySim):
                 Txn("momo", body["orderId"], body["amount"], body["orderInfo"], now, now + lifetime)
             )
             txn.request = body
-            pay_url = f"{self.ctx.base_url}{PAY_PATH}{txn.reference}"
             answer = {
                 "partnerCode": body["partnerCode"],
                 "orderId": body["orderId"],
@@ -168,7 +182,7 @@ class MomoSim(GatewaySim):
                 "responseTime": _ms(now),
                 "message": "Thành công.",
                 "resultCode": 0,
-                "payUrl": pay_url,
+                "payUrl": f"{self.ctx.base_url}{PAY_PATH}{txn.reference}",
                 "deeplink": f"momo://app?action=payWithApp&orderId={txn.reference}&sim=1",
                 "qrCodeUrl": f"2|99|SIMULATOR|{txn.reference}|{body['amount']}",
             }

@@ -131,27 +131,8 @@ def data_signature(data: Mapping[str, Any], key: str) -> str:
     return _hmac_sha256(data_signing_string(data), key)
 
 
-def build_create_payload(
-    config: PayosConfig,
-    *,
-    order_code: int,
-    amount: int,
-    description: str,
-    expired_at: datetime,
-    return_url: str | None = None,
-    cancel_url: str | None = None,
-    buyer_name: str | None = None,
-    buyer_company_name: str | None = None,
-    buyer_tax_code: str | None = None,
-    buyer_address: str | None = None,
-    buyer_email: str | None = None,
-    buyer_phone: str | None = None,
-) -> dict[str, Any]:
-    """Signed JSON body for ``POST /v2/payment-requests``. ``amount`` is integer VND.
-
-    ``description`` may be up to 25 characters, but payOS documents a 9-character
-    limit when the receiving bank account is not linked through payOS.
-    Raises ValueError for any field payOS would reject."""
+def _checked_create_fields(order_code: int, amount: int, description: str, expired_at: datetime) -> int:
+    """Raises ValueError for a create field payOS would reject; expiredAt in Unix seconds."""
     # bool is an int subclass; True must not become order 1 or a 1 VND payment.
     if isinstance(order_code, bool) or not isinstance(order_code, int):
         raise ValueError("order_code must be an integer")
@@ -173,6 +154,31 @@ def build_create_payload(
     expired_ts = int(expired_at.timestamp())
     if not 0 < expired_ts <= _INT32_MAX:
         raise ValueError("expired_at must fit in Int32 Unix seconds")
+    return expired_ts
+
+
+def build_create_payload(
+    config: PayosConfig,
+    *,
+    order_code: int,
+    amount: int,
+    description: str,
+    expired_at: datetime,
+    return_url: str | None = None,
+    cancel_url: str | None = None,
+    buyer_name: str | None = None,
+    buyer_company_name: str | None = None,
+    buyer_tax_code: str | None = None,
+    buyer_address: str | None = None,
+    buyer_email: str | None = None,
+    buyer_phone: str | None = None,
+) -> dict[str, Any]:
+    """Signed JSON body for ``POST /v2/payment-requests``. ``amount`` is integer VND.
+
+    ``description`` may be up to 25 characters, but payOS documents a 9-character
+    limit when the receiving bank account is not linked through payOS.
+    Raises ValueError for any field payOS would reject."""
+    expired_ts = _checked_create_fields(order_code, amount, description, expired_at)
     ret = return_url or config.return_url
     cancel = cancel_url or config.cancel_url
 

@@ -152,8 +152,7 @@ def _check_json_string(name: str, text: str, kind: type, max_len: int) -> None:
         raise ValueError(expected)
 
 
-def build_create_payload(
-    config: ZalopayConfig,
+def _check_create_fields(
     *,
     app_trans_id: str,
     app_user: str,
@@ -161,15 +160,10 @@ def build_create_payload(
     app_time_ms: int,
     description: str,
     embed_data: str,
-    item: str = "[]",
-    expire_duration_seconds: int = 900,
-    bank_code: str = "",
-) -> dict[str, Any]:
-    """Signed body for ``POST /v2/create``. ``amount`` is integer VND.
-
-    Derive ``app_trans_id`` and ``app_time_ms`` from the same instant: the
-    id's yymmdd must be app_time's GMT+7 date. Raises ValueError for any field
-    ZaloPay would reject."""
+    item: str,
+    expire_duration_seconds: int,
+) -> None:
+    """Raises ValueError for any create field ZaloPay would reject."""
     match = _APP_TRANS_ID_RE.fullmatch(app_trans_id)
     if not match:
         raise ValueError("app_trans_id must be yymmdd_ followed by 1-33 ASCII letters, digits or '_'")
@@ -194,6 +188,36 @@ def build_create_payload(
         raise ValueError(
             f"expire_duration_seconds must be an integer from {EXPIRE_DURATION_MIN} to {EXPIRE_DURATION_MAX}"
         )
+
+
+def build_create_payload(
+    config: ZalopayConfig,
+    *,
+    app_trans_id: str,
+    app_user: str,
+    amount: int,
+    app_time_ms: int,
+    description: str,
+    embed_data: str,
+    item: str = "[]",
+    expire_duration_seconds: int = 900,
+    bank_code: str = "",
+) -> dict[str, Any]:
+    """Signed body for ``POST /v2/create``. ``amount`` is integer VND.
+
+    Derive ``app_trans_id`` and ``app_time_ms`` from the same instant: the
+    id's yymmdd must be app_time's GMT+7 date. Raises ValueError for any field
+    ZaloPay would reject."""
+    _check_create_fields(
+        app_trans_id=app_trans_id,
+        app_user=app_user,
+        amount=amount,
+        app_time_ms=app_time_ms,
+        description=description,
+        embed_data=embed_data,
+        item=item,
+        expire_duration_seconds=expire_duration_seconds,
+    )
     mac = create_mac(
         app_id=config.app_id,
         app_trans_id=app_trans_id,
