@@ -16,11 +16,12 @@ from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, S
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.momo import protocol as momo
+from payment_service.gateways.momo import settings as momo_settings
 
-CREATE_PATH: Final = "/momo" + momo.CREATE_PATH  # /momo/v2/gateway/api/create
-QUERY_PATH: Final = "/momo" + momo.QUERY_PATH
+CREATE_PATH: Final = momo_settings.SIM_PATH + momo.CREATE_PATH  # /momo/v2/gateway/api/create
+QUERY_PATH: Final = momo_settings.SIM_PATH + momo.QUERY_PATH
 PAY_PATH: Final = "/momo/pay/"
-IPN_PATH: Final = "/webhooks/momo/ipn"
+IPN_PATH: Final = momo_settings.IPN_PATH
 ORDER_TYPE: Final = "momo_wallet"
 PAY_TYPE: Final = "qr"
 # How long a payUrl stays payable unless the request sets orderExpireTime

@@ -17,10 +17,11 @@ from gateway_simulator.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, T
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.payos import protocol as payos
+from payment_service.gateways.payos import settings as payos_settings
 
-API_PATH: Final = "/payos" + payos.PAYMENT_REQUESTS_PATH  # /payos/v2/payment-requests
-WEB_PATH: Final = "/payos/web/"
-WEBHOOK_PATH: Final = "/webhooks/payos"
+API_PATH: Final = payos_settings.SIM_PATH + payos.PAYMENT_REQUESTS_PATH  # /payos/v2/payment-requests
+WEB_PATH: Final = payos_settings.SIM_CHECKOUT_PATH + "/"
+WEBHOOK_PATH: Final = payos_settings.WEBHOOK_PATH
 
 # The simulated receiving account (what payOS shows on its VietQR page).
 ACCOUNT_BIN: Final = "970422"

@@ -14,10 +14,11 @@ from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, S
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.vnpay import protocol as vnpay
+from payment_service.gateways.vnpay import settings as vnpay_settings
 
-PAY_PATH: Final = "/vnpay/paymentv2/vpcpay.html"
-API_PATH: Final = "/vnpay/merchant_webapi/api/transaction"
-IPN_PATH: Final = "/webhooks/vnpay/ipn"
+PAY_PATH: Final = vnpay_settings.SIM_PAY_PATH
+API_PATH: Final = vnpay_settings.SIM_QUERY_PATH
+IPN_PATH: Final = vnpay_settings.IPN_PATH
 
 # vnp_ResponseCode / vnp_TransactionStatus per checkout button (GATEWAYS.md §1.3).
 RESPONSE_CODE: Final = {"pay": "00", "fail": "51", "cancel": "24"}

@@ -16,11 +16,12 @@ from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, S
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.zalopay import protocol as zalopay
+from payment_service.gateways.zalopay import settings as zalopay_settings
 
-CREATE_PATH: Final = "/zalopay" + zalopay.CREATE_PATH  # /zalopay/v2/create
-QUERY_PATH: Final = "/zalopay" + zalopay.QUERY_PATH
+CREATE_PATH: Final = zalopay_settings.SIM_PATH + zalopay.CREATE_PATH  # /zalopay/v2/create
+QUERY_PATH: Final = zalopay_settings.SIM_PATH + zalopay.QUERY_PATH
 PAY_PATH: Final = "/zalopay/pay/"
-CALLBACK_PATH: Final = "/webhooks/zalopay/callback"
+CALLBACK_PATH: Final = zalopay_settings.CALLBACK_PATH
 PMCID_WALLET: Final = "38"  # the ZaloPay wallet as payment method (pmcid / channel)
 DEFAULT_EXPIRE_SECONDS: Final = 900  # ZaloPay's default order lifetime: 15 minutes
 # Redirect `status` per outcome: 1 is success; the failure values are the
