@@ -8,6 +8,7 @@ from pathlib import Path
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
+from payment_service.domain.model import Provider
 from payment_service.gateways import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +37,7 @@ def test_every_route_has_one_binding_and_a_known_kind() -> None:
     bindings = _bindings()
     assert len({path for _, path in bindings}) == len(bindings)  # no path bound twice
     assert registry.callback_routes().keys() == {path for _, path in bindings}
+
+
+def test_every_provider_has_exactly_one_gateway() -> None:
+    assert sorted(s.provider for s in registry.all_settings()) == sorted(Provider)
