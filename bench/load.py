@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
-from payment_service.providers import vnpay
+from payment_service.gateways.vnpay import protocol as vnpay
 
 SECRET = "BENCHSECRETBENCHSECRETBENCHSECRE"  # noqa: S105 - local benchmark only
 TMN = "BENCHTMN"

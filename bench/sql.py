@@ -189,7 +189,7 @@ def create_payment(app: Any, order_id: str) -> Any:
 
 def paid_payment(app: Any, order_id: str) -> uuid.UUID:
     """A payment created and then settled by a VNPay IPN, on an in-process app."""
-    from payment_service.providers.base import RawCallback
+    from payment_service.gateways.port import RawCallback
 
     payment = create_payment(app, order_id).payment
     query = signed_ipn(payment.provider_reference, AMOUNT).encode()
@@ -205,7 +205,7 @@ def capture_paths(app: Any, log: StatementLog, reuse_order: str) -> list[Capture
     on `app` (bootstrapped in this process, its pool warm) and captures the
     SQL of each."""
     from bench.load import signed_ipn
-    from payment_service.providers.base import RawCallback
+    from payment_service.gateways.port import RawCallback
 
     marker = f"capture-{uuid.uuid4().hex[:8]}"
     with log.recording() as new_sql:

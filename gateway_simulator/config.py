@@ -11,21 +11,25 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from paykit.settings import DEFAULT_PORTS, ConfigError, env_int
-from payment_service.config import DEV_MOMO, DEV_PAYOS, DEV_ZALOPAY
-from payment_service.config import DEV_VNPAY_HASH_SECRET as DEV_VNPAY_HASH_SECRET
-from payment_service.config import DEV_VNPAY_TMN_CODE as DEV_VNPAY_TMN_CODE
+from payment_service.gateways.momo import settings as momo_settings
+from payment_service.gateways.payos import settings as payos_settings
+from payment_service.gateways.vnpay import settings as vnpay_settings
+from payment_service.gateways.zalopay import settings as zalopay_settings
 
 # Development defaults: the same values the payment service falls back to
-# with PAYMENTS_ENV=development, so `payments dev` needs no credentials.
-DEV_PAYOS_CLIENT_ID: Final = DEV_PAYOS["client_id"]
-DEV_PAYOS_API_KEY: Final = DEV_PAYOS["api_key"]
-DEV_PAYOS_CHECKSUM_KEY: Final = DEV_PAYOS["checksum_key"]
-DEV_MOMO_PARTNER_CODE: Final = DEV_MOMO["partner_code"]
-DEV_MOMO_ACCESS_KEY: Final = DEV_MOMO["access_key"]
-DEV_MOMO_SECRET_KEY: Final = DEV_MOMO["secret_key"]
-DEV_ZALOPAY_APP_ID: Final = int(DEV_ZALOPAY["app_id"])
-DEV_ZALOPAY_KEY1: Final = DEV_ZALOPAY["key1"]
-DEV_ZALOPAY_KEY2: Final = DEV_ZALOPAY["key2"]
+# with PAYMENTS_ENV=development (from each gateway's settings module), so
+# `payments dev` needs no credentials.
+DEV_VNPAY_TMN_CODE: Final = vnpay_settings.DEV_KEYS["tmn_code"]
+DEV_VNPAY_HASH_SECRET: Final = vnpay_settings.DEV_KEYS["hash_secret"]
+DEV_PAYOS_CLIENT_ID: Final = payos_settings.DEV_KEYS["client_id"]
+DEV_PAYOS_API_KEY: Final = payos_settings.DEV_KEYS["api_key"]
+DEV_PAYOS_CHECKSUM_KEY: Final = payos_settings.DEV_KEYS["checksum_key"]
+DEV_MOMO_PARTNER_CODE: Final = momo_settings.DEV_KEYS["partner_code"]
+DEV_MOMO_ACCESS_KEY: Final = momo_settings.DEV_KEYS["access_key"]
+DEV_MOMO_SECRET_KEY: Final = momo_settings.DEV_KEYS["secret_key"]
+DEV_ZALOPAY_APP_ID: Final = zalopay_settings.DEV_APP_ID
+DEV_ZALOPAY_KEY1: Final = zalopay_settings.DEV_KEYS["key1"]
+DEV_ZALOPAY_KEY2: Final = zalopay_settings.DEV_KEYS["key2"]
 
 DEFAULT_SIM_PORT: Final = DEFAULT_PORTS["sim"]
 DEFAULT_INGRESS_PORT: Final = DEFAULT_PORTS["ingress"]

@@ -254,61 +254,25 @@ class Deliverer:
         together: threading.Barrier,
         answered: threading.Barrier,
     ) -> None:
+        """One copy of a callback, retried on the gateway's schedule until acknowledged."""
         schedule = callback.schedule
         wait = schedule.interval * self.time_scale
         first = True
         try:
             if copies > 1:
-                try:  # duplicates leave at the same instant
-                    together.wait(timeout=5)
-                except threading.BrokenBarrierError:
-                    pass
+                _wait_quietly(together, 5)  # duplicates leave at the same instant
             for attempt in range(1, schedule.attempts + 1):
                 if cancel.is_set():
                     self._aborted(callback.gateway, callback.reference)
                     return
-                started = time.monotonic()
-                status, answer, error = send(callback, self.timeout)
-                acknowledged = schedule.acknowledged(status, answer)
-                retry = not acknowledged and attempt < schedule.attempts
-                self.events.record(
-                    "callback",
-                    callback.gateway,
-                    callback.reference,
-                    result=callback.result,
-                    copy=copy,
-                    copies=copies,
-                    attempt=attempt,
-                    max_attempts=schedule.attempts,
-                    method=callback.method,
-                    url=callback.url,
-                    body=_text(callback.body),
-                    status=status,
-                    answer=_text(answer),
-                    error=error,
-                    acknowledged=acknowledged,
-                    next_attempt_in=wait if retry else None,
-                    elapsed=round(time.monotonic() - started, 4),
-                    **callback.notes,
-                )
+                acknowledged = self._attempt(callback, copy, copies, attempt, wait)
                 if first:
                     first = False
-                    try:
-                        answered.wait(timeout=self.timeout * 2 + 5)
-                    except threading.BrokenBarrierError:
-                        pass
+                    _wait_quietly(answered, self.timeout * 2 + 5)
                 if acknowledged:
                     return
-                if not retry:
-                    if schedule.attempts > 1:
-                        self.events.record(
-                            "callback_gave_up",
-                            callback.gateway,
-                            callback.reference,
-                            result=callback.result,
-                            copy=copy,
-                            attempts=attempt,
-                        )
+                if attempt == schedule.attempts:
+                    self._gave_up(callback, copy, attempt)
                     return
                 if cancel.wait(wait):
                     self._aborted(callback.gateway, callback.reference)
@@ -316,3 +280,52 @@ class Deliverer:
         finally:
             if first:  # never got to answer: release the plan anyway
                 answered.abort()
+
+    def _attempt(self, callback: Callback, copy: int, copies: int, attempt: int, wait: float) -> bool:
+        """Sends the callback once and records it; True when the gateway's
+        acknowledgement came back."""
+        schedule = callback.schedule
+        started = time.monotonic()
+        status, answer, error = send(callback, self.timeout)
+        acknowledged = schedule.acknowledged(status, answer)
+        retry = not acknowledged and attempt < schedule.attempts
+        self.events.record(
+            "callback",
+            callback.gateway,
+            callback.reference,
+            result=callback.result,
+            copy=copy,
+            copies=copies,
+            attempt=attempt,
+            max_attempts=schedule.attempts,
+            method=callback.method,
+            url=callback.url,
+            body=_text(callback.body),
+            status=status,
+            answer=_text(answer),
+            error=error,
+            acknowledged=acknowledged,
+            next_attempt_in=wait if retry else None,
+            elapsed=round(time.monotonic() - started, 4),
+            **callback.notes,
+        )
+        return acknowledged
+
+    def _gave_up(self, callback: Callback, copy: int, attempts: int) -> None:
+        if callback.schedule.attempts > 1:
+            self.events.record(
+                "callback_gave_up",
+                callback.gateway,
+                callback.reference,
+                result=callback.result,
+                copy=copy,
+                attempts=attempts,
+            )
+
+
+def _wait_quietly(barrier: threading.Barrier, timeout: float) -> None:
+    """Waits at the barrier; a broken or timed-out barrier just lets this thread go on."""
+    try:
+        barrier.wait(timeout=timeout)
+    except threading.BrokenBarrierError:
+        pass

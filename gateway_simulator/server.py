@@ -40,6 +40,10 @@ from gateway_simulator.state import (
 )
 from gateway_simulator.web import Request, Response, html_response, json_response, page, redirect
 from gateway_simulator.web import message_page as _message
+from payment_service.gateways.momo import settings as momo_settings
+from payment_service.gateways.payos import settings as payos_settings
+from payment_service.gateways.vnpay import settings as vnpay_settings
+from payment_service.gateways.zalopay import settings as zalopay_settings
 
 log = logging.getLogger("gateway_simulator")
 
@@ -354,12 +358,12 @@ class Engine:
 def service_urls(base_url: str) -> dict[str, str]:
     """The payment service's settings that point each gateway at this simulator."""
     return {
-        "VNPAY_API_URL": f"{base_url}/vnpay/paymentv2/vpcpay.html",
-        "VNPAY_QUERY_URL": f"{base_url}/vnpay/merchant_webapi/api/transaction",
-        "PAYOS_BASE_URL": f"{base_url}/payos",
-        "PAYOS_CHECKOUT_URL": f"{base_url}/payos/web",
-        "MOMO_ENDPOINT": f"{base_url}/momo",
-        "ZALOPAY_ENDPOINT": f"{base_url}/zalopay",
+        "VNPAY_API_URL": base_url + vnpay_settings.SIM_PAY_PATH,
+        "VNPAY_QUERY_URL": base_url + vnpay_settings.SIM_QUERY_PATH,
+        "PAYOS_BASE_URL": base_url + payos_settings.SIM_PATH,
+        "PAYOS_CHECKOUT_URL": base_url + payos_settings.SIM_CHECKOUT_PATH,
+        "MOMO_ENDPOINT": base_url + momo_settings.SIM_PATH,
+        "ZALOPAY_ENDPOINT": base_url + zalopay_settings.SIM_PATH,
     }
 
 

@@ -13,11 +13,8 @@ from sqlalchemy.orm import sessionmaker
 from paykit.database import create_db_engine
 from payment_service.adapters.http_client import HttpJsonClient
 from payment_service.config import Settings
-from payment_service.domain.model import Provider
 from payment_service.entrypoints.pages import return_renderer
-from payment_service.providers.base import Gateway
-from payment_service.providers.gateways import CashOnDelivery, VnpayGateway
-from payment_service.providers.wallets import MomoGateway, PayosGateway, ZalopayGateway
+from payment_service.gateways import registry
 from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
 from payment_service.service_layer.unit_of_work import UnitOfWork
@@ -42,20 +39,20 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size)
     session_factory = sessionmaker(engine, expire_on_commit=False)
     http = HttpJsonClient(timeout_seconds=settings.gateway_timeout_seconds)
-    gateways: dict[Provider, Gateway] = {
-        Provider.VNPAY: VnpayGateway(settings.vnpay, settings.vnpay_query_url, http),
-        Provider.COD: CashOnDelivery(),
-    }
-    if settings.payos is not None:
-        gateways[Provider.PAYOS] = PayosGateway(settings.payos, settings.payos_checkout_base, http)
-    if settings.momo is not None:
-        gateways[Provider.MOMO] = MomoGateway(settings.momo, http)
-    if settings.zalopay is not None:
-        gateways[Provider.ZALOPAY] = ZalopayGateway(settings.zalopay, http)
-    gateways = {p: g for p, g in gateways.items() if p in settings.policy.enabled_providers}
+    enabled = settings.policy.enabled_providers
+    if missing := enabled - set(settings.gateways):
+        raise ValueError(f"no configuration for enabled providers {sorted(missing)}")
+    gateways = registry.build_gateways(
+        {p: config for p, config in settings.gateways.items() if p in enabled}, http
+    )
     uow_factory: Callable[[], UnitOfWork] = lambda: UnitOfWork(session_factory)  # noqa: E731
     use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
     callbacks = CallbackUseCases(
-        uow_factory, gateways, clock, return_renderer(settings.payment_result_url), settings.policy
+        uow_factory,
+        gateways,
+        clock,
+        return_renderer(settings.payment_result_url),
+        settings.policy,
+        registry.callback_routes(),
     )
     return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)

@@ -183,7 +183,7 @@ def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
     stand-in for the gateway until the simulator exists."""
     from urllib.parse import parse_qsl, urlsplit
 
-    from payment_service.providers import vnpay
+    from payment_service.gateways.vnpay import protocol as vnpay
 
     os.environ.setdefault("PAYMENTS_ENV", "development")
     settings = _payment_settings()

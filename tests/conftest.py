@@ -24,7 +24,9 @@ from payment_service.bootstrap import App, bootstrap
 from payment_service.config import Settings
 from payment_service.domain.model import Policy, Provider
 from payment_service.entrypoints import server as grpc_server
-from payment_service.providers.vnpay import VnpayConfig
+from payment_service.gateways import registry
+from payment_service.gateways.cod import CodConfig
+from payment_service.gateways.vnpay.protocol import VnpayConfig
 
 TEMPLATES = {"payment": "payments_test_template", "order": "orders_test_template"}
 # GATEWAYS.md §1.5 test credentials.
@@ -129,8 +131,10 @@ def make_settings(**overrides: object) -> Settings:
         "data_dir": Path("/nonexistent"),
         "host": "127.0.0.1",
         "payment_grpc_port": 0,
-        "vnpay": TEST_VNPAY,
-        "policy": Policy(enabled_providers=frozenset({Provider.VNPAY, Provider.COD})),
+        "gateways": {Provider.VNPAY: TEST_VNPAY, Provider.COD: CodConfig()},
+        "policy": Policy(
+            enabled_providers=frozenset({Provider.VNPAY, Provider.COD}), traits=registry.traits()
+        ),
         "development": True,
         "expiry_sweep_seconds": 3600.0,
     }

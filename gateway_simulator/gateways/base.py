@@ -97,3 +97,11 @@ class GatewaySim:
     def checkout_path(self, txn: Txn) -> str:
         """Where the checkout page's buttons POST: ``{path}/pay|fail|cancel``."""
         return f"/{self.name}/checkout/{quote(txn.reference, safe='')}"
+
+
+def corrupt(signature: str) -> str:
+    """Same length and alphabet, one hex digit different: a wrong signature."""
+    if not signature:
+        return "0"
+    last = signature[-1]
+    return signature[:-1] + ("0" if last != "0" else "1")

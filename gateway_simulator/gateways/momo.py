@@ -10,18 +10,18 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, TypeGuard
 from urllib.parse import unquote, urlsplit
 
-from gateway_simulator import signing
 from gateway_simulator.delivery import MOMO_SCHEDULE, Callback
-from gateway_simulator.gateways.base import Context, GatewaySim
+from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
 from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
-from payment_service.providers import momo
+from payment_service.gateways.momo import protocol as momo
+from payment_service.gateways.momo import settings as momo_settings
 
-CREATE_PATH: Final = "/momo" + momo.CREATE_PATH  # /momo/v2/gateway/api/create
-QUERY_PATH: Final = "/momo" + momo.QUERY_PATH
+CREATE_PATH: Final = momo_settings.SIM_PATH + momo.CREATE_PATH  # /momo/v2/gateway/api/create
+QUERY_PATH: Final = momo_settings.SIM_PATH + momo.QUERY_PATH
 PAY_PATH: Final = "/momo/pay/"
-IPN_PATH: Final = "/webhooks/momo/ipn"
+IPN_PATH: Final = momo_settings.IPN_PATH
 ORDER_TYPE: Final = "momo_wallet"
 PAY_TYPE: Final = "qr"
 # How long a payUrl stays payable unless the request sets orderExpireTime
@@ -104,6 +104,16 @@ class MomoSim(GatewaySim):
             body = request.json_object()
         except SimError:
             return self._refuse({}, 20, "Bad format request: the body is not a JSON object")
+        refusal = self._check_signed(body)
+        if refusal is not None:
+            return refusal
+        lifetime = self._check_order(body)
+        if isinstance(lifetime, Response):
+            return lifetime
+        return self._open(body, lifetime)
+
+    def _check_signed(self, body: dict[str, Any]) -> Response | None:
+        """This partner's, every signed field present and typed, signed with the secret key."""
         if not self._partner_ok(body):
             return self._refuse(body, 13, "Merchant authentication failed: unknown partnerCode")
         strings = ("requestId", "orderId", "orderInfo", "redirectUrl", "ipnUrl", "requestType", "signature")
@@ -114,9 +124,8 @@ class MomoSim(GatewaySim):
         extra_data = body.get("extraData", "")
         if not isinstance(extra_data, str):
             return self._refuse(body, 20, "Bad format request: extraData must be a string")
-        access_key, secret_key = self.config.momo.access_key, self.config.momo.secret_key
         expected = momo.create_signature(
-            access_key=access_key,
+            access_key=self.config.momo.access_key,
             amount=body["amount"],
             extra_data=extra_data,
             ipn_url=body["ipnUrl"],
@@ -126,10 +135,14 @@ class MomoSim(GatewaySim):
             redirect_url=body["redirectUrl"],
             request_id=body["requestId"],
             request_type=body["requestType"],
-            secret_key=secret_key,
+            secret_key=self.config.momo.secret_key,
         )
         if body["signature"].lower() != expected:
             return self._refuse(body, 20, "Bad format request: signature mismatch")
+        return None
+
+    def _check_order(self, body: dict[str, Any]) -> timedelta | Response:
+        """MoMo's rules on the order itself; the order's lifetime when they hold."""
         if body["requestType"] != "captureWallet":
             return self._refuse(body, 20, "Bad format request: only requestType captureWallet is simulated")
         if not momo.AMOUNT_MIN <= body["amount"] <= momo.AMOUNT_MAX:
@@ -138,12 +151,14 @@ class MomoSim(GatewaySim):
             )
         if len(body["orderId"]) > 200 or not _ORDER_ID_RE.fullmatch(body["orderId"]):
             return self._refuse(body, 20, "Bad format request: orderId")
-        lifetime = DEFAULT_LIFETIME
-        if "orderExpireTime" in body:
-            minutes = body["orderExpireTime"]
-            if not _is_int(minutes) or minutes <= 0:
-                return self._refuse(body, 20, "Bad format request: orderExpireTime")
-            lifetime = timedelta(minutes=minutes)
+        if "orderExpireTime" not in body:
+            return DEFAULT_LIFETIME
+        minutes = body["orderExpireTime"]
+        if not _is_int(minutes) or minutes <= 0:
+            return self._refuse(body, 20, "Bad format request: orderExpireTime")
+        return timedelta(minutes=minutes)
+
+    def _open(self, body: dict[str, Any], lifetime: timedelta) -> Response:
         now = utcnow()
         with self.ctx.lock:
             previous = self.by_request_id.get(body["requestId"])
@@ -160,7 +175,6 @@ class MomoSim(GatewaySim):
                 Txn("momo", body["orderId"], body["amount"], body["orderInfo"], now, now + lifetime)
             )
             txn.request = body
-            pay_url = f"{self.ctx.base_url}{PAY_PATH}{txn.reference}"
             answer = {
                 "partnerCode": body["partnerCode"],
                 "orderId": body["orderId"],
@@ -169,7 +183,7 @@ class MomoSim(GatewaySim):
                 "responseTime": _ms(now),
                 "message": "Thành công.",
                 "resultCode": 0,
-                "payUrl": pay_url,
+                "payUrl": f"{self.ctx.base_url}{PAY_PATH}{txn.reference}",
                 "deeplink": f"momo://app?action=payWithApp&orderId={txn.reference}&sim=1",
                 "qrCodeUrl": f"2|99|SIMULATOR|{txn.reference}|{body['amount']}",
             }
@@ -285,8 +299,8 @@ class MomoSim(GatewaySim):
 
     def _sign(self, fields: dict[str, Any], bad_signature: bool) -> dict[str, Any]:
         creds = self.config.momo
-        signature = signing.momo_ipn_signature(fields, creds.access_key, creds.secret_key)
-        return {**fields, "signature": signing.corrupt(signature) if bad_signature else signature}
+        signature = momo.ipn_signature(fields, creds.access_key, creds.secret_key)
+        return {**fields, "signature": corrupt(signature) if bad_signature else signature}
 
     def redirect_url(self, txn: Txn) -> str | None:
         assert txn.action is not None

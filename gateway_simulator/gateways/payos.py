@@ -11,17 +11,17 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, TypeGuard
 from urllib.parse import unquote, urlsplit
 
-from gateway_simulator import signing
 from gateway_simulator.delivery import PAYOS_SCHEDULE, Callback
-from gateway_simulator.gateways.base import GatewaySim
+from gateway_simulator.gateways.base import GatewaySim, corrupt
 from gateway_simulator.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, Txn, utcnow
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
-from payment_service.providers import payos
+from payment_service.gateways.payos import protocol as payos
+from payment_service.gateways.payos import settings as payos_settings
 
-API_PATH: Final = "/payos" + payos.PAYMENT_REQUESTS_PATH  # /payos/v2/payment-requests
-WEB_PATH: Final = "/payos/web/"
-WEBHOOK_PATH: Final = "/webhooks/payos"
+API_PATH: Final = payos_settings.SIM_PATH + payos.PAYMENT_REQUESTS_PATH  # /payos/v2/payment-requests
+WEB_PATH: Final = payos_settings.SIM_CHECKOUT_PATH + "/"
+WEBHOOK_PATH: Final = payos_settings.WEBHOOK_PATH
 
 # The simulated receiving account (what payOS shows on its VietQR page).
 ACCOUNT_BIN: Final = "970422"
@@ -103,7 +103,7 @@ class PayosSim(GatewaySim):
     # --- the API ---
 
     def _signed(self, data: dict[str, Any]) -> Response:
-        signature = signing.payos_data_signature(data, self.config.payos.checksum_key)
+        signature = payos.data_signature(data, self.config.payos.checksum_key)
         return json_response({"code": "00", "desc": "success", "data": data, "signature": signature})
 
     def create(self, request: Request) -> Response:
@@ -127,7 +127,14 @@ class PayosSim(GatewaySim):
         if expired_at is not None and (not _is_int(expired_at) or not 0 < expired_at < 2**31):
             return _error(BAD_REQUEST)
         signature = body.get("signature")
-        expected = signing.payos_create_signature(body, self.config.payos.checksum_key)
+        expected = payos.create_request_signature(
+            body["amount"],
+            body["cancelUrl"],
+            body["description"],
+            body["orderCode"],
+            body["returnUrl"],
+            self.config.payos.checksum_key,
+        )
         if not isinstance(signature, str) or signature.lower() != expected:
             return _error(BAD_SIGNATURE)
         now = utcnow()
@@ -207,7 +214,7 @@ class PayosSim(GatewaySim):
         signature = body.pop("signature", None)
         if signature is not None:
             try:
-                expected = signing.payos_data_signature(body, self.config.payos.checksum_key)
+                expected = payos.data_signature(body, self.config.payos.checksum_key)
             except ValueError:
                 return _error(BAD_REQUEST)
             if not isinstance(signature, str) or signature.lower() != expected:
@@ -289,9 +296,9 @@ class PayosSim(GatewaySim):
             "virtualAccountName": "",
             "virtualAccountNumber": "",
         }
-        signature = signing.payos_data_signature(data, self.config.payos.checksum_key)
+        signature = payos.data_signature(data, self.config.payos.checksum_key)
         if bad_signature:
-            signature = signing.corrupt(signature)
+            signature = corrupt(signature)
         envelope = {
             "code": code,
             "desc": "success" if success else desc,

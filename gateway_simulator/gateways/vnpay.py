@@ -8,17 +8,17 @@ from datetime import datetime
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-from gateway_simulator import signing
 from gateway_simulator.delivery import VNPAY_SCHEDULE, Callback
-from gateway_simulator.gateways.base import Context, GatewaySim
+from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
 from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
-from payment_service.providers import vnpay
+from payment_service.gateways.vnpay import protocol as vnpay
+from payment_service.gateways.vnpay import settings as vnpay_settings
 
-PAY_PATH: Final = "/vnpay/paymentv2/vpcpay.html"
-API_PATH: Final = "/vnpay/merchant_webapi/api/transaction"
-IPN_PATH: Final = "/webhooks/vnpay/ipn"
+PAY_PATH: Final = vnpay_settings.SIM_PAY_PATH
+API_PATH: Final = vnpay_settings.SIM_QUERY_PATH
+IPN_PATH: Final = vnpay_settings.IPN_PATH
 
 # vnp_ResponseCode / vnp_TransactionStatus per checkout button (GATEWAYS.md §1.3).
 RESPONSE_CODE: Final = {"pay": "00", "fail": "51", "cancel": "24"}
@@ -85,7 +85,7 @@ class VnpaySim(GatewaySim):
     def open(self, raw_query: str) -> Txn:
         """Checks a pay URL as VNPay does and records (or refreshes) its transaction."""
         result = vnpay.verify_query(raw_query, self.config.vnpay.hash_secret)
-        p = result.params
+        p = result.data
         if not result.valid:
             raise SimError(400, f"Sai chữ ký (invalid checksum): {result.reason}")
         missing = [name for name in _REQUIRED if not p.get(name)]
@@ -176,10 +176,10 @@ class VnpaySim(GatewaySim):
         return params
 
     def _signed(self, params: dict[str, str], bad_signature: bool) -> str:
-        query = signing.vnpay_signed_query(params, self.config.vnpay.hash_secret)
+        query = vnpay.signed_query(params, self.config.vnpay.hash_secret)
         if bad_signature:
             head, _, digest = query.rpartition("=")
-            query = f"{head}={signing.corrupt(digest)}"
+            query = f"{head}={corrupt(digest)}"
         return query
 
     def redirect_url(self, txn: Txn) -> str | None:
@@ -225,7 +225,7 @@ class VnpaySim(GatewaySim):
                     "vnp_TransactionStatus": QUERYDR_STATUS[txn.status],
                 }
             )
-        answer["vnp_SecureHash"] = signing.vnpay_querydr_response_hash(answer, self.config.vnpay.hash_secret)
+        answer["vnp_SecureHash"] = vnpay.querydr_response_hash(answer, self.config.vnpay.hash_secret)
         self.ctx.events.record(
             "query", "vnpay", answer["vnp_TxnRef"] or None, command=answer["vnp_Command"], answer=answer
         )
@@ -245,7 +245,7 @@ class VnpaySim(GatewaySim):
             )
         if body["vnp_TmnCode"] != self.config.vnpay.tmn_code:
             return self._answer(body, "02", "Invalid TmnCode")
-        expected = signing.vnpay_querydr_request_hash(body, self.config.vnpay.hash_secret)
+        expected = vnpay.querydr_request_hash(body, self.config.vnpay.hash_secret)
         if expected != str(body["vnp_SecureHash"]).lower():
             return self._answer(body, "97", "Invalid Checksum")
         with self.ctx.lock:

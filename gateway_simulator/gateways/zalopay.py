@@ -7,21 +7,21 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from gateway_simulator import signing
 from gateway_simulator.delivery import ZALOPAY_SCHEDULE, Callback
-from gateway_simulator.gateways.base import GatewaySim
+from gateway_simulator.gateways.base import GatewaySim, corrupt
 from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
-from payment_service.providers import zalopay
+from payment_service.gateways.zalopay import protocol as zalopay
+from payment_service.gateways.zalopay import settings as zalopay_settings
 
-CREATE_PATH: Final = "/zalopay" + zalopay.CREATE_PATH  # /zalopay/v2/create
-QUERY_PATH: Final = "/zalopay" + zalopay.QUERY_PATH
+CREATE_PATH: Final = zalopay_settings.SIM_PATH + zalopay.CREATE_PATH  # /zalopay/v2/create
+QUERY_PATH: Final = zalopay_settings.SIM_PATH + zalopay.QUERY_PATH
 PAY_PATH: Final = "/zalopay/pay/"
-CALLBACK_PATH: Final = "/webhooks/zalopay/callback"
+CALLBACK_PATH: Final = zalopay_settings.CALLBACK_PATH
 PMCID_WALLET: Final = "38"  # the ZaloPay wallet as payment method (pmcid / channel)
 DEFAULT_EXPIRE_SECONDS: Final = 900  # ZaloPay's default order lifetime: 15 minutes
 # Redirect `status` per outcome: 1 is success; the failure values are the
@@ -57,6 +57,20 @@ def _answer(return_code: int, return_message: str, sub_code: int, sub_message: s
         **more,
     }
     return json_response(body)
+
+
+class _Signed(NamedTuple):
+    ref: str
+    app_id: int
+    amount: int
+    app_time: int
+
+
+class _Order(NamedTuple):
+    signed: _Signed
+    now: datetime
+    expire_seconds: int
+    redirect_url: str | None
 
 
 class ZalopaySim(GatewaySim):
@@ -95,6 +109,16 @@ class ZalopaySim(GatewaySim):
             return self._refuse(
                 None, -401, "Dữ liệu yêu cầu không hợp lệ (the body is neither JSON nor a form)"
             )
+        signed = self._check_signed(body)
+        if isinstance(signed, Response):
+            return signed
+        order = self._check_order(body, signed)
+        if isinstance(order, Response):
+            return order
+        return self._open(body, order)
+
+    def _check_signed(self, body: dict[str, Any]) -> _Signed | Response:
+        """The fields create_mac covers: present, typed, this app's, signed with key1."""
         ref = body.get("app_trans_id")
         app_id, amount, app_time = (
             _int(body.get("app_id")),
@@ -123,47 +147,55 @@ class ZalopaySim(GatewaySim):
         )
         if str(body["mac"]).lower() != expected:
             return self._refuse(ref, -402, "Chữ ký không hợp lệ (mac mismatch)")
-        now = utcnow()
+        return _Signed(str(ref), app_id, amount, app_time)
+
+    def _check_order(self, body: dict[str, Any], signed: _Signed) -> _Order | Response:
+        """The rest of ZaloPay's rules: today's id prefix, JSON fields, expiry range."""
+        ref, now = signed.ref, utcnow()
         # yymmdd_ of today in GMT+7 (a request made just after midnight may
         # still carry yesterday's date).
         prefixes = {zalopay.date_prefix(now), zalopay.date_prefix(now - timedelta(minutes=15))}
-        if (
-            str(ref)[:6] not in prefixes
-            or str(ref)[6:7] != "_"
-            or len(str(ref)) > zalopay.APP_TRANS_ID_MAX_LEN
-        ):
+        if ref[:6] not in prefixes or ref[6:7] != "_" or len(ref) > zalopay.APP_TRANS_ID_MAX_LEN:
             return self._refuse(ref, -401, "app_trans_id phải bắt đầu bằng yymmdd_ của ngày hiện tại (GMT+7)")
         try:
             embed = json.loads(str(body["embed_data"]))
             items = json.loads(str(body["item"]))
         except ValueError:
             return self._refuse(ref, -401, "embed_data and item must be JSON")
-        if not isinstance(embed, dict) or not isinstance(items, list) or amount <= 0:
+        if not isinstance(embed, dict) or not isinstance(items, list) or signed.amount <= 0:
             return self._refuse(ref, -401, "embed_data must be a JSON object, item an array, amount > 0")
         expire_seconds = _int(body.get("expire_duration_seconds")) or DEFAULT_EXPIRE_SECONDS
         if not zalopay.EXPIRE_DURATION_MIN <= expire_seconds <= zalopay.EXPIRE_DURATION_MAX:
             return self._refuse(ref, -401, "expire_duration_seconds out of range")
+        redirect = embed.get("redirecturl")
+        return _Order(signed, now, expire_seconds, redirect if isinstance(redirect, str) else None)
+
+    def _open(self, body: dict[str, Any], order: _Order) -> Response:
+        signed, now = order.signed, order.now
         with self.ctx.lock:
-            if self.find(str(ref)) is not None:
-                return self._refuse(ref, -68, "Mã giao dịch bị trùng (duplicate app_trans_id)")
+            if self.find(signed.ref) is not None:
+                return self._refuse(signed.ref, -68, "Mã giao dịch bị trùng (duplicate app_trans_id)")
             description = body.get("description")
             txn = self.add(
                 Txn(
                     "zalopay",
-                    str(ref),
-                    amount,
+                    signed.ref,
+                    signed.amount,
                     description if isinstance(description, str) else "",
                     now,
-                    now + timedelta(seconds=expire_seconds),
+                    now + timedelta(seconds=order.expire_seconds),
                 )
             )
-            txn.request = {**body, "app_id": app_id, "amount": amount, "app_time": app_time}
-            txn.extra["redirect_url"] = (
-                embed.get("redirecturl") if isinstance(embed.get("redirecturl"), str) else None
-            )
+            txn.request = {
+                **body,
+                "app_id": signed.app_id,
+                "amount": signed.amount,
+                "app_time": signed.app_time,
+            }
+            txn.extra["redirect_url"] = order.redirect_url
             token = secrets.token_hex(12)
             txn.extra["zp_trans_token"] = token
-        self.ctx.events.record("created", "zalopay", txn.reference, amount=amount)
+        self.ctx.events.record("created", "zalopay", txn.reference, amount=signed.amount)
         return _answer(
             1,
             "Giao dịch thành công",
@@ -241,7 +273,7 @@ class ZalopaySim(GatewaySim):
         app_id = self.config.zalopay.app_id
         bank_code = str(txn.request.get("bank_code", ""))
         status = REDIRECT_STATUS[txn.action]
-        checksum = signing.zalopay_redirect_checksum(
+        checksum = zalopay.redirect_checksum(
             app_id=app_id,
             app_trans_id=txn.reference,
             pmcid=PMCID_WALLET,
@@ -288,8 +320,8 @@ class ZalopaySim(GatewaySim):
             ensure_ascii=False,
             separators=(",", ":"),
         )
-        mac = signing.zalopay_callback_mac(data, self.config.zalopay.key2)
-        envelope = {"data": data, "mac": signing.corrupt(mac) if bad_signature else mac, "type": 1}
+        mac = zalopay.callback_mac(data, self.config.zalopay.key2)
+        envelope = {"data": data, "mac": corrupt(mac) if bad_signature else mac, "type": 1}
         return Callback(
             gateway="zalopay",
             reference=txn.reference,

@@ -9,7 +9,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -30,6 +30,9 @@ from payment_service.domain.errors import (
 
 
 class Provider(StrEnum):
+    """The stored name of each gateway (and of the proto enum value). What a
+    gateway is like arrives as ProviderTraits; nothing here branches on it."""
+
     VNPAY = "VNPAY"
     PAYOS = "PAYOS"
     MOMO = "MOMO"
@@ -66,14 +69,30 @@ class AmountLimits:
 
 
 @dataclass(frozen=True)
+class ProviderTraits:
+    """What the rules need to know of a gateway, as data from its settings."""
+
+    limits: AmountLimits
+    currencies: frozenset[str] = frozenset({"VND"})
+    # How long a new attempt stays open; None: the service-wide Policy.ttl.
+    ttl: timedelta | None = None
+    has_checkout_page: bool = True
+    # Whether the gateway can be asked what became of a payment (reconciliation).
+    queryable: bool = True
+    # Settled by an operator confirming the amount collected (ConfirmCodPayment),
+    # not by the gateway.
+    settled_on_delivery: bool = False
+
+
+@dataclass(frozen=True)
 class Policy:
     """Business limits; built from configuration in bootstrap."""
 
     enabled_providers: frozenset[Provider]
+    # Every known gateway's traits (from the gateway registry).
+    traits: Mapping[Provider, ProviderTraits] = field(default_factory=dict)
     max_attempts: int = 5
     ttl: timedelta = timedelta(minutes=15)
-    # Cash on delivery waits for the courier, not for a checkout page.
-    cod_ttl: timedelta = timedelta(days=30)
     # A payment no callback has settled after this is asked about at its
     # gateway, then again with doubling delays, at most reconcile_attempts times.
     reconcile_after: timedelta = timedelta(minutes=2)
@@ -83,19 +102,14 @@ class Policy:
     # shopper started just before it. Opening a new attempt inside this window
     # could let one shopper pay twice, so callers are asked to retry after it.
     expiry_grace: timedelta = timedelta(seconds=60)
-    limits: dict[Provider, AmountLimits] = field(
-        default_factory=lambda: {
-            # VNPay: 5,000 to under 1 billion VND per transaction.
-            Provider.VNPAY: AmountLimits(5_000, 999_999_999),
-            Provider.PAYOS: AmountLimits(1_000, 999_999_999),
-            Provider.MOMO: AmountLimits(1_000, 50_000_000),
-            Provider.ZALOPAY: AmountLimits(1_000, 999_999_999),
-            Provider.COD: AmountLimits(1, 999_999_999),
-        }
-    )
-    currencies: dict[Provider, frozenset[str]] = field(
-        default_factory=lambda: {p: frozenset({"VND"}) for p in Provider}
-    )
+
+    def __post_init__(self) -> None:
+        unknown = self.enabled_providers - set(self.traits)
+        if unknown:
+            raise ValueError(f"no traits for enabled providers {sorted(unknown)}")
+
+    def traits_of(self, provider: str) -> ProviderTraits:
+        return self.traits[Provider(provider)]
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,11 @@ def _check_id(violations: list[FieldViolation], name: str, value: str, pattern: 
         violations.append(FieldViolation(name, f"may contain only {pattern.pattern[1:-2]}"))
 
 
+def _currencies(policy: Policy, provider: Provider) -> frozenset[str]:
+    traits = policy.traits.get(provider)
+    return traits.currencies if traits else frozenset({"VND"})
+
+
 def validate_request(
     *,
     order_id: str,
@@ -167,14 +186,14 @@ def validate_request(
         v.append(FieldViolation("currency", f"{currency!r} is not an ISO 4217 currency code"))
     if provider is None:
         v.append(FieldViolation("provider", "is required (PROVIDER_VNPAY, PROVIDER_PAYOS, ...)"))
-    elif iso4217.is_known_currency(currency) and currency not in policy.currencies[provider]:
-        accepted = ", ".join(sorted(policy.currencies[provider]))
+    elif iso4217.is_known_currency(currency) and currency not in _currencies(policy, provider):
+        accepted = ", ".join(sorted(_currencies(policy, provider)))
         v.append(FieldViolation("currency", f"{provider} accepts only {accepted}"))
 
     if amount <= 0:
         v.append(FieldViolation("amount", "must be greater than 0 (minor units of the currency)"))
-    elif provider is not None:
-        limits = policy.limits[provider]
+    elif provider is not None and provider in policy.traits:
+        limits = policy.traits[provider].limits
         if not limits.minimum <= amount <= limits.maximum:
             v.append(
                 FieldViolation(
@@ -311,13 +330,29 @@ def decide(
 
 
 def ttl_for(provider: Provider, policy: Policy) -> timedelta:
-    return policy.cod_ttl if provider == Provider.COD else policy.ttl
+    return policy.traits[provider].ttl or policy.ttl
 
 
-def check_cod_confirmation(payment: PaymentLike, collected_amount: int) -> bool:
+def first_reconcile_time(provider: Provider, now: datetime, policy: Policy) -> datetime | None:
+    """When to first ask the gateway about a new attempt; None: never (it
+    cannot be asked)."""
+    return now + policy.reconcile_after if policy.traits[provider].queryable else None
+
+
+def shows_checkout(payment: PaymentLike, now: datetime, policy: Policy) -> bool:
+    """Whether a checkout page is offered for this attempt now."""
+    return (
+        payment.status == PaymentStatus.PENDING
+        and now < payment.expire_time
+        and policy.traits_of(payment.provider).has_checkout_page
+    )
+
+
+def check_cod_confirmation(payment: PaymentLike, collected_amount: int, policy: Policy) -> bool:
     """Whether confirming the cash changes the payment (False: already
     confirmed). Raises when it may not be confirmed."""
-    if payment.provider != Provider.COD:
+    traits = policy.traits.get(Provider(payment.provider))
+    if traits is None or not traits.settled_on_delivery:
         raise FailedPrecondition(
             f"payment {payment.id} is not cash on delivery",
             subject=f"payments/{payment.id}",

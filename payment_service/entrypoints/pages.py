@@ -7,7 +7,7 @@ import html
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-from payment_service.providers.base import HttpReply
+from payment_service.gateways.port import HttpReply
 from payment_service.service_layer.callbacks import ReturnView
 
 _PAGE = """<!doctype html>

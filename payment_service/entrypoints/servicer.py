@@ -16,7 +16,7 @@ from paykit.text import check_text
 from payment_service.adapters.protobuf import payment_to_proto
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
-from payment_service.providers.base import RawCallback
+from payment_service.gateways.port import RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import PaymentUseCases, events_after, parse_cursor
 

@@ -13,8 +13,7 @@ from payment_service.adapters.orm import CallbackJournal, Payment
 from payment_service.domain.callbacks import Outcome, apply_notification
 from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
 from payment_service.domain.model import PaymentStatus, Policy, Provider, next_reconcile_time
-from payment_service.providers.base import (
-    CALLBACK_ROUTES,
+from payment_service.gateways.port import (
     CallbackKind,
     Gateway,
     HttpReply,
@@ -45,9 +44,11 @@ class CallbackUseCases:
         gateways: Mapping[Provider, Gateway],
         clock: Clock,
         render_return: Callable[[ReturnView], HttpReply],
-        policy: Policy | None = None,
+        policy: Policy,
+        routes: Mapping[str, tuple[Provider, CallbackKind]],
     ) -> None:
-        self.policy = policy or Policy(enabled_providers=frozenset(gateways))
+        self.policy = policy
+        self.routes = routes
         self.uow_factory = uow_factory
         self.gateways = gateways
         self.clock = clock
@@ -55,7 +56,7 @@ class CallbackUseCases:
 
     def handle(self, raw: RawCallback) -> HttpReply:
         now = self.clock()
-        route = CALLBACK_ROUTES.get(raw.path)
+        route = self.routes.get(raw.path)
         if route is None:
             self._journal_alone(raw, now, None, None, Rejected("unknown callback path"), "unknown_route", "")
             raise InvalidArgument.one("path", f"{raw.path!r} is not a callback route")

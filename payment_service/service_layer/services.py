@@ -12,7 +12,7 @@ from payment_service.adapters.orm import Payment, PaymentRequestKey
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument, NotFound
 from payment_service.domain.model import PaymentRequest, PaymentStatus, Policy, Provider
-from payment_service.providers.base import CheckoutContext, Gateway
+from payment_service.gateways.port import CheckoutContext, Gateway
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 Clock = Callable[[], datetime]
@@ -109,7 +109,7 @@ class PaymentUseCases:
             expire_time=now + model.ttl_for(req.provider, self.policy),
             version=1,
             needs_review=False,
-            reconcile_time=None if req.provider == Provider.COD else now + self.policy.reconcile_after,
+            reconcile_time=model.first_reconcile_time(req.provider, now, self.policy),
             reconcile_attempts=0,
         )
         uow.payments.add(payment)
@@ -140,7 +140,7 @@ class PaymentUseCases:
     ) -> CheckoutResult:
         assert isinstance(payment, Payment)
         url = ""
-        if payment.status == PaymentStatus.PENDING and now < payment.expire_time:
+        if model.shows_checkout(payment, now, self.policy):
             ctx = CheckoutContext(client_ip=req.client_ip, return_url=req.return_url, now=now)
             url = self.providers[Provider(payment.provider)].checkout_url(payment, ctx)
         return CheckoutResult(payment=payment, checkout_url=url, reused=reused)
@@ -177,7 +177,7 @@ class PaymentUseCases:
             payment = uow.payments.get(payment_id, for_update=True)
             if payment is None:
                 raise NotFound(f"payment {payment_id} not found")
-            if model.check_cod_confirmation(payment, collected_amount):
+            if model.check_cod_confirmation(payment, collected_amount, self.policy):
                 payment.status = PaymentStatus.SUCCEEDED.value
                 payment.paid_time = now
                 payment.provider_transaction_id = ("cod:" + note)[:100]

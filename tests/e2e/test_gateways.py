@@ -129,7 +129,7 @@ def test_scripted_faults_on_vnpay(sim_stack: SimStack, fault: str, db_url: str) 
 
 
 def test_payos_webhook_signed_by_the_sdk_through_the_ingress(sim_stack: SimStack, db_url: str) -> None:
-    from payment_service.config import DEV_PAYOS
+    from payment_service.gateways.payos.settings import DEV_KEYS as DEV_PAYOS
 
     crypto = pytest.importorskip("payos._crypto.provider").CryptoProvider()
     token, order_id, _ = checkout(sim_stack, "sdk-user", "PROVIDER_PAYOS")

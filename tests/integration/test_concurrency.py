@@ -17,7 +17,7 @@ from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
 from paykit.database import libpq_url
-from payment_service.providers.vnpay import parse_vnpay_time
+from payment_service.gateways.vnpay.protocol import parse_vnpay_time
 from tests.conftest import TEST_VNPAY, FakeClock
 from tests.integration.helpers import ServerProcess, independent_vnpay_check, rows
 

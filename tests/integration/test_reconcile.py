@@ -9,12 +9,15 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from payment_service.bootstrap import App, bootstrap
+from payment_service.domain.model import Provider
+from payment_service.gateways.cod import CodConfig
 from tests.conftest import TEST_VNPAY, FakeClock, make_settings
 from tests.integration.helpers import rows
 
@@ -88,7 +91,13 @@ def vnpay_api() -> Iterator[FakeVnpayApi]:
 
 @pytest.fixture
 def reconciling_app(db_url: str, clock: FakeClock, vnpay_api: FakeVnpayApi) -> Iterator[App]:
-    app = bootstrap(make_settings(vnpay_query_url=vnpay_api.url), db_url, clock=clock)
+    app = bootstrap(
+        make_settings(
+            gateways={Provider.VNPAY: replace(TEST_VNPAY, query_url=vnpay_api.url), Provider.COD: CodConfig()}
+        ),
+        db_url,
+        clock=clock,
+    )
     yield app
     app.close()
 

@@ -11,6 +11,7 @@ from sqlalchemy import event
 from payment_service.bootstrap import App
 from payment_service.domain import model
 from payment_service.domain.model import Provider
+from payment_service.gateways import registry
 from tests.conftest import FakeClock
 
 
@@ -26,7 +27,7 @@ def make_request(amount: int = 150_000, request_id: str = "") -> model.PaymentRe
         user_agent="",
         return_url="",
         request_id=request_id,
-        policy=model.Policy(enabled_providers=frozenset(Provider)),
+        policy=model.Policy(enabled_providers=frozenset(Provider), traits=registry.traits()),
     )
 
 

@@ -16,19 +16,27 @@ from payment.v1 import payment_pb2
 from payment.v1 import payment_service_pb2 as ps
 
 from payment_service.bootstrap import bootstrap
-from payment_service.config import DEV_MOMO, DEV_PAYOS, DEV_ZALOPAY
 from payment_service.domain.model import Policy, Provider
 from payment_service.entrypoints import server as grpc_server
-from payment_service.providers import momo
-from payment_service.providers.momo import MomoConfig
-from payment_service.providers.payos import PayosConfig
-from payment_service.providers.zalopay import ZalopayConfig
-from tests.conftest import FakeClock, make_settings
+from payment_service.gateways import registry
+from payment_service.gateways.cod import CodConfig
+from payment_service.gateways.momo import protocol as momo
+from payment_service.gateways.momo.protocol import MomoConfig
+from payment_service.gateways.momo.settings import DEV_KEYS as DEV_MOMO
+from payment_service.gateways.payos.protocol import PayosConfig
+from payment_service.gateways.payos.settings import DEV_KEYS as DEV_PAYOS
+from payment_service.gateways.zalopay.protocol import ZalopayConfig
+from payment_service.gateways.zalopay.settings import DEV_KEYS as DEV_ZALOPAY
+from tests.conftest import TEST_VNPAY, FakeClock, make_settings
 from tests.integration.helpers import rows
 
 DEAD = "http://127.0.0.1:9"  # nothing listens: every gateway API call fails fast
 PAYOS = PayosConfig(
-    **DEV_PAYOS, base_url=DEAD, return_url="https://shop.example/r", cancel_url="https://shop.example/r"
+    **DEV_PAYOS,
+    base_url=DEAD,
+    return_url="https://shop.example/r",
+    cancel_url="https://shop.example/r",
+    checkout_base=DEAD + "/web",
 )
 MOMO = MomoConfig(
     **DEV_MOMO, endpoint=DEAD, redirect_url="https://shop.example/r", ipn_url="https://x.example/ipn"
@@ -48,11 +56,14 @@ def wallet_stub(db_url: str, clock: FakeClock) -> Iterator[Any]:
     from payment.v1 import payment_service_pb2_grpc
 
     settings = make_settings(
-        policy=Policy(enabled_providers=frozenset(Provider)),
-        payos=PAYOS,
-        payos_checkout_base=DEAD + "/web",
-        momo=MOMO,
-        zalopay=ZALOPAY,
+        policy=Policy(enabled_providers=frozenset(Provider), traits=registry.traits()),
+        gateways={
+            Provider.VNPAY: TEST_VNPAY,
+            Provider.COD: CodConfig(),
+            Provider.PAYOS: PAYOS,
+            Provider.MOMO: MOMO,
+            Provider.ZALOPAY: ZALOPAY,
+        },
         gateway_timeout_seconds=0.5,
     )
     app = bootstrap(settings, db_url, clock=clock)

@@ -18,7 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
 from gateway_simulator import SimConfig, Simulator
-from payment_service.providers import momo, payos, vnpay, zalopay
+from payment_service.gateways.momo import protocol as momo
+from payment_service.gateways.payos import protocol as payos
+from payment_service.gateways.vnpay import protocol as vnpay
+from payment_service.gateways.zalopay import protocol as zalopay
 
 # What our service answers when all is well.
 DEFAULT_ANSWERS: dict[str, tuple[int, bytes]] = {
@@ -293,7 +296,7 @@ def decode(sim: Simulator, gateway: str, call: Call) -> Decoded:
     """A received callback, checked with the payment service's own verifiers."""
     if gateway == "vnpay":
         v = vnpay.verify_query(call.query, sim.config.vnpay.hash_secret)
-        p = v.params
+        p = v.data
         return Decoded(v.valid, p["vnp_TxnRef"], int(p["vnp_Amount"]) // 100, vnpay.is_successful_payment(p))
     if gateway == "payos":
         w = payos.verify_webhook(call.body, sim.config.payos.checksum_key)

@@ -16,7 +16,10 @@ import pytest
 from gateway_simulator import SimConfig, Simulator, VnpayCredentials
 from gateway_simulator.state import utcnow
 from paykit.settings import ConfigError
-from payment_service import config as service_config
+from payment_service.gateways.momo import settings as momo_settings
+from payment_service.gateways.payos import settings as payos_settings
+from payment_service.gateways.vnpay import settings as vnpay_settings
+from payment_service.gateways.zalopay import settings as zalopay_settings
 from tests.sim.support import CALLBACK_PATHS, Recorder, control, make_sim, open_session
 from tests.sim.support import http as request
 
@@ -25,11 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_from_env_defaults_are_the_services_development_values() -> None:
     config = SimConfig.from_env({})
-    assert config.vnpay.tmn_code == service_config.DEV_VNPAY_TMN_CODE
-    assert config.vnpay.hash_secret == service_config.DEV_VNPAY_HASH_SECRET
-    assert config.payos.checksum_key == service_config.DEV_PAYOS["checksum_key"]
-    assert config.momo.secret_key == service_config.DEV_MOMO["secret_key"]
-    assert config.zalopay.app_id == int(service_config.DEV_ZALOPAY["app_id"])
+    assert config.vnpay.tmn_code == vnpay_settings.DEV_KEYS["tmn_code"]
+    assert config.vnpay.hash_secret == vnpay_settings.DEV_KEYS["hash_secret"]
+    assert config.payos.checksum_key == payos_settings.DEV_KEYS["checksum_key"]
+    assert config.momo.secret_key == momo_settings.DEV_KEYS["secret_key"]
+    assert config.zalopay.app_id == int(zalopay_settings.DEV_KEYS["app_id"])
     assert (config.host, config.port, config.ingress_base_url) == ("127.0.0.1", 8090, "http://127.0.0.1:8080")
     assert config.time_scale == 1.0
 

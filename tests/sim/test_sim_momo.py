@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from gateway_simulator import Simulator
-from payment_service.providers import momo
+from payment_service.gateways.momo import protocol as momo
 from tests.sim.support import Recorder, control, http, momo_config
 
 IPN = "/webhooks/momo/ipn"

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from gateway_simulator import Simulator
-from payment_service.providers import payos
+from payment_service.gateways.payos import protocol as payos
 from tests.sim.support import Recorder, control, http, payos_config
 
 WEBHOOK = "/webhooks/payos"

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from gateway_simulator import Simulator, signing
-from payment_service.providers import vnpay
+from gateway_simulator import Simulator
+from payment_service.gateways.vnpay import protocol as vnpay
 from tests.sim.support import Recorder, control, http, make_sim, vnpay_config
 
 IPN = "/webhooks/vnpay/ipn"
@@ -56,13 +56,13 @@ def test_checkout_page_then_pay_redirects_and_sends_a_verified_ipn(
     redirect = paid.json()["redirect_url"]
     assert redirect.startswith(RETURN_URL + "?")
     back = vnpay.verify_query(query_of(redirect), sim.config.vnpay.hash_secret)
-    assert back.valid and vnpay.is_successful_payment(back.params)
+    assert back.valid and vnpay.is_successful_payment(back.data)
 
     (call,) = recorder.wait(1, IPN)
     assert call.method == "GET"
     ipn = vnpay.verify_query(call.query, sim.config.vnpay.hash_secret)
     assert ipn.valid, ipn.reason
-    p = ipn.params
+    p = ipn.data
     assert vnpay.is_successful_payment(p)
     assert p["vnp_Amount"] == "1000000" and p["vnp_TxnRef"] == "ORD1"
     assert p["vnp_TmnCode"] == sim.config.vnpay.tmn_code
@@ -70,7 +70,7 @@ def test_checkout_page_then_pay_redirects_and_sends_a_verified_ipn(
     pay_date = vnpay.parse_vnpay_time(p["vnp_PayDate"])  # GMT+7
     assert abs((pay_date - datetime.now(UTC)).total_seconds()) < 60
     # The browser and the IPN carry the same result.
-    assert back.params == p
+    assert back.data == p
     assert sim.wait_idle(2)
     (event,) = sim.events(gateway="vnpay", kind="callback")
     assert event["attempt"] == 1 and event["acknowledged"] and event["status"] == 200
@@ -82,10 +82,10 @@ def test_the_checkout_form_posts_and_303s_to_the_return_url(sim: Simulator, reco
     assert reply.status == 303
     back = vnpay.verify_query(query_of(reply.headers["location"]), sim.config.vnpay.hash_secret)
     assert back.valid
-    assert (back.params["vnp_ResponseCode"], back.params["vnp_TransactionStatus"]) == ("24", "02")
+    assert (back.data["vnp_ResponseCode"], back.data["vnp_TransactionStatus"]) == ("24", "02")
     (call,) = recorder.wait(1, IPN)
     ipn = vnpay.verify_query(call.query, sim.config.vnpay.hash_secret)
-    assert ipn.valid and ipn.params["vnp_ResponseCode"] == "24" and ipn.params["vnp_TransactionNo"] == "0"
+    assert ipn.valid and ipn.data["vnp_ResponseCode"] == "24" and ipn.data["vnp_TransactionNo"] == "0"
     # Settled: the pay URL no longer opens and a second click is refused.
     assert http("GET", url).status == 409
     again = http("POST", f"{sim.base_url}/vnpay/checkout/ORD2/pay", raw=b"")
@@ -96,7 +96,7 @@ def test_failure_codes(sim: Simulator, recorder: Recorder) -> None:
     open_checkout(sim, "ORD3")
     control(sim, "pay", {"gateway": "vnpay", "reference": "ORD3", "action": "fail"})
     (call,) = recorder.wait(1, IPN)
-    p = vnpay.verify_query(call.query, sim.config.vnpay.hash_secret).params
+    p = vnpay.verify_query(call.query, sim.config.vnpay.hash_secret).data
     assert (p["vnp_ResponseCode"], p["vnp_TransactionStatus"]) == ("51", "02")
     assert not vnpay.is_successful_payment(p)
 
@@ -266,7 +266,7 @@ def test_querydr_checksum_matches_the_published_vector() -> None:
         "vnp_IpAddr": "127.0.0.1",
         "vnp_OrderInfo": "Truy van GD ORD123",
     }
-    assert signing.vnpay_querydr_request_hash(body, "VNPAYTESTSECRET0123456789ABCDEFG") == (
+    assert vnpay.querydr_request_hash(body, "VNPAYTESTSECRET0123456789ABCDEFG") == (
         "7cb52e0574f23f47adae3a37a48b708f615d57e46470d73ffc9e4d60f5d6e9d9"
         "4caa398114b6a57742316164eb0a7f29f30717d266c6e77f4de67597663d6bc0"
     )

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 
 from gateway_simulator import Simulator
-from payment_service.providers import zalopay
+from payment_service.gateways.zalopay import protocol as zalopay
 from tests.sim.support import Recorder, control, http, make_sim, zalopay_config
 
 CALLBACK = "/webhooks/zalopay/callback"

@@ -37,9 +37,10 @@ from payment_service.domain.model import (
     validate_ids,
     validate_request,
 )
+from payment_service.gateways import registry
 
 NOW = datetime(2026, 5, 1, 10, 30, tzinfo=UTC)
-POLICY = Policy(enabled_providers=frozenset({Provider.VNPAY, Provider.COD}))
+POLICY = Policy(enabled_providers=frozenset({Provider.VNPAY, Provider.COD}), traits=registry.traits())
 GRACE = POLICY.expiry_grace
 S, F, E, C, P = (
     PaymentStatus.SUCCEEDED,

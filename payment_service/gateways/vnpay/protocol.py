@@ -6,8 +6,6 @@ against the published vectors in GATEWAYS.md §1.5.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -17,6 +15,8 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote_plus
 from zoneinfo import ZoneInfo
+
+from payment_service.gateways._wire import VerifyResult, hmac_hex, rejected, same_hex, verified
 
 VNPAY_VERSION: Final = "2.1.0"
 VNPAY_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -87,12 +87,17 @@ def canonical_query(params: Mapping[str, str]) -> str:
 
 
 def _hmac_sha512(data: str, secret: str) -> str:
-    return hmac.new(secret.encode("utf-8"), data.encode("utf-8"), hashlib.sha512).hexdigest()
+    return hmac_hex(data, secret, "sha512")
 
 
 def sign(params: Mapping[str, str], secret: str) -> str:
     """vnp_SecureHash: lowercase hex HMAC-SHA512 of canonical_query(params)."""
     return _hmac_sha512(canonical_query(params), secret)
+
+
+def signed_query(params: Mapping[str, str], secret: str) -> str:
+    """``canonical query&vnp_SecureHash=…`` exactly as VNPay appends it to a URL."""
+    return f"{canonical_query(params)}&vnp_SecureHash={sign(params, secret)}"
 
 
 # --- payment URL ----------------------------------------------------------
@@ -107,6 +112,8 @@ class VnpayConfig:
     return_url: str
     locale: str = "vn"
     order_type: str = "other"
+    # The querydr endpoint (merchant_webapi); empty: VNPay is not reconciled.
+    query_url: str = ""
 
     def __post_init__(self) -> None:
         # An empty secret would still "sign" and only fail at VNPay, far from the cause.
@@ -179,20 +186,9 @@ def build_payment_url(
 # --- IPN / return verification --------------------------------------------
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of verify_query.
-
-    ``params`` holds the decoded vnp_* fields (without the hash fields) so a
-    caller can log e.g. vnp_TxnRef; they are attacker-controlled unless ``valid``."""
-
-    valid: bool
-    params: dict[str, str]
-    reason: str | None
-
-
 def verify_query(raw_query: str | bytes, secret: str) -> VerifyResult:
     """Check vnp_SecureHash of an IPN/return query string exactly as received.
+    ``data`` of the result holds the decoded vnp_* fields (without the hash fields).
 
     Values are decoded and re-encoded with canonical_query, never hashed raw,
     because VNPay signs its own encoding (GATEWAYS.md §1.2)."""
@@ -200,7 +196,7 @@ def verify_query(raw_query: str | bytes, secret: str) -> VerifyResult:
         try:
             raw_query = raw_query.decode("ascii")
         except UnicodeDecodeError:
-            return VerifyResult(False, {}, "query string is not ASCII")
+            return rejected("query string is not ASCII")
     try:
         pairs = parse_qsl(
             raw_query.removeprefix("?"),
@@ -209,28 +205,27 @@ def verify_query(raw_query: str | bytes, secret: str) -> VerifyResult:
             max_num_fields=_MAX_QUERY_FIELDS,
         )
     except ValueError:
-        return VerifyResult(False, {}, f"query string has more than {_MAX_QUERY_FIELDS} fields")
+        return rejected(f"query string has more than {_MAX_QUERY_FIELDS} fields")
 
     seen: set[str] = set()
     for key, _ in pairs:
         if key in seen:
             # Frameworks disagree on which duplicate wins; refuse to guess.
-            return VerifyResult(False, {}, f"duplicate parameter {key!r}")
+            return rejected(f"duplicate parameter {key!r}")
         seen.add(key)
 
     if any(ord(c) < 32 for k, v in pairs for c in k + v):
-        return VerifyResult(False, {}, "control characters in the query")
+        return rejected("control characters in the query")
     params = {k: v for k, v in pairs if k.startswith("vnp_")}
     received = params.pop("vnp_SecureHash", "")
     # Not sent by 2.1.0, but never part of the signed data if present.
     params.pop("vnp_SecureHashType", None)
     if not received:
-        return VerifyResult(False, params, "missing vnp_SecureHash")
+        return rejected("missing vnp_SecureHash", params)
     expected = sign(params, secret)
-    # Bytes, because compare_digest raises TypeError on non-ASCII str input.
-    if not hmac.compare_digest(expected.encode("ascii"), received.lower().encode("utf-8")):
-        return VerifyResult(False, params, "vnp_SecureHash mismatch")
-    return VerifyResult(True, params, None)
+    if not same_hex(expected, received):
+        return rejected("vnp_SecureHash mismatch", params)
+    return verified(params)
 
 
 def is_successful_payment(params: Mapping[str, str]) -> bool:
@@ -331,6 +326,16 @@ def pipe_signature(values: Sequence[str], secret: str) -> str:
     return _hmac_sha512("|".join(values), secret)
 
 
+def querydr_request_hash(body: Mapping[str, Any], secret: str) -> str:
+    """vnp_SecureHash of a querydr request body."""
+    return pipe_signature([str(body.get(name, "")) for name in QUERYDR_FIELDS], secret)
+
+
+def querydr_response_hash(body: Mapping[str, Any], secret: str) -> str:
+    """vnp_SecureHash of a querydr answer (missing fields sign as empty)."""
+    return pipe_signature([str(body.get(name, "")) for name in QUERYDR_RESPONSE_FIELDS], secret)
+
+
 def build_querydr(
     config: VnpayConfig,
     *,
@@ -352,11 +357,10 @@ def build_querydr(
         "vnp_IpAddr": ip_addr,
         "vnp_OrderInfo": f"Truy van GD {txn_ref}",
     }
-    body["vnp_SecureHash"] = pipe_signature([body[f] for f in QUERYDR_FIELDS], config.hash_secret)
+    body["vnp_SecureHash"] = querydr_request_hash(body, config.hash_secret)
     return body
 
 
 def verify_querydr_response(body: Mapping[str, Any], secret: str) -> bool:
-    received = str(body.get("vnp_SecureHash", "")).lower()
-    expected = pipe_signature([str(body.get(f, "")) for f in QUERYDR_RESPONSE_FIELDS], secret)
-    return hmac.compare_digest(expected.encode(), received.encode("utf-8", "replace"))
+    received = str(body.get("vnp_SecureHash", ""))
+    return same_hex(querydr_response_hash(body, secret), received)

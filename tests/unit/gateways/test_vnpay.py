@@ -13,10 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
-from payment_service.domain import currency
-from payment_service.domain.currency import ISO_4217_MINOR_UNITS, is_known_currency, minor_units
-from payment_service.providers import vnpay
-from payment_service.providers.vnpay import (
+from payment_service.gateways.vnpay import protocol as vnpay
+from payment_service.gateways.vnpay.protocol import (
     IPN_RESPONSE_CODES,
     TRANSACTION_STATUS,
     VnpayConfig,
@@ -117,10 +115,10 @@ def test_ipn_vector_verifies() -> None:
     result = verify_query(IPN_QUERY, SECRET)
     assert result.valid, result.reason
     assert result.reason is None
-    assert result.params["vnp_TxnRef"] == "ORD123"
-    assert result.params["vnp_OrderInfo"] == "Thanh toan don hang ORD123"
-    assert "vnp_SecureHash" not in result.params
-    assert is_successful_payment(result.params)
+    assert result.data["vnp_TxnRef"] == "ORD123"
+    assert result.data["vnp_OrderInfo"] == "Thanh toan don hang ORD123"
+    assert "vnp_SecureHash" not in result.data
+    assert is_successful_payment(result.data)
     assert verify_query(IPN_QUERY.encode(), SECRET).valid
     assert verify_query("?" + IPN_QUERY, SECRET).valid
 
@@ -132,7 +130,7 @@ def test_ipn_verification_is_order_and_case_insensitive_and_ignores_extras() -> 
     extras = f"{IPN_QUERY}&vnp_SecureHashType=HmacSHA512&utm_source=x"
     result = verify_query(extras, SECRET)
     assert result.valid
-    assert "utm_source" not in result.params
+    assert "utm_source" not in result.data
 
 
 @pytest.mark.parametrize("index", range(len(IPN_HASHDATA.split("&"))))
@@ -264,7 +262,7 @@ def test_config_repr_hides_secret() -> None:
 _TZ_SCRIPT = """
 import time
 from datetime import datetime, timezone
-from payment_service.providers.vnpay import format_vnpay_time
+from payment_service.gateways.vnpay.protocol import format_vnpay_time
 print(format_vnpay_time(datetime(2024, 4, 30, 20, 0, tzinfo=timezone.utc)), time.strftime("%z"))
 """
 
@@ -334,28 +332,7 @@ def test_order_info_problem_accepts_safe_text() -> None:
     assert order_info_problem("a" * 255) is None
 
 
-# --- currency -----------------------------------------------------------------------
-
-
-def test_currency_minor_units() -> None:
-    assert minor_units("VND") == 0
-    assert minor_units("USD") == 2
-    assert minor_units("JPY") == 0
-    assert minor_units("KWD") == 3
-    assert is_known_currency("EUR")
-    assert not is_known_currency("ABC")
-    assert not is_known_currency("vnd")
-    with pytest.raises(KeyError):
-        minor_units("ABC")
-
-
-def test_currency_table_shape() -> None:
-    assert len(ISO_4217_MINOR_UNITS) >= 150
-    groups = [currency._ZERO_DECIMALS, currency._TWO_DECIMALS, currency._THREE_DECIMALS]
-    assert sum(map(len, groups)) == len(ISO_4217_MINOR_UNITS)  # no code listed twice
-    assert all(len(c) == 3 and c.isascii() and c.isupper() for c in ISO_4217_MINOR_UNITS)
-    assert set(ISO_4217_MINOR_UNITS.values()) <= {0, 2, 3}
-    assert not {"XAU", "XDR", "XTS", "XXX", "CLF", "USN"} & set(ISO_4217_MINOR_UNITS)
+# --- querydr ----------------------------------------------------------------------
 
 
 def test_querydr_checksum_matches_the_published_vector() -> None:

@@ -7,16 +7,24 @@ official ``payos`` SDK. The HTTP client lives in another layer.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from payment_service.gateways._wire import (
+    VerifyResult,
+    hmac_hex,
+    parse_json_object,
+    rejected,
+    same_hex,
+    verified,
+)
+
 PAYOS_BASE_URL: Final = "https://api-merchant.payos.vn"
 PAYMENT_REQUESTS_PATH: Final = "/v2/payment-requests"
+PAYOS_CHECKOUT_BASE: Final = "https://pay.payos.vn/web"
 
 # JS clients (the Node SDK, payOS's own pages) hold orderCode in a double.
 ORDER_CODE_MAX: Final = 2**53 - 1
@@ -47,6 +55,8 @@ class PayosConfig:
     base_url: str = PAYOS_BASE_URL
     return_url: str
     cancel_url: str
+    # Where payOS serves a payment link: <base>/<paymentLinkId>.
+    checkout_base: str = PAYOS_CHECKOUT_BASE
 
     def __post_init__(self) -> None:
         # An empty key would still "sign" and only fail at payOS, far from the cause.
@@ -68,14 +78,7 @@ def request_headers(config: PayosConfig) -> dict[str, str]:
 
 
 def _hmac_sha256(data: str, key: str) -> str:
-    if not key:
-        raise ValueError("payOS checksum key must not be empty")
-    return hmac.new(key.encode("utf-8"), data.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def _same_hex(expected: str, received: str) -> bool:
-    # Bytes, because compare_digest raises TypeError on non-ASCII str input.
-    return hmac.compare_digest(expected.encode("ascii"), received.lower().encode("utf-8"))
+    return hmac_hex(data, key, key_name="payOS checksum key")
 
 
 def create_request_signature(
@@ -128,27 +131,8 @@ def data_signature(data: Mapping[str, Any], key: str) -> str:
     return _hmac_sha256(data_signing_string(data), key)
 
 
-def build_create_payload(
-    config: PayosConfig,
-    *,
-    order_code: int,
-    amount: int,
-    description: str,
-    expired_at: datetime,
-    return_url: str | None = None,
-    cancel_url: str | None = None,
-    buyer_name: str | None = None,
-    buyer_company_name: str | None = None,
-    buyer_tax_code: str | None = None,
-    buyer_address: str | None = None,
-    buyer_email: str | None = None,
-    buyer_phone: str | None = None,
-) -> dict[str, Any]:
-    """Signed JSON body for ``POST /v2/payment-requests``. ``amount`` is integer VND.
-
-    ``description`` may be up to 25 characters, but payOS documents a 9-character
-    limit when the receiving bank account is not linked through payOS.
-    Raises ValueError for any field payOS would reject."""
+def _checked_create_fields(order_code: int, amount: int, description: str, expired_at: datetime) -> int:
+    """Raises ValueError for a create field payOS would reject; expiredAt in Unix seconds."""
     # bool is an int subclass; True must not become order 1 or a 1 VND payment.
     if isinstance(order_code, bool) or not isinstance(order_code, int):
         raise ValueError("order_code must be an integer")
@@ -170,6 +154,31 @@ def build_create_payload(
     expired_ts = int(expired_at.timestamp())
     if not 0 < expired_ts <= _INT32_MAX:
         raise ValueError("expired_at must fit in Int32 Unix seconds")
+    return expired_ts
+
+
+def build_create_payload(
+    config: PayosConfig,
+    *,
+    order_code: int,
+    amount: int,
+    description: str,
+    expired_at: datetime,
+    return_url: str | None = None,
+    cancel_url: str | None = None,
+    buyer_name: str | None = None,
+    buyer_company_name: str | None = None,
+    buyer_tax_code: str | None = None,
+    buyer_address: str | None = None,
+    buyer_email: str | None = None,
+    buyer_phone: str | None = None,
+) -> dict[str, Any]:
+    """Signed JSON body for ``POST /v2/payment-requests``. ``amount`` is integer VND.
+
+    ``description`` may be up to 25 characters, but payOS documents a 9-character
+    limit when the receiving bank account is not linked through payOS.
+    Raises ValueError for any field payOS would reject."""
+    expired_ts = _checked_create_fields(order_code, amount, description, expired_at)
     ret = return_url or config.return_url
     cancel = cancel_url or config.cancel_url
 
@@ -208,41 +217,10 @@ def build_cancel_payload(config: PayosConfig, cancellation_reason: str | None = 
 # --- webhook / response verification --------------------------------------
 
 
-@dataclass(frozen=True)
-class WebhookVerifyResult:
-    """Outcome of verify_webhook / verify_data.
-
-    ``data`` is the signed object exactly as received (unknown fields kept),
-    so a caller can log e.g. orderCode; it is attacker-controlled unless
-    ``valid``. The envelope's own ``code``/``success`` are not signed: use
-    ``data["code"]``."""
-
-    valid: bool
-    data: dict[str, Any]
-    reason: str | None
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            # Parsers disagree on which duplicate wins; refuse to guess.
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_json_object(raw_body: bytes) -> dict[str, Any]:
-    value = json.loads(
-        raw_body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-    )
-    if not isinstance(value, dict):
-        raise ValueError("body is not a JSON object")
-    return value
+# verify_webhook / verify_data results: ``data`` is the signed object exactly
+# as received (unknown fields kept). The envelope's own ``code``/``success``
+# are not signed: use ``data["code"]``.
+WebhookVerifyResult = VerifyResult
 
 
 def verify_data(data: object, signature: object, key: str) -> WebhookVerifyResult:
@@ -251,16 +229,16 @@ def verify_data(data: object, signature: object, key: str) -> WebhookVerifyResul
     Pass the raw parsed dict, never a model re-serialised from it: a field
     payOS adds, or one it omits, must be signed exactly as sent."""
     if not isinstance(data, dict):
-        return WebhookVerifyResult(False, {}, "data is not a JSON object")
+        return rejected("data is not a JSON object")
     if not isinstance(signature, str) or not signature:
-        return WebhookVerifyResult(False, data, "missing signature")
+        return rejected("missing signature", data)
     try:
         signing_string = data_signing_string(data)
     except ValueError as exc:
-        return WebhookVerifyResult(False, data, str(exc))
-    if not _same_hex(_hmac_sha256(signing_string, key), signature):
-        return WebhookVerifyResult(False, data, "signature mismatch")
-    return WebhookVerifyResult(True, data, None)
+        return rejected(str(exc), data)
+    if not same_hex(_hmac_sha256(signing_string, key), signature):
+        return rejected("signature mismatch", data)
+    return verified(data)
 
 
 def verify_webhook(raw_body: bytes, key: str) -> WebhookVerifyResult:
@@ -270,9 +248,9 @@ def verify_webhook(raw_body: bytes, key: str) -> WebhookVerifyResult:
     Create, get and cancel responses share that envelope, so this also checks
     their ``data`` once the caller has seen ``code == "00"``."""
     try:
-        body = _parse_json_object(raw_body)
+        body = parse_json_object(raw_body)
     except (ValueError, RecursionError) as exc:
-        return WebhookVerifyResult(False, {}, f"body is not a JSON object: {exc}")
+        return rejected(f"body is not a JSON object: {exc}")
     return verify_data(body.get("data"), body.get("signature"), key)
 
 

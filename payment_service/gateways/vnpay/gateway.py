@@ -1,4 +1,4 @@
-"""Gateways behind the providers.base.Gateway interface."""
+"""VNPay behind the Gateway port."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from datetime import datetime
 
 from paykit.errors import Unavailable
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
-from payment_service.adapters.orm import Payment
 from payment_service.domain.callbacks import Notification, Outcome
-from payment_service.providers import vnpay
-from payment_service.providers.base import CheckoutContext, HttpReply, RawCallback, Rejected, Verified
+from payment_service.gateways.port import (
+    CheckoutContext,
+    HttpReply,
+    PaymentView,
+    RawCallback,
+    Rejected,
+    Verified,
+)
+from payment_service.gateways.vnpay import protocol as vnpay
 
 # VNPay IPN answers (RspCode). VNPay stops retrying on 00 and 02 only.
 VNPAY_ACKS: dict[Outcome, str] = {
@@ -27,14 +33,12 @@ VNPAY_ACKS: dict[Outcome, str] = {
 
 
 class VnpayGateway:
-    def __init__(
-        self, config: vnpay.VnpayConfig, query_url: str = "", http: HttpJsonClient | None = None
-    ) -> None:
+    def __init__(self, config: vnpay.VnpayConfig, http: HttpJsonClient | None = None) -> None:
         self.config = config
-        self.query_url = query_url
+        self.query_url = config.query_url
         self.http = http or HttpJsonClient()
 
-    def query(self, payment: Payment, now: datetime) -> Notification | None:
+    def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         if not self.query_url:
             return None
         body = vnpay.build_querydr(
@@ -63,7 +67,7 @@ class VnpayGateway:
     def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
         return payment_intent_id
 
-    def checkout_url(self, payment: Payment, ctx: CheckoutContext) -> str:
+    def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
         return vnpay.build_payment_url(
             self.config,
             txn_ref=payment.provider_reference,
@@ -77,7 +81,7 @@ class VnpayGateway:
 
     def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
         result = vnpay.verify_query(raw.query, self.config.hash_secret)
-        p = result.params
+        p = result.data
         if not result.valid:
             return Rejected(result.reason or "invalid signature", p.get("vnp_TxnRef"))
         if p.get("vnp_TmnCode") != self.config.tmn_code:
@@ -119,20 +123,5 @@ class VnpayGateway:
         return HttpReply(200, "application/json", body.encode())
 
 
-class CashOnDelivery:
-    """No gateway: the payment waits to be confirmed when the cash is collected."""
-
-    def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
-        return payment_intent_id
-
-    def checkout_url(self, payment: Payment, ctx: CheckoutContext) -> str:
-        return ""
-
-    def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
-        return Rejected("cash on delivery has no gateway callbacks")
-
-    def ack(self, outcome: Outcome) -> HttpReply:
-        return HttpReply(404, "text/plain", b"cash on delivery has no gateway callbacks")
-
-    def query(self, payment: Payment, now: datetime) -> Notification | None:
-        return None
+def build(config: vnpay.VnpayConfig, http: HttpJsonClient) -> VnpayGateway:
+    return VnpayGateway(config, http)

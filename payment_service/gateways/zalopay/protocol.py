@@ -6,8 +6,6 @@ against the vectors in GATEWAYS.md §4.5. The HTTP client lives in another layer
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -16,6 +14,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 from zoneinfo import ZoneInfo
+
+from payment_service.gateways._wire import VerifyResult, hmac_hex, same_hex, strict_loads
 
 ZALOPAY_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
 ZALOPAY_SANDBOX_ENDPOINT: Final = "https://sb-openapi.zalopay.vn"
@@ -83,9 +83,7 @@ def app_trans_id(now: datetime, suffix: str) -> str:
 
 
 def _hmac_sha256(data: str, key: str) -> str:
-    if not key:
-        raise ValueError("ZaloPay key must not be empty")
-    return hmac.new(key.encode("utf-8"), data.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac_hex(data, key, key_name="ZaloPay key")
 
 
 def create_mac(
@@ -154,8 +152,7 @@ def _check_json_string(name: str, text: str, kind: type, max_len: int) -> None:
         raise ValueError(expected)
 
 
-def build_create_payload(
-    config: ZalopayConfig,
+def _check_create_fields(
     *,
     app_trans_id: str,
     app_user: str,
@@ -163,15 +160,10 @@ def build_create_payload(
     app_time_ms: int,
     description: str,
     embed_data: str,
-    item: str = "[]",
-    expire_duration_seconds: int = 900,
-    bank_code: str = "",
-) -> dict[str, Any]:
-    """Signed body for ``POST /v2/create``. ``amount`` is integer VND.
-
-    Derive ``app_trans_id`` and ``app_time_ms`` from the same instant: the
-    id's yymmdd must be app_time's GMT+7 date. Raises ValueError for any field
-    ZaloPay would reject."""
+    item: str,
+    expire_duration_seconds: int,
+) -> None:
+    """Raises ValueError for any create field ZaloPay would reject."""
     match = _APP_TRANS_ID_RE.fullmatch(app_trans_id)
     if not match:
         raise ValueError("app_trans_id must be yymmdd_ followed by 1-33 ASCII letters, digits or '_'")
@@ -196,6 +188,36 @@ def build_create_payload(
         raise ValueError(
             f"expire_duration_seconds must be an integer from {EXPIRE_DURATION_MIN} to {EXPIRE_DURATION_MAX}"
         )
+
+
+def build_create_payload(
+    config: ZalopayConfig,
+    *,
+    app_trans_id: str,
+    app_user: str,
+    amount: int,
+    app_time_ms: int,
+    description: str,
+    embed_data: str,
+    item: str = "[]",
+    expire_duration_seconds: int = 900,
+    bank_code: str = "",
+) -> dict[str, Any]:
+    """Signed body for ``POST /v2/create``. ``amount`` is integer VND.
+
+    Derive ``app_trans_id`` and ``app_time_ms`` from the same instant: the
+    id's yymmdd must be app_time's GMT+7 date. Raises ValueError for any field
+    ZaloPay would reject."""
+    _check_create_fields(
+        app_trans_id=app_trans_id,
+        app_user=app_user,
+        amount=amount,
+        app_time_ms=app_time_ms,
+        description=description,
+        embed_data=embed_data,
+        item=item,
+        expire_duration_seconds=expire_duration_seconds,
+    )
     mac = create_mac(
         app_id=config.app_id,
         app_trans_id=app_trans_id,
@@ -237,35 +259,13 @@ def build_query_payload(config: ZalopayConfig, *, app_trans_id: str) -> dict[str
 
 
 @dataclass(frozen=True)
-class CallbackVerifyResult:
+class CallbackVerifyResult(VerifyResult):
     """Outcome of verify_callback.
 
-    ``data`` is the parsed inner ``data`` JSON; it is attacker-controlled
-    unless ``valid``. ``callback_type`` (1 order, 2 agreement) comes from the
-    envelope and is NOT covered by the mac."""
+    ``data`` is the parsed inner ``data`` JSON. ``callback_type`` (1 order,
+    2 agreement) comes from the envelope and is NOT covered by the mac."""
 
-    valid: bool
-    data: dict[str, Any]
-    reason: str | None
     callback_type: int | None = None
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            # Parsers disagree on which duplicate wins; refuse to guess.
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
 
 
 def callback_mac(data: str, key2: str) -> str:
@@ -295,7 +295,7 @@ def verify_callback(raw_body: bytes, key2: str) -> CallbackVerifyResult:
     The mac covers the ``data`` string exactly as ZaloPay sent it, so it is
     hashed as decoded from the envelope, never re-serialised."""
     try:
-        body = _loads(raw_body.decode("utf-8"))
+        body = strict_loads(raw_body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         return CallbackVerifyResult(False, {}, f"body is not a JSON object: {exc}")
     if not isinstance(body, dict):
@@ -306,7 +306,7 @@ def verify_callback(raw_body: bytes, key2: str) -> CallbackVerifyResult:
     if not isinstance(data_str, str):
         return CallbackVerifyResult(False, {}, "data is not a string", callback_type)
     try:
-        data = _loads(data_str)
+        data = strict_loads(data_str)
     except (ValueError, RecursionError) as exc:
         return CallbackVerifyResult(False, {}, f"data is not a JSON object: {exc}", callback_type)
     if not isinstance(data, dict):
@@ -317,8 +317,7 @@ def verify_callback(raw_body: bytes, key2: str) -> CallbackVerifyResult:
         expected = callback_mac(data_str, key2)
     except UnicodeEncodeError:  # a lone surrogate escaped in the envelope
         return CallbackVerifyResult(False, data, "data is not valid Unicode", callback_type)
-    # Bytes, because compare_digest raises TypeError on non-ASCII str input.
-    if not hmac.compare_digest(expected.encode("ascii"), received.lower().encode("utf-8")):
+    if not same_hex(expected, received):
         return CallbackVerifyResult(False, data, "mac mismatch", callback_type)
     return CallbackVerifyResult(True, data, None, callback_type)
 

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
+
+from payment_service.gateways._wire import (
+    VerifyResult,
+    hmac_hex,
+    parse_json_object,
+    rejected,
+    same_hex,
+    verified,
+)
 
 MOMO_TEST_ENDPOINT: Final = "https://test-payment.momo.vn"
 MOMO_PROD_ENDPOINT: Final = "https://payment.momo.vn"
@@ -102,10 +109,8 @@ def raw_signature_string(fields: Sequence[tuple[str, str]]) -> str:
 
 
 def _hmac_sha256(data: str, key: str) -> str:
-    if not key:
-        raise ValueError("MoMo secret key must not be empty")
     # UTF-8: the official Python sample's bytes(raw, 'ascii') crashes on Vietnamese text.
-    return hmac.new(key.encode("utf-8"), data.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac_hex(data, key, key_name="MoMo secret key")
 
 
 def create_signature(
@@ -335,30 +340,8 @@ def build_refund_payload(
 # --- IPN verification -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IpnVerifyResult:
-    """Outcome of verify_ipn.
-
-    ``data`` is the parsed IPN body without ``signature``; it is
-    attacker-controlled unless ``valid``."""
-
-    valid: bool
-    data: dict[str, Any]
-    reason: str | None
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            # Parsers disagree on which duplicate wins; refuse to guess.
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+# verify_ipn results: ``data`` is the parsed IPN body without ``signature``.
+IpnVerifyResult = VerifyResult
 
 
 def _ipn_value(body: Mapping[str, Any], name: str) -> str:
@@ -389,27 +372,22 @@ def verify_ipn(raw_body: bytes, config: MomoConfig) -> IpnVerifyResult:
     """Check the signature of a MoMo IPN body exactly as received, and that it
     is addressed to this partner."""
     try:
-        body = json.loads(
-            raw_body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        body = parse_json_object(raw_body)
     except (ValueError, RecursionError) as exc:
-        return IpnVerifyResult(False, {}, f"body is not a JSON object: {exc}")
-    if not isinstance(body, dict):
-        return IpnVerifyResult(False, {}, "body is not a JSON object")
+        return rejected(f"body is not a JSON object: {exc}")
     received = body.pop("signature", None)
     if not isinstance(received, str) or not received:
-        return IpnVerifyResult(False, body, "missing signature")
+        return rejected("missing signature", body)
     try:
         signing_string = ipn_signing_string(body, config.access_key)
     except ValueError as exc:
-        return IpnVerifyResult(False, body, str(exc))
+        return rejected(str(exc), body)
     expected = _hmac_sha256(signing_string, config.secret_key)
-    # Bytes, because compare_digest raises TypeError on non-ASCII str input.
-    if not hmac.compare_digest(expected.encode("ascii"), received.lower().encode("utf-8")):
-        return IpnVerifyResult(False, body, "signature mismatch")
+    if not same_hex(expected, received):
+        return rejected("signature mismatch", body)
     if body.get("partnerCode") != config.partner_code:
-        return IpnVerifyResult(False, body, "partnerCode is not this merchant's")
-    return IpnVerifyResult(True, body, None)
+        return rejected("partnerCode is not this merchant's", body)
+    return verified(body)
 
 
 # --- result codes ---------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Every payment gateway, one folder each (see registry.py and port.py)."""

@@ -1,0 +1,1 @@
+"""momo: protocol.py (pure signing and parsing), gateway.py (the adapter), settings.py (configuration)."""

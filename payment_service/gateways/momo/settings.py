@@ -1,0 +1,44 @@
+"""MoMo's part of the configuration: environment names, development keys,
+endpoints, webhook routes and what the payment rules need to know of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
+from payment_service.gateways.momo.protocol import AMOUNT_MAX, AMOUNT_MIN, MOMO_TEST_ENDPOINT, MomoConfig
+from payment_service.gateways.port import (
+    CallbackKind,
+    GatewaySettings,
+    ServiceUrls,
+    WebhookRoute,
+    credentials,
+)
+
+# MoMo's own published sandbox sample credentials; the local simulator signs with them.
+DEV_KEYS: Final[Mapping[str, str]] = {
+    "partner_code": "MOMO",
+    "access_key": "F8BBA842ECF85",
+    "secret_key": "K951B6PE1waDMi640xX08PD3vg6EkVlz",
+}
+ENV_PREFIX: Final = "MOMO"  # MOMO_PARTNER_CODE, MOMO_ACCESS_KEY, MOMO_SECRET_KEY
+SIM_PATH: Final = "/momo"
+
+IPN_PATH: Final = "/webhooks/momo/ipn"
+ROUTES: Final = (WebhookRoute("POST", IPN_PATH, CallbackKind.IPN),)
+TRAITS: Final = ProviderTraits(limits=AmountLimits(AMOUNT_MIN, AMOUNT_MAX))
+
+
+def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> MomoConfig:
+    """MOMO_PARTNER_CODE, MOMO_ACCESS_KEY, MOMO_SECRET_KEY, MOMO_ENDPOINT."""
+    return MomoConfig(
+        **credentials(env, ENV_PREFIX, DEV_KEYS, development),
+        endpoint=env.get("MOMO_ENDPOINT")
+        or (urls.simulator_url + SIM_PATH if development else MOMO_TEST_ENDPOINT),
+        redirect_url=urls.result_url,
+        ipn_url=urls.public_base_url + IPN_PATH,
+    )
+
+
+SETTINGS: Final = GatewaySettings(provider=Provider.MOMO, traits=TRAITS, routes=ROUTES, from_env=from_env)

@@ -1,0 +1,117 @@
+"""payOS behind the Gateway port. The checkout session is created server to
+server, keyed by our payment's provider reference (orderCode), so a repeated
+call re-fetches the live link instead of opening a second one."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
+from payment_service.domain.callbacks import Notification, Outcome
+from payment_service.gateways.payos import protocol as payos
+from payment_service.gateways.port import (
+    PROCESSED,
+    CheckoutContext,
+    HttpReply,
+    PaymentView,
+    RawCallback,
+    Rejected,
+    Verified,
+    json_reply,
+    refused,
+    unreachable,
+)
+
+
+@dataclass(frozen=True)
+class PayosGateway:
+    config: payos.PayosConfig
+    http: HttpJsonClient
+
+    def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
+        # payOS wants an integer orderCode (kept under 2^53 for JS clients):
+        # milliseconds since the epoch and three random digits.
+        return str(int(now.timestamp() * 1000) * 1000 + secrets.randbelow(1000))
+
+    def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
+        base = self.config.base_url.rstrip("/") + payos.PAYMENT_REQUESTS_PATH
+        headers = payos.request_headers(self.config)
+        body = payos.build_create_payload(
+            self.config,
+            order_code=int(payment.provider_reference),
+            amount=payment.amount,
+            description=payment.description[: payos.DESCRIPTION_MAX_LEN],
+            expired_at=payment.expire_time,
+            return_url=ctx.return_url or None,
+        )
+        try:
+            answer = self.http.request("POST", base, body, headers)
+            if answer.get("code") == "231":  # this orderCode exists: fetch the live link
+                answer = self.http.request("GET", f"{base}/{payment.provider_reference}", None, headers)
+        except GatewayUnreachable:
+            raise unreachable("payOS") from None
+        if answer.get("code") != "00":
+            raise refused("payOS", str(answer.get("desc", "unknown error")))
+        checked = payos.verify_data(answer.get("data"), answer.get("signature"), self.config.checksum_key)
+        if not checked.valid:
+            raise unreachable("payOS")  # an unsigned answer is not one we act on
+        data = checked.data
+        if data.get("status") not in (None, "PENDING"):
+            raise refused("payOS", f"payment link is {data.get('status')}")
+        return str(data.get("checkoutUrl") or f"{self.config.checkout_base.rstrip('/')}/{data['id']}")
+
+    def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
+        result = payos.verify_webhook(raw.body, self.config.checksum_key)
+        data = result.data
+        reference = str(data.get("orderCode", "")) or None
+        if not result.valid:
+            return Rejected(result.reason or "invalid signature", reference)
+        succeeded = payos.is_successful_payment(data)
+        return Verified(
+            Notification(
+                provider_reference=str(data.get("orderCode", "")),
+                amount=int(data.get("amount", -1)),
+                succeeded=succeeded,
+                transaction_id=str(data.get("reference", "")),
+                response_code=str(data.get("code", "")),
+                failure_reason="" if succeeded else f"payOS: {data.get('desc', 'payment failed')}",
+                details={"bank_code": str(data.get("counterAccountBankId") or "")},
+            )
+        )
+
+    def query(self, payment: PaymentView, now: datetime) -> Notification | None:
+        url = f"{self.config.base_url.rstrip('/')}{payos.PAYMENT_REQUESTS_PATH}/{payment.provider_reference}"
+        try:
+            answer = self.http.request("GET", url, None, payos.request_headers(self.config))
+        except GatewayUnreachable:
+            raise unreachable("payOS") from None
+        checked = payos.verify_data(answer.get("data"), answer.get("signature"), self.config.checksum_key)
+        if answer.get("code") != "00" or not checked.valid:
+            return None
+        data, status = checked.data, checked.data.get("status")
+        if status not in ("PAID", "CANCELLED"):
+            return None
+        transactions = data.get("transactions") or [{}]
+        return Notification(
+            provider_reference=payment.provider_reference,
+            amount=int(data.get("amountPaid") or data.get("amount") or -1)
+            if status == "PAID"
+            else payment.amount,
+            succeeded=status == "PAID",
+            transaction_id=str(transactions[0].get("reference", "")),
+            response_code=str(status),
+            failure_reason="" if status == "PAID" else "payOS: payment link cancelled",
+        )
+
+    def ack(self, outcome: Outcome) -> HttpReply:
+        if outcome in PROCESSED:
+            return json_reply(200, {"success": True})
+        if outcome == Outcome.INVALID_SIGNATURE:
+            return json_reply(400, {"success": False, "error": "invalid signature"})
+        return json_reply(429, {"success": False, "error": "try again later"})
+
+
+def build(config: payos.PayosConfig, http: HttpJsonClient) -> PayosGateway:
+    return PayosGateway(config, http)

@@ -1,0 +1,48 @@
+"""payOS's part of the configuration: environment names, development keys,
+endpoints, webhook routes and what the payment rules need to know of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
+from payment_service.gateways.payos.protocol import PAYOS_BASE_URL, PAYOS_CHECKOUT_BASE, PayosConfig
+from payment_service.gateways.port import (
+    CallbackKind,
+    GatewaySettings,
+    ServiceUrls,
+    WebhookRoute,
+    credentials,
+)
+
+# Made-up development credentials; the local simulator signs with them.
+DEV_KEYS: Final[Mapping[str, str]] = {
+    "client_id": "dev-client",
+    "api_key": "dev-api-key",
+    "checksum_key": "devchecksumkeydevchecksumkey0123",
+}
+ENV_PREFIX: Final = "PAYOS"  # PAYOS_CLIENT_ID, PAYOS_API_KEY, PAYOS_CHECKSUM_KEY
+# payOS has no sandbox: production is the only remote endpoint.
+SIM_PATH: Final = "/payos"
+SIM_CHECKOUT_PATH: Final = "/payos/web"
+
+WEBHOOK_PATH: Final = "/webhooks/payos"
+ROUTES: Final = (WebhookRoute("POST", WEBHOOK_PATH, CallbackKind.IPN),)
+TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
+
+
+def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> PayosConfig:
+    """PAYOS_CLIENT_ID, PAYOS_API_KEY, PAYOS_CHECKSUM_KEY, PAYOS_BASE_URL, PAYOS_CHECKOUT_URL."""
+    sim = urls.simulator_url
+    return PayosConfig(
+        **credentials(env, ENV_PREFIX, DEV_KEYS, development),
+        base_url=env.get("PAYOS_BASE_URL") or (sim + SIM_PATH if development else PAYOS_BASE_URL),
+        return_url=urls.result_url,
+        cancel_url=urls.result_url,
+        checkout_base=env.get("PAYOS_CHECKOUT_URL")
+        or (sim + SIM_CHECKOUT_PATH if development else PAYOS_CHECKOUT_BASE),
+    )
+
+
+SETTINGS: Final = GatewaySettings(provider=Provider.PAYOS, traits=TRAITS, routes=ROUTES, from_env=from_env)

@@ -1,0 +1,183 @@
+"""The interface every gateway lives behind, so the service layer never
+branches on the provider: a checkout URL for a payment, and for callbacks a
+verdict on the raw request plus the exact acknowledgement to send back.
+
+Also the contract of a gateway's folder: its settings module describes it
+(GatewaySettings: traits, webhook routes, from_env) and its gateway module
+builds the adapter. See registry.py."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from paykit.errors import FailedPrecondition, Unavailable
+from paykit.settings import ConfigError
+from payment_service.domain.callbacks import Notification, Outcome
+from payment_service.domain.model import Provider, ProviderTraits
+
+
+@dataclass(frozen=True)
+class CheckoutContext:
+    client_ip: str
+    return_url: str  # the caller's override; empty means the configured one
+    now: datetime
+
+
+class CallbackKind(StrEnum):
+    IPN = "ipn"  # server to server: may change the payment
+    RETURN = "return"  # the shopper's browser: shown, never applied
+    RECONCILE = "reconcile"  # our own question to the gateway, answered
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    """An HTTP path the ingress binds to HandleCallback (see
+    payment_service.proto; tests/test_routes_contract.py keeps them equal)."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    kind: CallbackKind
+
+
+@dataclass(frozen=True)
+class RawCallback:
+    """An HTTP callback exactly as the ingress received it."""
+
+    path: str  # without the query
+    query: bytes  # the raw query string, byte for byte
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Verified:
+    notification: Notification
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    provider_reference: str | None = None  # unverified; for the journal only
+
+
+class PaymentView(Protocol):
+    """What a gateway reads of a stored payment attempt (read-only)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def provider_reference(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def create_time(self) -> datetime: ...
+    @property
+    def expire_time(self) -> datetime: ...
+
+
+class Gateway(Protocol):
+    def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
+        """The id the gateway will know this attempt by."""
+
+    def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
+        """A freshly signed URL for a pending payment; never stored. Empty when
+        the provider has no checkout page (cash on delivery)."""
+
+    def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
+        """Checks the signature over the exact bytes received."""
+
+    def ack(self, outcome: Outcome) -> HttpReply:
+        """The acknowledgement the gateway expects for this outcome."""
+
+    def query(self, payment: PaymentView, now: datetime) -> Notification | None:
+        """Asks the gateway what became of the payment (reconciliation).
+        None: nothing final to report yet. Raises Unavailable when the
+        gateway cannot be asked."""
+
+
+# --- what adapters share ------------------------------------------------------
+
+# Outcomes a gateway hears as "recorded, stop sending" (2xx or its own
+# success code); anything else asks for the callback again.
+PROCESSED = frozenset(
+    {
+        Outcome.SUCCEEDED,
+        Outcome.FAILED,
+        Outcome.LATE_SUCCESS,
+        Outcome.DUPLICATE,
+        Outcome.UNKNOWN_PAYMENT,
+        Outcome.AMOUNT_MISMATCH,
+    }
+)
+
+
+def unreachable(name: str) -> Unavailable:
+    return Unavailable(f"{name} cannot be reached right now; retry shortly")
+
+
+def refused(name: str, detail: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"{name} refused the payment: {detail}", subject=f"providers/{name}", type_="REFUSED"
+    )
+
+
+def json_reply(status: int, body: dict[str, Any]) -> HttpReply:
+    return HttpReply(status, "application/json", json.dumps(body, separators=(",", ":")).encode())
+
+
+# --- a gateway's settings ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceUrls:
+    """Service-wide addresses a gateway's settings build its URLs from."""
+
+    public_base_url: str  # where gateways reach our webhooks (the ingress), no trailing /
+    local_ingress_url: str  # the ingress on this host, e.g. http://127.0.0.1:8080
+    simulator_url: str  # the local gateway simulator, used in development
+    result_url: str  # where the shopper's browser lands after paying
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything the service needs to know of one gateway, from its
+    settings module (``SETTINGS``): the registry and config.py loop over these."""
+
+    provider: Provider
+    traits: ProviderTraits
+    routes: tuple[WebhookRoute, ...]
+    # The gateway's config from the environment; development fills in the
+    # public development keys and points it at the simulator. Raises ConfigError.
+    from_env: Callable[[Mapping[str, str], bool, ServiceUrls], Any]
+
+
+def credentials(
+    env: Mapping[str, str], prefix: str, dev: Mapping[str, str], development: bool
+) -> dict[str, str]:
+    """PREFIX_<KEY> for each key of dev; development fills the gaps."""
+    values = {key: env.get(f"{prefix}_{key.upper()}", "") for key in dev}
+    if development:
+        values = {key: value or dev[key] for key, value in values.items()}
+    missing = [f"{prefix}_{key.upper()}" for key, value in values.items() if not value]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} required to enable {prefix.lower()}")
+    return values

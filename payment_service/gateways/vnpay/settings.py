@@ -1,0 +1,58 @@
+"""VNPay's part of the configuration: environment names, development keys,
+endpoints, webhook routes and what the payment rules need to know of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
+from payment_service.gateways.port import (
+    CallbackKind,
+    GatewaySettings,
+    ServiceUrls,
+    WebhookRoute,
+    credentials,
+)
+from payment_service.gateways.vnpay.protocol import VnpayConfig
+
+# Development defaults: a made-up terminal and secret that only the local
+# simulator and tests accept. `payments serve` refuses to run on them unless
+# PAYMENTS_ENV=development.
+DEV_KEYS: Final[Mapping[str, str]] = {
+    "tmn_code": "DEVTMN01",
+    "hash_secret": "DEVSECRETDEVSECRETDEVSECRET01234",  # public development value
+}
+DEV_TMN_CODE: Final = DEV_KEYS["tmn_code"]
+DEV_HASH_SECRET: Final = DEV_KEYS["hash_secret"]
+ENV_PREFIX: Final = "VNPAY"  # VNPAY_TMN_CODE, VNPAY_HASH_SECRET
+SANDBOX_PAY_URL: Final = "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"
+SANDBOX_QUERY_URL: Final = "https://sandbox.vnpayment.vn/merchant_webapi/api/transaction"
+# Where the simulator serves the same two endpoints, under its base URL.
+SIM_PAY_PATH: Final = "/vnpay/paymentv2/vpcpay.html"
+SIM_QUERY_PATH: Final = "/vnpay/merchant_webapi/api/transaction"
+
+IPN_PATH: Final = "/webhooks/vnpay/ipn"
+RETURN_PATH: Final = "/webhooks/vnpay/return"
+ROUTES: Final = (
+    WebhookRoute("GET", IPN_PATH, CallbackKind.IPN),
+    WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
+)
+# 5,000 to under 1 billion VND per transaction.
+TRAITS: Final = ProviderTraits(limits=AmountLimits(5_000, 999_999_999))
+
+
+def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> VnpayConfig:
+    """VNPAY_TMN_CODE, VNPAY_HASH_SECRET, VNPAY_API_URL, VNPAY_QUERY_URL, VNPAY_RETURN_URL."""
+    keys = credentials(env, ENV_PREFIX, DEV_KEYS, development)
+    sim = urls.simulator_url
+    return VnpayConfig(
+        tmn_code=keys["tmn_code"],
+        hash_secret=keys["hash_secret"],
+        pay_url=env.get("VNPAY_API_URL") or (sim + SIM_PAY_PATH if development else SANDBOX_PAY_URL),
+        return_url=env.get("VNPAY_RETURN_URL") or urls.local_ingress_url + RETURN_PATH,
+        query_url=env.get("VNPAY_QUERY_URL") or (sim + SIM_QUERY_PATH if development else SANDBOX_QUERY_URL),
+    )
+
+
+SETTINGS: Final = GatewaySettings(provider=Provider.VNPAY, traits=TRAITS, routes=ROUTES, from_env=from_env)

@@ -1,0 +1,111 @@
+"""ZaloPay behind the Gateway port. The order is created server to server,
+keyed by our payment's provider reference (app_trans_id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from paykit.errors import FailedPrecondition
+from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
+from payment_service.domain.callbacks import Notification, Outcome
+from payment_service.gateways.port import (
+    PROCESSED,
+    CheckoutContext,
+    HttpReply,
+    PaymentView,
+    RawCallback,
+    Rejected,
+    Verified,
+    refused,
+    unreachable,
+)
+from payment_service.gateways.zalopay import protocol as zalopay
+
+
+@dataclass(frozen=True)
+class ZalopayGateway:
+    config: zalopay.ZalopayConfig
+    http: HttpJsonClient
+
+    def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
+        return zalopay.app_trans_id(now, payment_intent_id)
+
+    def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
+        remaining = int((payment.expire_time - ctx.now).total_seconds())
+        body = zalopay.build_create_payload(
+            self.config,
+            app_trans_id=payment.provider_reference,
+            app_user=payment.user_id,
+            amount=payment.amount,
+            app_time_ms=int(payment.create_time.timestamp() * 1000),
+            description=payment.description,
+            embed_data=zalopay.build_embed_data(
+                self.config, {"redirecturl": ctx.return_url} if ctx.return_url else None
+            ),
+            expire_duration_seconds=max(300, remaining),
+        )
+        try:
+            answer = self.http.request("POST", self.config.endpoint.rstrip("/") + "/v2/create", body)
+        except GatewayUnreachable:
+            raise unreachable("ZaloPay") from None
+        if answer.get("sub_return_code") == -68:
+            # ZaloPay has no API that shows an order's link again, and a second
+            # app_trans_id would open a second payable session for one attempt.
+            raise FailedPrecondition(
+                "ZaloPay shows an attempt's checkout link only once; reopen the link from the first call"
+                f" (valid until {payment.expire_time:%H:%M} UTC) or retry after it expires",
+                subject=f"payments/{payment.id}",
+                type_="ZALOPAY_LINK_ISSUED",
+            )
+        if answer.get("return_code") != 1 or not answer.get("order_url"):
+            detail = f"{answer.get('sub_return_code', '')} {answer.get('sub_return_message', '')}".strip()
+            raise refused("ZaloPay", detail or str(answer.get("return_message", "unknown error")))
+        return str(answer["order_url"])
+
+    def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
+        result = zalopay.verify_callback(raw.body, self.config.key2)
+        data = result.data
+        if not result.valid:
+            return Rejected(result.reason or "invalid mac", str(data.get("app_trans_id", "")) or None)
+        # ZaloPay calls back only for successful payments.
+        return Verified(
+            Notification(
+                provider_reference=str(data.get("app_trans_id", "")),
+                amount=int(data.get("amount", -1)),
+                succeeded=True,
+                transaction_id=str(data.get("zp_trans_id", "")),
+                response_code="1",
+                failure_reason="",
+                details={"bank_code": str(data.get("channel", ""))},
+            )
+        )
+
+    def query(self, payment: PaymentView, now: datetime) -> Notification | None:
+        body = zalopay.build_query_payload(self.config, app_trans_id=payment.provider_reference)
+        try:
+            answer = self.http.request("POST", self.config.endpoint.rstrip("/") + "/v2/query", body)
+        except GatewayUnreachable:
+            raise unreachable("ZaloPay") from None
+        code = answer.get("return_code")
+        if code not in (1, 2):
+            return None  # 3: unpaid or still processing
+        return Notification(
+            provider_reference=payment.provider_reference,
+            amount=int(answer.get("amount", -1)) if code == 1 else payment.amount,
+            succeeded=code == 1,
+            transaction_id=str(answer.get("zp_trans_id", "")),
+            response_code=str(code),
+            failure_reason="" if code == 1 else f"ZaloPay: {answer.get('return_message', 'payment failed')}",
+        )
+
+    def ack(self, outcome: Outcome) -> HttpReply:
+        if outcome in PROCESSED:
+            return HttpReply(200, "application/json", zalopay.callback_ack(1, "success"))
+        if outcome == Outcome.INVALID_SIGNATURE:
+            return HttpReply(200, "application/json", zalopay.callback_ack(-1, "mac not equal"))
+        return HttpReply(200, "application/json", zalopay.callback_ack(0, "try again"))
+
+
+def build(config: zalopay.ZalopayConfig, http: HttpJsonClient) -> ZalopayGateway:
+    return ZalopayGateway(config, http)

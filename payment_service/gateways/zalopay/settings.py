@@ -1,0 +1,51 @@
+"""ZaloPay's part of the configuration: environment names, development keys,
+endpoints, webhook routes and what the payment rules need to know of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from paykit.settings import ConfigError
+from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
+from payment_service.gateways.port import (
+    CallbackKind,
+    GatewaySettings,
+    ServiceUrls,
+    WebhookRoute,
+    credentials,
+)
+from payment_service.gateways.zalopay.protocol import ZALOPAY_SANDBOX_ENDPOINT, ZalopayConfig
+
+# ZaloPay's own published sandbox sample credentials; the local simulator signs with them.
+DEV_KEYS: Final[Mapping[str, str]] = {
+    "app_id": "2553",
+    "key1": "PcY4iZIKFCIdgZvA6ueMcMHHUbRLYjPL",
+    "key2": "kLtgPl8HHhfvMuDHPwKfgfsY4Ydm9eIz",
+}
+DEV_APP_ID: Final = int(DEV_KEYS["app_id"])
+ENV_PREFIX: Final = "ZALOPAY"  # ZALOPAY_APP_ID, ZALOPAY_KEY1, ZALOPAY_KEY2
+SIM_PATH: Final = "/zalopay"
+
+CALLBACK_PATH: Final = "/webhooks/zalopay/callback"
+ROUTES: Final = (WebhookRoute("POST", CALLBACK_PATH, CallbackKind.IPN),)
+TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
+
+
+def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> ZalopayConfig:
+    """ZALOPAY_APP_ID, ZALOPAY_KEY1, ZALOPAY_KEY2, ZALOPAY_ENDPOINT."""
+    keys = credentials(env, ENV_PREFIX, DEV_KEYS, development)
+    if not keys["app_id"].isdigit():
+        raise ConfigError("ZALOPAY_APP_ID must be a number")
+    return ZalopayConfig(
+        app_id=int(keys["app_id"]),
+        key1=keys["key1"],
+        key2=keys["key2"],
+        endpoint=env.get("ZALOPAY_ENDPOINT")
+        or (urls.simulator_url + SIM_PATH if development else ZALOPAY_SANDBOX_ENDPOINT),
+        callback_url=urls.public_base_url + CALLBACK_PATH,
+        redirect_url=urls.result_url,
+    )
+
+
+SETTINGS: Final = GatewaySettings(provider=Provider.ZALOPAY, traits=TRAITS, routes=ROUTES, from_env=from_env)
