@@ -180,7 +180,7 @@ def order_db_url(pg_admin_url: str, order_template_db: str) -> Iterator[str]:
 
 def make_order_settings(payment_port: int, **overrides: object) -> Any:
     from order_service.config import OrderSettings
-    from order_service.service_layer.services import OrderPolicy
+    from order_service.domain.model import OrderPolicy
 
     values: dict[str, object] = {
         "database_url": "",
