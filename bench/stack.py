@@ -211,7 +211,7 @@ class Stack:
         return self
 
     def _seed_catalog(self) -> None:
-        from order_service import catalog
+        from order_service.adapters import catalog
 
         engine = create_engine(database.sqlalchemy_url(self.order_url))
         try:

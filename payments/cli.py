@@ -86,7 +86,7 @@ def start_payment() -> Callable[[], None]:
 
 
 def start_order(*, seed: bool = False) -> Callable[[], None]:
-    from order_service import catalog
+    from order_service.adapters import catalog
     from order_service.bootstrap import bootstrap
     from order_service.entrypoints import server
 

@@ -168,7 +168,7 @@ def order_db_url(pg_admin_url: str, order_template_db: str) -> Iterator[str]:
     """A freshly migrated order database with the demo catalog."""
     from sqlalchemy import create_engine
 
-    from order_service import catalog
+    from order_service.adapters import catalog
 
     name, url = create_database(pg_admin_url, order_template_db)
     engine = create_engine(url)
