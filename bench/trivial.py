@@ -19,8 +19,9 @@ from typing import Any, cast
 from unittest import mock
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
+
+from paykit.grpc_server import start_grpc_server
 
 SERVICE = "payment.v1.PaymentService"
 
@@ -52,10 +53,6 @@ def service_server_settings() -> dict[str, Any]:
 def main() -> None:
     response = ps.CreateOrGetPaymentResponse.FromString(Path(sys.argv[1]).read_bytes())
     settings = service_server_settings()
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings["workers"], thread_name_prefix="rpc"),
-        options=settings["options"],
-    )
 
     def create_or_get_payment(
         request: ps.CreateOrGetPaymentRequest, context: grpc.ServicerContext
@@ -67,21 +64,26 @@ def main() -> None:
         request_deserializer=ps.CreateOrGetPaymentRequest.FromString,
         response_serializer=ps.CreateOrGetPaymentResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler(SERVICE, {"CreateOrGetPayment": handler})]
+    generic = grpc.method_handlers_generic_handler(SERVICE, {"CreateOrGetPayment": handler})
+    # The same factory as the services, without their interceptor: nothing
+    # but the call itself.
+    running = start_grpc_server(
+        lambda server: server.add_generic_rpc_handlers([generic]),
+        service_names=[SERVICE],
+        host="127.0.0.1",
+        port=0,
+        max_workers=settings["workers"],
+        options=settings["options"],
+        interceptors=[],
     )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    port = running.port
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     line = {"event": "serving", "port": port, "server_settings": settings}
     print(json.dumps(line), file=sys.stderr, flush=True)
     done.wait()
-    server.stop(0).wait()
+    running.stop(0)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,25 @@
-"""Wiring for the order service."""
+"""Wiring: settings in, a ready application out. The only place that knows
+which concrete adapters the use cases run on."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from order_service.adapters.payment_client import PaymentClient
-from order_service.adapters.repository import UnitOfWork
 from order_service.config import OrderSettings
-from order_service.service_layer.services import Clock, OrderUseCases, utc_now
+from order_service.service_layer.services import Clock, OrderUseCases
+from order_service.service_layer.unit_of_work import UnitOfWork
 from paykit.database import create_db_engine
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from order_service.service_layer.services import OrderPolicy
+from order_service.domain.model import OrderPolicy
 from paykit.settings import env_int
 
 

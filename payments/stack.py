@@ -238,7 +238,7 @@ class Stack:
     def _seed(self) -> None:
         from sqlalchemy import create_engine
 
-        from order_service import catalog
+        from order_service.adapters import catalog
 
         engine = create_engine(database.sqlalchemy_url(self.order_url))
         try:

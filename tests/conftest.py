@@ -172,7 +172,7 @@ def order_db_url(pg_admin_url: str, order_template_db: str) -> Iterator[str]:
     """A freshly migrated order database with the demo catalog."""
     from sqlalchemy import create_engine
 
-    from order_service import catalog
+    from order_service.adapters import catalog
 
     name, url = create_database(pg_admin_url, order_template_db)
     engine = create_engine(url)
@@ -184,7 +184,7 @@ def order_db_url(pg_admin_url: str, order_template_db: str) -> Iterator[str]:
 
 def make_order_settings(payment_port: int, **overrides: object) -> Any:
     from order_service.config import OrderSettings
-    from order_service.service_layer.services import OrderPolicy
+    from order_service.domain.model import OrderPolicy
 
     values: dict[str, object] = {
         "database_url": "",

@@ -1,27 +1,69 @@
 """The order service's view of payment.v1.PaymentService: typed calls with
-deadlines, and gRPC failures turned into domain errors."""
+deadlines, payment.v1 messages turned into the order domain's payment facts,
+and gRPC failures turned into domain errors. The only module of the order
+service that reads payment.v1 messages."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 
 import grpc
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
-from paykit.errors import DomainError, FailedPrecondition, InvalidArgument, Unavailable
+from order_service.domain.errors import DomainError, InvalidArgument, PaymentRefused, Unavailable
+from order_service.domain.payments import (
+    Checkout,
+    PaymentAttempt,
+    PaymentEvent,
+    PaymentProvider,
+    PaymentStatus,
+)
 
 # What the payment service's refusals mean to a shopper of this order.
 _PASS_THROUGH = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
 
 
-@dataclass(frozen=True)
-class Checkout:
-    payment_id: str
-    checkout_url: str
-    expire_time: datetime
+def provider_to_proto(provider: PaymentProvider | None) -> str:
+    """The payment.v1.Provider name; None is the order service's default choice: VNPay."""
+    return f"PROVIDER_{provider or PaymentProvider.VNPAY}"
+
+
+def provider_from_proto(value: int) -> PaymentProvider | None:
+    """The domain provider of a payment.v1.Provider; None for unspecified or unknown."""
+    name = payment_pb2.Provider.Name(value) if value in payment_pb2.Provider.values() else ""
+    try:
+        return PaymentProvider(name.removeprefix("PROVIDER_"))
+    except ValueError:
+        return None
+
+
+def status_from_proto(value: int) -> PaymentStatus:
+    name = payment_pb2.PaymentStatus.Name(value) if value in payment_pb2.PaymentStatus.values() else ""
+    try:
+        return PaymentStatus(name.removeprefix("PAYMENT_STATUS_"))
+    except ValueError:
+        return PaymentStatus.UNSPECIFIED
+
+
+def payment_event_from_proto(cursor: str, event: payment_pb2.PaymentEvent) -> PaymentEvent:
+    payment = event.payment
+    return PaymentEvent(
+        cursor=cursor,
+        event_id=event.id,
+        type=event.type,
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        user_id=payment.user_id,
+        status=status_from_proto(payment.status),
+        provider=provider_from_proto(payment.provider),
+        amount=payment.amount,
+        currency=payment.currency,
+        version=event.version,
+        failure_reason=payment.failure_reason,
+        review_reason=payment.review_reason,
+    )
 
 
 class PaymentClient:
@@ -29,31 +71,18 @@ class PaymentClient:
         self.stub = payment_service_pb2_grpc.PaymentServiceStub(channel)
         self.timeout = timeout_seconds
 
-    def create_or_get_payment(
-        self,
-        *,
-        order_id: str,
-        user_id: str,
-        amount: int,
-        currency: str,
-        provider: payment_pb2.Provider,
-        description: str,
-        client_ip: str,
-        user_agent: str,
-        return_url: str,
-        request_id: str,
-    ) -> Checkout:
+    def create_or_get_payment(self, attempt: PaymentAttempt) -> Checkout:
         request = ps.CreateOrGetPaymentRequest(
-            order_id=order_id,
-            user_id=user_id,
-            amount=amount,
-            currency=currency,
-            provider=provider or payment_pb2.PROVIDER_VNPAY,
-            description=description,
-            client_ip=client_ip,
-            user_agent=user_agent[:512],
-            return_url=return_url,
-            request_id=request_id,
+            order_id=attempt.order_id,
+            user_id=attempt.user_id,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            provider=provider_to_proto(attempt.provider),
+            description=attempt.description,
+            client_ip=attempt.client_ip,
+            user_agent=attempt.user_agent[:512],
+            return_url=attempt.return_url,
+            request_id=attempt.request_id,
         )
         try:
             # No blind retry here: request_id makes a retry by the caller safe.
@@ -75,8 +104,12 @@ class PaymentClient:
             if error.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already closed: fine
                 raise _domain_error(error) from None
 
-    def stream_events(self, after_cursor: str) -> Iterator[ps.StreamPaymentEventsResponse]:
-        return self.stub.StreamPaymentEvents(ps.StreamPaymentEventsRequest(after_cursor=after_cursor))  # type: ignore[no-any-return]
+    def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
+        """Payment events after `after_cursor`, until the stream or the
+        channel closes (grpc.RpcError)."""
+        responses = self.stub.StreamPaymentEvents(ps.StreamPaymentEventsRequest(after_cursor=after_cursor))
+        for response in responses:
+            yield payment_event_from_proto(response.cursor, response.event)
 
 
 def _domain_error(error: grpc.RpcError) -> DomainError:
@@ -84,7 +117,7 @@ def _domain_error(error: grpc.RpcError) -> DomainError:
     if code in _PASS_THROUGH:
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return InvalidArgument.one("order", details)
-        return FailedPrecondition(details, subject="payments", type_="PAYMENT_REFUSED")
+        return PaymentRefused(details)
     if code == grpc.StatusCode.ABORTED:
         return Unavailable("the previous payment attempt is closing; retry in a minute")
     return Unavailable("the payment service is unavailable; retry shortly")

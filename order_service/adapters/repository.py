@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from order_service.adapters.orm import AppliedPaymentEvent, Order, OrderEvent, Product, StreamCheckpoint
 
@@ -44,7 +43,9 @@ class OrderRepository:
         )
 
     def add(self, order: Order) -> None:
+        """Stores a new order; the database assigns its order_code now."""
         self.session.add(order)
+        self.session.flush()
 
     def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
         stmt = select(Order).where(Order.id == order_id)
@@ -102,34 +103,29 @@ class OrderRepository:
         )
         self.session.execute(stmt)
 
-    def add_event(self, event_type: str, order: Order, payload: dict[str, Any], now: datetime) -> None:
+    def add_event(self, event_type: str, order: Order, now: datetime) -> None:
+        """An order event in the outbox, in the caller's transaction."""
         self.session.add(
             OrderEvent(
                 id=uuid.uuid4(),
                 aggregatetype="order",
                 aggregateid=str(order.id),
                 type=event_type,
-                payload=payload,
+                payload=order_payload(order),
                 create_time=now,
             )
         )
 
 
-class UnitOfWork:
-    orders: OrderRepository
-
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        self._session_factory = session_factory
-
-    def __enter__(self) -> UnitOfWork:
-        self.session = self._session_factory()
-        self.orders = OrderRepository(self.session)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.session.close()
-
-    def commit(self) -> None:
-        self.session.commit()
+def order_payload(order: Order) -> dict[str, Any]:
+    """The outbox payload of an order event."""
+    return {
+        "order_id": str(order.id),
+        "order_code": order.order_code,
+        "user_id": order.user_id,
+        "status": order.status,
+        "status_reason": order.status_reason,
+        "total_amount": order.total_amount,
+        "currency": order.currency,
+        "payment_id": str(order.payment_id or ""),
+    }

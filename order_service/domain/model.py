@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from paykit.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from order_service.domain.errors import (
+    AlreadyPaid,
+    CashOnDelivery,
+    FieldViolation,
+    InvalidArgument,
+    NotCancelable,
+    OrderClosed,
+)
+from order_service.domain.payments import PaymentEvent, PaymentProvider
 
 
 class OrderStatus(StrEnum):
@@ -33,6 +42,15 @@ MAX_QUANTITY = 100
 VARIANT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 PHONE_RE = re.compile(r"\+?[0-9]{8,15}")
 ORDER_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class OrderPolicy:
+    """Business limits; built from configuration in bootstrap."""
+
+    order_ttl: timedelta = timedelta(minutes=30)
+    retry_limit: int = 10  # RetryPayment calls per user per window, per replica
+    retry_window: timedelta = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -64,16 +82,7 @@ def _text(v: list[FieldViolation], name: str, value: str, maximum: int, *, requi
     return value
 
 
-def validate_new_order(
-    *,
-    user_id: str,
-    lines: list[tuple[str, int]],
-    receiver_name: str,
-    receiver_phone: str,
-    shipping_address: str,
-    note: str,
-) -> NewOrder:
-    v: list[FieldViolation] = []
+def _check_lines(v: list[FieldViolation], lines: list[tuple[str, int]]) -> None:
     if not lines:
         v.append(FieldViolation("items", "at least one item is required"))
     elif len(lines) > MAX_ITEMS:
@@ -87,6 +96,20 @@ def validate_new_order(
         seen.add(variant_id)
         if not 1 <= quantity <= MAX_QUANTITY:
             v.append(FieldViolation(f"items[{i}].quantity", f"must be between 1 and {MAX_QUANTITY}"))
+
+
+def validate_new_order(
+    *,
+    user_id: str,
+    lines: list[tuple[str, int]],
+    receiver_name: str,
+    receiver_phone: str,
+    shipping_address: str,
+    note: str,
+) -> NewOrder:
+    """Checks every field and reports all problems at once."""
+    v: list[FieldViolation] = []
+    _check_lines(v, lines)
     name = _text(v, "receiver_name", receiver_name, 100, required=True)
     phone = receiver_phone.strip().replace(" ", "")
     if not PHONE_RE.fullmatch(phone):
@@ -122,42 +145,16 @@ def check_payable(order: OrderLike) -> None:
     if status in PAYABLE:
         return
     if status == OrderStatus.AWAITING_DELIVERY_PAYMENT:
-        raise FailedPrecondition(
-            f"order {order.id} is confirmed for cash on delivery",
-            subject=f"orders/{order.id}",
-            type_="CASH_ON_DELIVERY",
-        )
+        raise CashOnDelivery(order.id)
     if status == OrderStatus.PAID:
-        raise FailedPrecondition(
-            f"order {order.id} is already paid", subject=f"orders/{order.id}", type_="ALREADY_PAID"
-        )
-    raise FailedPrecondition(
-        f"order {order.id} is {status.value.lower()}; create a new order",
-        subject=f"orders/{order.id}",
-        type_="ORDER_CLOSED",
-    )
+        raise AlreadyPaid(order.id)
+    raise OrderClosed(order.id, status.value)
 
 
 def check_cancelable(order: OrderLike) -> None:
     status = OrderStatus(order.status)
     if status not in CANCELABLE:
-        raise FailedPrecondition(
-            f"order {order.id} is {status.value.lower()} and cannot be canceled",
-            subject=f"orders/{order.id}",
-            type_="NOT_CANCELABLE",
-        )
-
-
-@dataclass(frozen=True)
-class PaymentFacts:
-    """The parts of a payment.v1.PaymentEvent an order cares about."""
-
-    event_type: str
-    payment_id: str
-    status: str  # payment.v1 status name without prefix: PENDING, SUCCEEDED, ...
-    provider: str
-    failure_reason: str
-    review_reason: str
+        raise NotCancelable(order.id, status.value)
 
 
 @dataclass(frozen=True)
@@ -167,40 +164,40 @@ class OrderChange:
     event: str  # order event type to emit
 
 
-def on_payment_event(order: OrderLike, facts: PaymentFacts) -> OrderChange | None:
+def on_payment_event(order: OrderLike, event: PaymentEvent) -> OrderChange | None:
     """What a (new, in-order for its payment) payment event does to the order.
     Paid never regresses; money for a closed order is never silently accepted."""
     status = OrderStatus(order.status)
-    money_arrived = facts.event_type in ("payment.succeeded", "payment.late_success")
+    money_arrived = event.type in ("payment.succeeded", "payment.late_success")
     if money_arrived:
         if status in PAYABLE or (
-            status == OrderStatus.AWAITING_DELIVERY_PAYMENT and str(order.payment_id) == facts.payment_id
+            status == OrderStatus.AWAITING_DELIVERY_PAYMENT and str(order.payment_id) == event.payment_id
         ):
             return OrderChange(OrderStatus.PAID, None, "order.paid")
         if status in RESTOCKED:
             return OrderChange(
                 OrderStatus.NEEDS_REVIEW,
-                f"payment {facts.payment_id} succeeded after the order was {status.value.lower()}: "
+                f"payment {event.payment_id} succeeded after the order was {status.value.lower()}: "
                 "refund it or honour the order",
                 "order.needs_review",
             )
         if (
             status in (OrderStatus.PAID, OrderStatus.AWAITING_DELIVERY_PAYMENT)
-            and str(order.payment_id) != facts.payment_id
+            and str(order.payment_id) != event.payment_id
         ):
             # A second payment for a paid order: keep it paid, make the extra
             # money visible.
             return OrderChange(
-                status, f"extra payment {facts.payment_id} received: refund it", "order.extra_payment"
+                status, f"extra payment {event.payment_id} received: refund it", "order.extra_payment"
             )
         return None
-    if facts.event_type == "payment.created":
-        if status in PAYABLE and facts.provider == "COD":
+    if event.type == "payment.created":
+        if status in PAYABLE and event.provider == PaymentProvider.COD:
             return OrderChange(OrderStatus.AWAITING_DELIVERY_PAYMENT, None, "order.confirmed_cod")
         if status == OrderStatus.PAYMENT_FAILED:
             return OrderChange(OrderStatus.PENDING_PAYMENT, None, "order.payment_retried")
         return None
-    if facts.event_type == "payment.failed" and status == OrderStatus.PENDING_PAYMENT:
-        if str(order.payment_id) in ("", "None", facts.payment_id):
-            return OrderChange(OrderStatus.PAYMENT_FAILED, facts.failure_reason, "order.payment_failed")
+    if event.type == "payment.failed" and status == OrderStatus.PENDING_PAYMENT:
+        if str(order.payment_id) in ("", "None", event.payment_id):
+            return OrderChange(OrderStatus.PAYMENT_FAILED, event.failure_reason, "order.payment_failed")
     return None

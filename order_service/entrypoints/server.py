@@ -1,21 +1,20 @@
-"""The order service process: gRPC server (health, reflection), the payment
-event follower and the expiry sweeper, with graceful shutdown."""
+"""The order service process: OrderService on paykit's gRPC server (health,
+reflection, graceful stop), the payment event follower and the expiry
+sweeper, with graceful shutdown."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 from order.v1 import order_service_pb2, order_service_pb2_grpc
 
 from order_service.bootstrap import OrderApp
 from order_service.entrypoints.servicer import OrderServicer
-from paykit.grpc_errors import RejectUndecodableRequests
+from paykit.grpc_server import GrpcServer, start_grpc_server
 
 log = logging.getLogger("order_service.server")
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
@@ -23,19 +22,28 @@ SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].ful
 
 @dataclass
 class RunningOrderServer:
-    server: grpc.Server
-    health: health.HealthServicer
-    port: int
+    serving: GrpcServer
     app: OrderApp
     stopping: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def server(self) -> grpc.Server:
+        return self.serving.server
+
+    @property
+    def health(self) -> health.HealthServicer:
+        return self.serving.health
+
+    @property
+    def port(self) -> int:
+        return self.serving.port
 
     def stop(self, grace: float | None = None) -> None:
         if self.stopping.is_set():
             return
         self.stopping.set()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace).wait()
+        self.serving.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
         self.app.channel.close()  # ends the event stream
         for thread in self.threads:
             thread.join(timeout=5)
@@ -47,24 +55,15 @@ def start(
     app: OrderApp, port: int | None = None, *, follow: bool = True, sweep: bool = True
 ) -> RunningOrderServer:
     settings = app.settings
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-        # 16 KiB of metadata: the ingress forwards request headers (up to its own
-        # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
-        options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 16 * 1024)],
-        interceptors=[RejectUndecodableRequests()],
+    servicer = OrderServicer(app.use_cases)
+    serving = start_grpc_server(
+        lambda server: order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server),
+        service_names=[SERVICE_NAME],
+        host=settings.host,
+        port=settings.order_grpc_port if port is None else port,
+        max_workers=settings.grpc_workers,
     )
-    order_service_pb2_grpc.add_OrderServiceServicer_to_server(OrderServicer(app.use_cases), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{settings.host}:{settings.order_grpc_port if port is None else port}")
-    if bound == 0:
-        raise OSError(f"cannot bind {settings.host}:{port}")
-    server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    running = RunningOrderServer(server=server, health=health_servicer, port=bound, app=app)
+    running = RunningOrderServer(serving=serving, app=app)
     if follow:
         running.threads.append(threading.Thread(target=follow_payment_events, args=(running,), name="events"))
     if sweep:
@@ -72,7 +71,6 @@ def start(
     for thread in running.threads:
         thread.daemon = True
         thread.start()
-    log.info("serving", extra={"service": SERVICE_NAME, "host": settings.host, "port": bound})
     return running
 
 
@@ -84,9 +82,8 @@ def follow_payment_events(running: RunningOrderServer) -> None:
     backoff = 0.2
     while not running.stopping.is_set():
         try:
-            cursor = use_cases.stream_cursor()
-            for item in use_cases.payments.stream_events(cursor):
-                use_cases.apply_payment_event(item.cursor, item.event)
+            for event in use_cases.payment_events():
+                use_cases.apply_payment_event(event)
                 backoff = 0.2
                 if running.stopping.is_set():
                     return

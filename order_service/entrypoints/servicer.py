@@ -7,54 +7,18 @@ from __future__ import annotations
 import re
 
 import grpc
-from order.v1 import order_pb2, order_service_pb2_grpc
 from order.v1 import order_service_pb2 as os_pb2
+from order.v1 import order_service_pb2_grpc
 
-from order_service.adapters.orm import Order, Product
 from order_service.domain import model
+from order_service.domain.errors import InvalidArgument, Unauthenticated
+from order_service.entrypoints.protobuf import order_to_proto, product_to_proto, requested_provider
 from order_service.service_layer.services import OrderUseCases
-from paykit.errors import InvalidArgument, Unauthenticated
 from paykit.grpc_errors import grpc_errors
 from paykit.protobuf import timestamp
 
 USER_HEADER = "x-user-id"
 IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def order_to_proto(o: Order) -> order_pb2.Order:
-    return order_pb2.Order(
-        id=str(o.id),
-        order_code=o.order_code,
-        user_id=o.user_id,
-        status="ORDER_STATUS_" + o.status,
-        total_amount=o.total_amount,
-        currency=o.currency,
-        items=[
-            order_pb2.OrderItem(
-                variant_id=i.variant_id,
-                name=i.name,
-                quantity=i.quantity,
-                unit_price=i.unit_price,
-                line_total=i.unit_price * i.quantity,
-            )
-            for i in o.items
-        ],
-        receiver_name=o.receiver_name,
-        receiver_phone=o.receiver_phone,
-        shipping_address=o.shipping_address,
-        note=o.note,
-        status_reason=o.status_reason or "",
-        payment_id=str(o.payment_id or ""),
-        create_time=timestamp(o.create_time),
-        update_time=timestamp(o.update_time),
-        expire_time=timestamp(o.expire_time),
-    )
-
-
-def product_to_proto(p: Product) -> order_pb2.Product:
-    return order_pb2.Product(
-        variant_id=p.variant_id, name=p.name, price=p.price, currency=p.currency, stock=p.stock
-    )
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -126,7 +90,7 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         order, checkout = self.use_cases.retry_payment(
             _user(context),
             request.order_id,
-            provider=request.provider,
+            provider=requested_provider(request.provider),
             return_url=request.return_url,
             client_ip=forwarded or metadata.get("x-envoy-external-address", ""),
             user_agent=metadata.get("user-agent", ""),

@@ -9,44 +9,28 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from payment.v1 import payment_pb2
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 
 from order_service.adapters.orm import Order, OrderItem, Product
-from order_service.adapters.payment_client import Checkout, PaymentClient
-from order_service.adapters.repository import UnitOfWork
 from order_service.domain import model
-from order_service.domain.model import OrderStatus, PaymentFacts
-from paykit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from order_service.domain.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    OutOfStock,
+    ResourceExhausted,
+)
+from order_service.domain.model import OrderPolicy, OrderStatus
+from order_service.domain.payments import Checkout, PaymentAttempt, PaymentEvent, PaymentProvider
+from order_service.service_layer.ports import Payments
+from order_service.service_layer.unit_of_work import UnitOfWork
+from paykit.cursor import parse_cursor
 from paykit.text import check_text
 
 log = logging.getLogger("order_service")
 Clock = Callable[[], datetime]
 STREAM_NAME = "payment_events"
-
-
-@dataclass(frozen=True)
-class OrderPolicy:
-    order_ttl: timedelta = timedelta(minutes=30)
-    retry_limit: int = 10  # RetryPayment calls per user per window, per replica
-    retry_window: timedelta = timedelta(minutes=1)
-
-
-def order_payload(order: Order) -> dict[str, Any]:
-    return {
-        "order_id": str(order.id),
-        "order_code": order.order_code,
-        "user_id": order.user_id,
-        "status": order.status,
-        "status_reason": order.status_reason,
-        "total_amount": order.total_amount,
-        "currency": order.currency,
-        "payment_id": str(order.payment_id or ""),
-    }
 
 
 def _page_token(value: str) -> str:
@@ -86,11 +70,36 @@ class RateLimiter:
             hits.append(now)
 
 
+def _priced_products(uow: UnitOfWork, new: model.NewOrder) -> tuple[Mapping[str, Product], str]:
+    """The products of an order's lines and their one currency."""
+    ids = [line.variant_id for line in new.lines]
+    products = uow.orders.products_by_id(ids)
+    unknown = [
+        FieldViolation(f"items[{i}].variant_id", f"unknown variant {v}")
+        for i, v in enumerate(ids)
+        if v not in products
+    ]
+    if unknown:
+        raise InvalidArgument(unknown)
+    currencies = {p.currency for p in products.values()}
+    if len(currencies) != 1:
+        raise InvalidArgument.one("items", "all items must be priced in one currency")
+    return products, currencies.pop()
+
+
+def _take_stock(uow: UnitOfWork, new: model.NewOrder) -> None:
+    # A fixed order (by variant) over the row locks the UPDATEs take,
+    # so concurrent checkouts of overlapping carts cannot deadlock.
+    for line in sorted(new.lines, key=lambda line: line.variant_id):
+        if not uow.orders.take_stock(line.variant_id, line.quantity):
+            raise OutOfStock(line.variant_id, line.quantity)
+
+
 class OrderUseCases:
     def __init__(
         self,
         uow_factory: Callable[[], UnitOfWork],
-        payments: PaymentClient,
+        payments: Payments,
         clock: Clock,
         policy: OrderPolicy,
     ) -> None:
@@ -112,33 +121,14 @@ class OrderUseCases:
     def create_order(self, new: model.NewOrder) -> Order:
         now = self.clock()
         with self.uow_factory() as uow:
-            ids = [line.variant_id for line in new.lines]
-            products = uow.orders.products_by_id(ids)
-            unknown = [
-                FieldViolation(f"items[{i}].variant_id", f"unknown variant {v}")
-                for i, v in enumerate(ids)
-                if v not in products
-            ]
-            if unknown:
-                raise InvalidArgument(unknown)
-            currencies = {p.currency for p in products.values()}
-            if len(currencies) != 1:
-                raise InvalidArgument.one("items", "all items must be priced in one currency")
-            # A fixed order (by variant) over the row locks the UPDATEs take,
-            # so concurrent checkouts of overlapping carts cannot deadlock.
-            for line in sorted(new.lines, key=lambda line: line.variant_id):
-                if not uow.orders.take_stock(line.variant_id, line.quantity):
-                    raise FailedPrecondition(
-                        f"variant {line.variant_id} is out of stock for quantity {line.quantity}",
-                        subject=f"products/{line.variant_id}",
-                        type_="OUT_OF_STOCK",
-                    )
+            products, currency = _priced_products(uow, new)
+            _take_stock(uow, new)
             order = Order(
                 id=uuid.uuid4(),
                 user_id=new.user_id,
                 status=OrderStatus.PENDING_PAYMENT.value,
                 total_amount=sum(products[line.variant_id].price * line.quantity for line in new.lines),
-                currency=currencies.pop(),
+                currency=currency,
                 receiver_name=new.receiver_name,
                 receiver_phone=new.receiver_phone,
                 shipping_address=new.shipping_address,
@@ -158,8 +148,7 @@ class OrderUseCases:
                 ],
             )
             uow.orders.add(order)
-            uow.session.flush()  # assigns order_code
-            uow.orders.add_event("order.created", order, order_payload(order), now)
+            uow.orders.add_event("order.created", order, now)
             uow.commit()
         return order
 
@@ -197,7 +186,7 @@ class OrderUseCases:
         user_id: str,
         order_id: str,
         *,
-        provider: payment_pb2.Provider,
+        provider: PaymentProvider | None,
         return_url: str,
         client_ip: str,
         user_agent: str,
@@ -208,16 +197,18 @@ class OrderUseCases:
             model.check_payable(order)
         self.retry_limiter.check(user_id)
         checkout = self.payments.create_or_get_payment(
-            order_id=str(order.id),
-            user_id=user_id,
-            amount=order.total_amount,
-            currency=order.currency,
-            provider=provider,
-            description=f"Thanh toan don hang {order.order_code}",
-            client_ip=client_ip,
-            user_agent=user_agent,
-            return_url=return_url,
-            request_id=idempotency_key or uuid.uuid4().hex,
+            PaymentAttempt(
+                order_id=str(order.id),
+                user_id=user_id,
+                amount=order.total_amount,
+                currency=order.currency,
+                provider=provider,
+                description=f"Thanh toan don hang {order.order_code}",
+                client_ip=client_ip,
+                user_agent=user_agent,
+                return_url=return_url,
+                request_id=idempotency_key or uuid.uuid4().hex,
+            )
         )
         now = self.clock()
         with self.uow_factory() as uow:
@@ -240,7 +231,7 @@ class OrderUseCases:
         order.status = status.value
         order.status_reason = reason
         order.update_time = now
-        uow.orders.add_event(f"order.{status.value.lower()}", order, order_payload(order), now)
+        uow.orders.add_event(f"order.{status.value.lower()}", order, now)
 
     def cancel_order(self, user_id: str, order_id: str, reason: str) -> Order:
         check_text("reason", reason, 255)
@@ -278,19 +269,25 @@ class OrderUseCases:
             checkpoint = uow.orders.checkpoint(STREAM_NAME)
             return checkpoint.cursor if checkpoint else ""
 
-    def apply_payment_event(self, cursor: str, event: Any) -> bool:
-        """Applies one payment.v1.PaymentEvent at most once (by event id),
-        ignoring versions older than one already applied for its payment,
-        and moves the stream checkpoint in the same transaction."""
+    def payment_events(self) -> Iterator[PaymentEvent]:
+        """The payment events after the stored checkpoint, as they come."""
+        return self.payments.stream_events(self.stream_cursor())
+
+    def apply_payment_event(self, event: PaymentEvent) -> bool:
+        """Applies one payment event at most once (by event id), ignoring
+        versions older than one already applied for its payment, and moves
+        the stream checkpoint in the same transaction."""
         now = self.clock()
         event_id: uuid.UUID | None = None
         payment_id: uuid.UUID | None = None
         try:
-            event_id, payment_id = uuid.UUID(event.id), uuid.UUID(event.payment.id)
+            event_id, payment_id = uuid.UUID(event.event_id), uuid.UUID(event.payment_id)
         except ValueError:
             # Not an event about a payment we could act on; never let one
             # malformed row stop the stream behind it.
-            log.error("skipping malformed payment event", extra={"event_id": event.id, "cursor": cursor})
+            log.error(
+                "skipping malformed payment event", extra={"event_id": event.event_id, "cursor": event.cursor}
+            )
         applied = False
         with self.uow_factory() as uow:
             if (
@@ -300,45 +297,24 @@ class OrderUseCases:
                 and event.version > uow.orders.newest_version(payment_id, excluding=event_id)
             ):
                 applied = self._apply(uow, event, now)
-            if cursor:
-                txid, _, seq = cursor.partition("-")
-                uow.orders.advance_checkpoint(STREAM_NAME, cursor, int(txid), int(seq), now)
+            if event.cursor:
+                txid, seq = parse_cursor(event.cursor)
+                uow.orders.advance_checkpoint(STREAM_NAME, event.cursor, txid, seq, now)
             uow.commit()
         return applied
 
-    def _apply(self, uow: UnitOfWork, event: Any, now: datetime) -> bool:
-        payment = event.payment
-        if not model.ORDER_ID_RE.fullmatch(payment.order_id):
+    def _apply(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
+        if not model.ORDER_ID_RE.fullmatch(event.order_id):
             return False  # a payment for an order some other system placed
-        order = uow.orders.get(uuid.UUID(payment.order_id), for_update=True)
+        order = uow.orders.get(uuid.UUID(event.order_id), for_update=True)
         if order is None:
             return False
-        facts = PaymentFacts(
-            event_type=event.type,
-            payment_id=payment.id,
-            status=_status_name(payment.status),
-            provider=_provider_name(payment.provider),
-            failure_reason=payment.failure_reason,
-            review_reason=payment.review_reason,
-        )
         if event.type == "payment.created" and order.status in model.PAYABLE:
-            order.payment_id = uuid.UUID(payment.id)
-        change = model.on_payment_event(order, facts)
+            order.payment_id = uuid.UUID(event.payment_id)
+        change = model.on_payment_event(order, event)
         if change is not None:
             order.status = change.status.value
             order.status_reason = change.reason
-            uow.orders.add_event(change.event, order, order_payload(order), now)
+            uow.orders.add_event(change.event, order, now)
         order.update_time = now
         return True
-
-
-def _status_name(value: int) -> str:
-    return str(payment_pb2.PaymentStatus.Name(value)).removeprefix("PAYMENT_STATUS_")
-
-
-def _provider_name(value: int) -> str:
-    return str(payment_pb2.Provider.Name(value)).removeprefix("PROVIDER_")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

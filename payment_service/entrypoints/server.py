@@ -1,19 +1,18 @@
-"""The gRPC server: PaymentService, standard health, reflection, an expiry
-sweeper, and graceful shutdown (NOT_SERVING, stop with grace, close the pool)."""
+"""The payment service process: PaymentService on paykit's gRPC server
+(health, reflection, graceful stop), an expiry sweeper, and a shutdown that
+goes NOT_SERVING, stops with grace, then closes the pool."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
-from paykit.grpc_errors import RejectUndecodableRequests
+from paykit.grpc_server import GrpcServer, start_grpc_server
 from payment_service.bootstrap import App
 from payment_service.entrypoints.servicer import PaymentServicer
 
@@ -23,19 +22,28 @@ SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 
 @dataclass
 class RunningServer:
-    server: grpc.Server
-    health: health.HealthServicer
-    port: int
+    serving: GrpcServer
     app: App
     stopping: threading.Event = field(default_factory=threading.Event)
     sweeper: threading.Thread | None = None
+
+    @property
+    def server(self) -> grpc.Server:
+        return self.serving.server
+
+    @property
+    def health(self) -> health.HealthServicer:
+        return self.serving.health
+
+    @property
+    def port(self) -> int:
+        return self.serving.port
 
     def stop(self, grace: float | None = None) -> None:
         if self.stopping.is_set():
             return
         self.stopping.set()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace).wait()
+        self.serving.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
         if self.sweeper is not None:
             self.sweeper.join(timeout=5)
         self.app.close()
@@ -45,32 +53,18 @@ class RunningServer:
 def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningServer:
     settings = app.settings
     stopping = threading.Event()
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
-        # 16 KiB of metadata: the ingress forwards request headers (up to its own
-        # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
-        options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 16 * 1024)],
-        interceptors=[RejectUndecodableRequests()],
+    servicer = PaymentServicer(app.use_cases, app.callbacks, stopping)
+    serving = start_grpc_server(
+        lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
+        service_names=[SERVICE_NAME],
+        host=settings.host,
+        port=settings.payment_grpc_port if port is None else port,
+        max_workers=settings.grpc_workers,
     )
-    payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(
-        PaymentServicer(app.use_cases, app.callbacks, stopping), server
-    )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(
-        f"{settings.host}:{settings.payment_grpc_port if port is None else port}"
-    )
-    if bound == 0:
-        raise OSError(f"cannot bind {settings.host}:{port}")
-    server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    running = RunningServer(server=server, health=health_servicer, port=bound, app=app, stopping=stopping)
+    running = RunningServer(serving=serving, app=app, stopping=stopping)
     if sweep:
         running.sweeper = threading.Thread(target=_sweep, args=(running,), name="expiry-sweeper", daemon=True)
         running.sweeper.start()
-    log.info("serving", extra={"service": SERVICE_NAME, "host": settings.host, "port": bound})
     return running
 
 

@@ -241,6 +241,8 @@ def test_events_twice_and_out_of_order_apply_once(
     from google.protobuf import json_format
     from payment.v1 import payment_pb2 as ppb
 
+    from order_service.adapters.payment_client import payment_event_from_proto
+
     order = checkout(order_stub)
     order_stub.RetryPayment(os_pb2.RetryPaymentRequest(order_id=order.id), metadata=U1)
     payment = stub.GetPaymentByOrder(payment_pb2_request(order.id)).payment
@@ -255,10 +257,13 @@ def test_events_twice_and_out_of_order_apply_once(
         )
     ]
     assert [p["type"] for p in payloads] == ["payment.created", "payment.succeeded"]
-    events = [json_format.ParseDict(p, ppb.PaymentEvent(), ignore_unknown_fields=True) for p in payloads]
+    events = [
+        payment_event_from_proto("", json_format.ParseDict(p, ppb.PaymentEvent(), ignore_unknown_fields=True))
+        for p in payloads
+    ]
     use_cases = order_server.app.use_cases
     for event in [*reversed(events), *events]:
-        assert use_cases.apply_payment_event("", event) is False
+        assert use_cases.apply_payment_event(event) is False
     assert order_status(order_stub, order.id) == "ORDER_STATUS_PAID"
     assert rows(order_db_url, "SELECT count(*) FROM order_events WHERE type = 'order.paid'") == [(1,)]
 

@@ -26,7 +26,7 @@ def module_databases(
 ) -> Iterator[tuple[str, str]]:
     """A migrated payment database and an order database with the demo
     catalog, shared by the tests of one module (processes started once)."""
-    from order_service import catalog
+    from order_service.adapters import catalog
 
     pay_name, pay_url = create_database(pg_admin_url, template_db)
     order_name, order_url = create_database(pg_admin_url, order_template_db)

@@ -21,7 +21,7 @@ from order.v1 import order_service_pb2 as os_pb2
 from order.v1 import order_service_pb2_grpc
 from sqlalchemy import create_engine
 
-from order_service import catalog
+from order_service.adapters import catalog
 from paykit import database, migrations
 from tests.conftest import TEST_VNPAY
 from tests.integration.helpers import ServerProcess, rows
