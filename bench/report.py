@@ -11,10 +11,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.model import Config, Results, RunStats, Scenario
+
 if TYPE_CHECKING:
-    from bench.run import Bench, Config, RunStats, Scenario
     from bench.stack import Stack
 
+ROOT = Path(__file__).resolve().parent.parent
 P99_LIMIT_MS = 25.0
 RSS_LIMIT_MB = 200.0
 
@@ -48,8 +50,6 @@ def machine(stack: Stack) -> dict[str, Any]:
         info["envoy"] = out.stdout.strip().split("version:")[-1].strip().split("/")[1]
     except (OSError, IndexError, subprocess.SubprocessError):
         info["envoy"] = "?"
-    from bench.run import git_revision
-
     info["revision"] = git_revision()
     return info
 
@@ -91,7 +91,7 @@ def _flags(stats: RunStats | None) -> str:
     return ", ".join(flags)
 
 
-def scenario_table(bench: Bench) -> str:
+def scenario_table(bench: Results) -> str:
     header = (
         "| scenario | max req/s (closed, conc.) | p50 / p99 ms at max | half-max rate req/s"
         " | p50 ms | p95 ms | p99 ms | max ms | p50 ms, table before / after growing | notes |\n"
@@ -126,7 +126,7 @@ def scenario_table(bench: Bench) -> str:
 CPU_GROUPS = ("load generator", "trivial", "payment", "order", "envoy", "postgres", "other processes")
 
 
-def cpu_table(bench: Bench) -> str:
+def cpu_table(bench: Results) -> str:
     """Where the CPU goes at maximum throughput: CPU ms per request of each
     process group, the busiest service process's share of one core (a
     GIL-bound Python server stops near 100 %), and how busy the machine was."""
@@ -170,7 +170,7 @@ def _noise(*runs: RunStats | None) -> str:
     return f"; other processes took {share:.0f} % of the CPU (e.g. `{top[0][0][:60]}`): unreliable"
 
 
-def gc_table(bench: Bench) -> str:
+def gc_table(bench: Results) -> str:
     """Garbage collections of each service during each open-loop run: a
     collection stops every thread of the process, so a long one is a tail
     latency by itself."""
@@ -206,7 +206,7 @@ def gc_table(bench: Bench) -> str:
     return "\n".join(lines) + "\n\n" + "; ".join(whole) + "."
 
 
-def interference(bench: Bench) -> float:
+def interference(bench: Results) -> float:
     """The share of the machine's CPU that processes outside the benchmark
     used during the closed-loop runs (another test suite, say): the numbers
     of a run with much of it are not worth comparing."""
@@ -215,7 +215,7 @@ def interference(bench: Bench) -> float:
     return round(sum(shares) / len(shares), 1) if shares else 0.0
 
 
-def evaluate(bench: Bench, memory: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+def evaluate(bench: Results, memory: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     """Every target of issue 6 as (name, measured, threshold, met)."""
     sc = bench.scenarios
     targets: list[dict[str, Any]] = []
@@ -323,7 +323,7 @@ def targets_table(targets: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def limits_table(bench: Bench) -> str:
+def limits_table(bench: Results) -> str:
     lines = ["| limit | value | how |", "|---|---|---|"]
     trivial = bench.scenarios.get("trivial")
     if trivial and trivial.closed:
@@ -347,7 +347,7 @@ def limits_table(bench: Bench) -> str:
     return "\n".join(lines)
 
 
-def plans_text(bench: Bench) -> str:
+def plans_text(bench: Results) -> str:
     lines = []
     for label, data in bench.plans.items():
         lines.append(f"EXPLAIN (GENERIC_PLAN) at {data['rows']:,} payments ({label} table):")
@@ -379,7 +379,7 @@ def _scenario(s: Scenario) -> dict[str, Any]:
 
 
 def write(
-    bench: Bench, cfg: Config, results: Path, memory: dict[str, Any], total: float, stack: Stack
+    bench: Results, cfg: Config, results: Path, memory: dict[str, Any], total: float, stack: Stack
 ) -> Path:
 
     info = machine(stack)
@@ -503,7 +503,7 @@ def write(
     return base
 
 
-def _plans_md(bench: Bench) -> list[str]:
+def _plans_md(bench: Results) -> list[str]:
     out = []
     for label, data in bench.plans.items():
         out += [f"<details><summary>Full plans, {label} table ({data['rows']:,} payments)</summary>", ""]
@@ -513,7 +513,7 @@ def _plans_md(bench: Bench) -> list[str]:
     return out
 
 
-def _scripts_md(bench: Bench) -> list[str]:
+def _scripts_md(bench: Results) -> list[str]:
     out = []
     for path in ("new", "reuse"):
         result = bench.limits.get(f"pgbench_{path}")
@@ -522,7 +522,7 @@ def _scripts_md(bench: Bench) -> list[str]:
     return out
 
 
-def _profiles_md(bench: Bench) -> list[str]:
+def _profiles_md(bench: Results) -> list[str]:
     out = []
     for key, profile in bench.profiles.items():
         out += [f"## Profile: {key}", ""]
@@ -543,3 +543,16 @@ def _profiles_md(bench: Bench) -> list[str]:
         out += [f"| {pct} | `{name}` |" for name, pct in profile["inclusive_percent"]]
         out.append("")
     return out
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+        ).stdout
+        return rev + (" (uncommitted changes)" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
