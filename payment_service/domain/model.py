@@ -268,6 +268,87 @@ class PaymentLike(Protocol):
     def expire_time(self) -> datetime: ...
 
 
+@dataclass(eq=False, kw_only=True)
+class Payment:
+    """One payment attempt as stored (adapters map it to the payments table).
+    Never holds a checkout URL: those are signed on demand. Its status and
+    bookkeeping change only through the methods and functions of the domain."""
+
+    id: uuid.UUID
+    payment_intent_id: str
+    order_id: str
+    user_id: str
+    amount: int
+    currency: str
+    provider: str
+    status: str
+    attempt: int
+    original_payment_id: uuid.UUID | None
+    provider_reference: str
+    description: str
+    client_ip: str
+    user_agent: str
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime
+    failure_reason: str | None = None
+    provider_transaction_id: str | None = None
+    paid_time: datetime | None = None
+    version: int = 1
+    needs_review: bool = False
+    review_reason: str | None = None
+    # What the gateway reported, kept for support and reconciliation.
+    provider_response_code: str | None = None
+    provider_pay_time: datetime | None = None
+    bank_code: str | None = None
+    bank_transaction_no: str | None = None
+    card_type: str | None = None
+    # Reconciliation: when to ask the gateway next, and how often we have.
+    reconcile_time: datetime | None = None
+    reconcile_attempts: int = 0
+
+    def record_change(self, now: datetime) -> None:
+        """Every change of a stored payment bumps its version (the event
+        written with it carries the new one)."""
+        self.version += 1
+        self.update_time = now
+
+    def close(self, status: PaymentStatus, reason: str, now: datetime) -> None:
+        """Ends a pending attempt as `status` (raises when it is not pending)."""
+        check_transition(self, status)
+        self.status = status.value
+        self.failure_reason = reason
+        self.record_change(now)
+
+    def confirm_cod(self, collected_amount: int, note: str, now: datetime, policy: Policy) -> bool:
+        """Records the cash an operator collected; False when it already was."""
+        if not check_cod_confirmation(self, collected_amount, policy):
+            return False
+        self.status = PaymentStatus.SUCCEEDED.value
+        self.paid_time = now
+        self.provider_transaction_id = ("cod:" + note)[:100]
+        self.record_change(now)
+        return True
+
+    def asked_gateway(self, now: datetime, policy: Policy) -> None:
+        """Counts one reconciliation question and schedules the next."""
+        self.reconcile_attempts += 1
+        self.reconcile_time = next_reconcile_time(self.reconcile_attempts, now, policy)
+
+
+@dataclass(eq=False)
+class RequestKey:
+    """A CreateOrGetPayment request_id, scoped to the order: which attempt it
+    answered, and whether that attempt was reused."""
+
+    order_id: str
+    request_id: str
+    fingerprint: str
+    payment_id: uuid.UUID
+    reused: bool
+    create_time: datetime
+
+
 @dataclass(frozen=True)
 class Reuse:
     payment: PaymentLike
@@ -327,6 +408,37 @@ def decide(
     if attempt > policy.max_attempts:
         raise AttemptLimitReached(req.order_id, policy.max_attempts)
     return Create(attempt=attempt, original_payment_id=attempts[0].id if attempts else None, close=close)
+
+
+def open_attempt(
+    req: PaymentRequest,
+    decision: Create,
+    intent_id: str,
+    provider_reference: str,
+    now: datetime,
+    policy: Policy,
+) -> Payment:
+    """The new pending attempt `decision` asked for."""
+    return Payment(
+        id=uuid.uuid4(),
+        payment_intent_id=intent_id,
+        order_id=req.order_id,
+        user_id=req.user_id,
+        amount=req.amount,
+        currency=req.currency,
+        provider=req.provider.value,
+        status=PaymentStatus.PENDING.value,
+        attempt=decision.attempt,
+        original_payment_id=decision.original_payment_id,
+        provider_reference=provider_reference,
+        description=req.description,
+        client_ip=req.client_ip,
+        user_agent=req.user_agent,
+        create_time=now,
+        update_time=now,
+        expire_time=now + ttl_for(req.provider, policy),
+        reconcile_time=first_reconcile_time(req.provider, now, policy),
+    )
 
 
 def ttl_for(provider: Provider, policy: Policy) -> timedelta:
