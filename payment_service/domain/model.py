@@ -180,53 +180,15 @@ def validate_request(
     _check_id(v, "user_id", user_id, USER_ID_RE)
     if request_id:
         _check_id(v, "request_id", request_id, REQUEST_ID_RE)
-
     currency = currency or "VND"
-    if not iso4217.is_known_currency(currency):
-        v.append(FieldViolation("currency", f"{currency!r} is not an ISO 4217 currency code"))
-    if provider is None:
-        v.append(FieldViolation("provider", "is required (PROVIDER_VNPAY, PROVIDER_PAYOS, ...)"))
-    elif iso4217.is_known_currency(currency) and currency not in _currencies(policy, provider):
-        accepted = ", ".join(sorted(_currencies(policy, provider)))
-        v.append(FieldViolation("currency", f"{provider} accepts only {accepted}"))
-
-    if amount <= 0:
-        v.append(FieldViolation("amount", "must be greater than 0 (minor units of the currency)"))
-    elif provider is not None and provider in policy.traits:
-        limits = policy.traits[provider].limits
-        if not limits.minimum <= amount <= limits.maximum:
-            v.append(
-                FieldViolation(
-                    "amount", f"{amount} is outside {provider}'s limits {limits.minimum}..{limits.maximum}"
-                )
-            )
-
-    # The default is built from order_id, which is checked above.
-    if not description:
-        description = f"Thanh toan don hang {order_id}"
-    elif len(description) > MAX_DESCRIPTION_LENGTH:
-        v.append(FieldViolation("description", f"is longer than {MAX_DESCRIPTION_LENGTH} characters"))
+    _check_currency(v, currency, provider, policy)
+    _check_amount(v, amount, provider, policy)
+    if description:
+        _check_description(v, description)
     else:
-        bad = GATEWAY_SAFE_TEXT_RE.sub("", description)
-        if bad:
-            v.append(
-                FieldViolation(
-                    "description",
-                    f"contains {bad[0]!r}; gateways sign only ASCII letters, digits, space and .-_:/,",
-                )
-            )
-
-    if client_ip and not _is_ip(client_ip):
-        v.append(FieldViolation("client_ip", "is not an IPv4 or IPv6 address"))
-    if len(user_agent) > MAX_USER_AGENT_LENGTH:
-        v.append(FieldViolation("user_agent", f"is longer than {MAX_USER_AGENT_LENGTH} characters"))
-    elif any(ord(c) < 32 for c in user_agent):
-        v.append(FieldViolation("user_agent", "contains control characters"))
-    if return_url:
-        if len(return_url) > MAX_URL_LENGTH:
-            v.append(FieldViolation("return_url", f"is longer than {MAX_URL_LENGTH} characters"))
-        elif not re.fullmatch(r"https?://[^\s]+", return_url):
-            v.append(FieldViolation("return_url", "must be an absolute http(s) URL"))
+        # Built from order_id, which is checked above.
+        description = f"Thanh toan don hang {order_id}"
+    _check_client(v, client_ip, user_agent, return_url)
 
     if v:
         raise InvalidArgument(v)
@@ -245,6 +207,61 @@ def validate_request(
         return_url=return_url,
         request_id=request_id,
     )
+
+
+def _check_currency(
+    v: list[FieldViolation], currency: str, provider: Provider | None, policy: Policy
+) -> None:
+    """The currency is ISO 4217 and the provider (which is required) takes it."""
+    if not iso4217.is_known_currency(currency):
+        v.append(FieldViolation("currency", f"{currency!r} is not an ISO 4217 currency code"))
+    if provider is None:
+        v.append(FieldViolation("provider", "is required (PROVIDER_VNPAY, PROVIDER_PAYOS, ...)"))
+    elif iso4217.is_known_currency(currency) and currency not in _currencies(policy, provider):
+        accepted = ", ".join(sorted(_currencies(policy, provider)))
+        v.append(FieldViolation("currency", f"{provider} accepts only {accepted}"))
+
+
+def _check_amount(v: list[FieldViolation], amount: int, provider: Provider | None, policy: Policy) -> None:
+    """Positive, and within the provider's limits."""
+    if amount <= 0:
+        v.append(FieldViolation("amount", "must be greater than 0 (minor units of the currency)"))
+    elif provider is not None and provider in policy.traits:
+        limits = policy.traits[provider].limits
+        if not limits.minimum <= amount <= limits.maximum:
+            v.append(
+                FieldViolation(
+                    "amount", f"{amount} is outside {provider}'s limits {limits.minimum}..{limits.maximum}"
+                )
+            )
+
+
+def _check_description(v: list[FieldViolation], description: str) -> None:
+    """Short enough, and only characters every gateway signs the same way."""
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        v.append(FieldViolation("description", f"is longer than {MAX_DESCRIPTION_LENGTH} characters"))
+    elif bad := GATEWAY_SAFE_TEXT_RE.sub("", description):
+        v.append(
+            FieldViolation(
+                "description",
+                f"contains {bad[0]!r}; gateways sign only ASCII letters, digits, space and .-_:/,",
+            )
+        )
+
+
+def _check_client(v: list[FieldViolation], client_ip: str, user_agent: str, return_url: str) -> None:
+    """The shopper's details the gateways are sent."""
+    if client_ip and not _is_ip(client_ip):
+        v.append(FieldViolation("client_ip", "is not an IPv4 or IPv6 address"))
+    if len(user_agent) > MAX_USER_AGENT_LENGTH:
+        v.append(FieldViolation("user_agent", f"is longer than {MAX_USER_AGENT_LENGTH} characters"))
+    elif any(ord(c) < 32 for c in user_agent):
+        v.append(FieldViolation("user_agent", "contains control characters"))
+    if return_url:
+        if len(return_url) > MAX_URL_LENGTH:
+            v.append(FieldViolation("return_url", f"is longer than {MAX_URL_LENGTH} characters"))
+        elif not re.fullmatch(r"https?://[^\s]+", return_url):
+            v.append(FieldViolation("return_url", "must be an absolute http(s) URL"))
 
 
 class PaymentLike(Protocol):
