@@ -13,7 +13,6 @@ from payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grp
 
 from paykit.cursor import parse_cursor
 from paykit.grpc_errors import grpc_errors
-from paykit.text import check_text
 from payment_service.adapters.protobuf import payment_to_proto
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
@@ -21,8 +20,6 @@ from payment_service.entrypoints.pages import return_renderer
 from payment_service.gateways.port import HttpReply, RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases, ReturnView
 from payment_service.service_layer.services import CreatePayment, PaymentUseCases
-
-MAX_REASON_LENGTH = 255
 
 
 def _provider_from_proto(value: int) -> model.Provider | None:
@@ -115,9 +112,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def CancelPayment(
         self, request: payment_service_pb2.CancelPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.CancelPaymentResponse:
-        payment_id = _payment_id(request.payment_id)
-        check_text("reason", request.reason, MAX_REASON_LENGTH)
-        payment = self.use_cases.cancel_payment(payment_id, request.reason)
+        payment = self.use_cases.cancel_payment(_payment_id(request.payment_id), request.reason)
         return payment_service_pb2.CancelPaymentResponse(payment=payment_to_proto(payment))
 
     @grpc_errors
@@ -125,7 +120,6 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         self, request: payment_service_pb2.ConfirmCodPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.ConfirmCodPaymentResponse:
         payment_id = _payment_id(request.payment_id)
-        check_text("note", request.note, MAX_REASON_LENGTH)
         payment = self.use_cases.confirm_cod_payment(payment_id, request.collected_amount, request.note)
         return payment_service_pb2.ConfirmCodPaymentResponse(payment=payment_to_proto(payment))
 
@@ -135,13 +129,17 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     ) -> httpbody_pb2.HttpBody:
         result = self.callbacks.handle(_raw_callback(request, context))
         reply = self.render_return(result) if isinstance(result, ReturnView) else result
-        headers = (
-            reply.headers if reply.status == 200 else (("x-http-status", str(reply.status)), *reply.headers)
-        )
-        if headers:
-            # The ingress turns x-http-status into the HTTP status (Lua filter).
-            context.send_initial_metadata(headers)
-        return httpbody_pb2.HttpBody(content_type=reply.content_type, data=reply.body)
+        return _http_body(reply, context)
+
+
+def _http_body(reply: HttpReply, context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:
+    """An HTTP reply as the ingress expects it: the body, and the status and
+    headers as response metadata (a Lua filter turns x-http-status into the
+    HTTP status)."""
+    headers = reply.headers if reply.status == 200 else (("x-http-status", str(reply.status)), *reply.headers)
+    if headers:
+        context.send_initial_metadata(headers)
+    return httpbody_pb2.HttpBody(content_type=reply.content_type, data=reply.body)
 
 
 def _raw_callback(request: httpbody_pb2.HttpBody, context: grpc.ServicerContext) -> RawCallback:

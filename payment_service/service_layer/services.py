@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from paykit.cursor import format_cursor, parse_cursor
+from paykit.text import check_text
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument, NotFound
 from payment_service.domain.model import Payment, PaymentRequest, PaymentStatus, Policy, Provider, RequestKey
@@ -16,6 +17,7 @@ from payment_service.gateways.port import CheckoutContext, Gateway
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 Clock = Callable[[], datetime]
+MAX_REASON_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ class PaymentUseCases:
         return attempts
 
     def cancel_payment(self, payment_id: uuid.UUID, reason: str) -> Payment:
+        check_text("reason", reason, MAX_REASON_LENGTH)
         now = self.clock()
         with self.uow_factory() as uow:
             payment = uow.payments.get(payment_id, for_update=True)
@@ -167,6 +170,7 @@ class PaymentUseCases:
         return payment
 
     def confirm_cod_payment(self, payment_id: uuid.UUID, collected_amount: int, note: str) -> Payment:
+        check_text("note", note, MAX_REASON_LENGTH)
         now = self.clock()
         with self.uow_factory() as uow:
             payment = uow.payments.get(payment_id, for_update=True)
