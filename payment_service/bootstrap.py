@@ -12,8 +12,8 @@ from sqlalchemy.orm import sessionmaker
 
 from paykit.database import create_db_engine
 from payment_service.adapters.http_client import HttpJsonClient
+from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from payment_service.config import Settings
-from payment_service.entrypoints.pages import return_renderer
 from payment_service.gateways import registry
 from payment_service.service_layer.callbacks import CallbackUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
@@ -45,14 +45,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     gateways = registry.build_gateways(
         {p: config for p, config in settings.gateways.items() if p in enabled}, http
     )
-    uow_factory: Callable[[], UnitOfWork] = lambda: UnitOfWork(session_factory)  # noqa: E731
+    uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
-    callbacks = CallbackUseCases(
-        uow_factory,
-        gateways,
-        clock,
-        return_renderer(settings.payment_result_url),
-        settings.policy,
-        registry.callback_routes(),
-    )
+    callbacks = CallbackUseCases(uow_factory, gateways, clock, settings.policy, registry.callback_routes())
     return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)

@@ -13,7 +13,6 @@ from paykit.settings import ConfigError, env_int
 from payment_service.domain.model import Policy, Provider
 from payment_service.gateways import registry
 from payment_service.gateways.port import ServiceUrls
-from payment_service.gateways.vnpay.protocol import VnpayConfig
 
 DEFAULT_PROVIDERS = "vnpay,cod"
 DEFAULT_DEV_PROVIDERS = "vnpay,cod,payos,momo,zalopay"
@@ -37,13 +36,6 @@ class Settings:
     db_pool_size: int = 16  # one connection per gRPC worker: no overflow churn
     shutdown_grace_seconds: float = 5.0
     expiry_sweep_seconds: float = 30.0
-
-    @property
-    def vnpay(self) -> VnpayConfig:
-        """VNPay's config, for `payments vnpay-ipn` (raises KeyError when disabled)."""
-        config = self.gateways[Provider.VNPAY]
-        assert isinstance(config, VnpayConfig)
-        return config
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

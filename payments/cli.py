@@ -183,10 +183,13 @@ def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
     stand-in for the gateway until the simulator exists."""
     from urllib.parse import parse_qsl, urlsplit
 
+    from payment_service.domain.model import Provider
     from payment_service.gateways.vnpay import protocol as vnpay
 
     os.environ.setdefault("PAYMENTS_ENV", "development")
-    settings = _payment_settings()
+    config = _payment_settings().gateways.get(Provider.VNPAY)
+    if not isinstance(config, vnpay.VnpayConfig):
+        sys.exit("VNPay is not enabled (PAYMENT_PROVIDERS)")
     checkout = dict(parse_qsl(urlsplit(args.checkout_url).query))
     if "vnp_TxnRef" not in checkout or "vnp_Amount" not in checkout:
         sys.exit("not a VNPay checkout URL (no vnp_TxnRef/vnp_Amount)")
@@ -198,12 +201,12 @@ def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
         "vnp_OrderInfo": checkout.get("vnp_OrderInfo", ""),
         "vnp_PayDate": checkout.get("vnp_CreateDate", ""),
         "vnp_ResponseCode": args.response_code,
-        "vnp_TmnCode": settings.vnpay.tmn_code,
+        "vnp_TmnCode": config.tmn_code,
         "vnp_TransactionNo": str(abs(hash(checkout["vnp_TxnRef"])) % 10**8),
         "vnp_TransactionStatus": "00" if success else "02",
         "vnp_TxnRef": checkout["vnp_TxnRef"],
     }
-    signature = vnpay.sign(params, settings.vnpay.hash_secret)
+    signature = vnpay.sign(params, config.hash_secret)
     print(f"{args.ingress}/webhooks/vnpay/ipn?{vnpay.canonical_query(params)}&vnp_SecureHash={signature}")
 
 

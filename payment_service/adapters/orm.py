@@ -1,5 +1,7 @@
-"""PostgreSQL schema as SQLAlchemy 2 typed models. Alembic migrations are
-generated from this metadata and a test checks they agree."""
+"""PostgreSQL schema as SQLAlchemy tables, and the mapping of the domain's
+classes onto them (imperative: the domain imports nothing of SQLAlchemy).
+Alembic migrations are generated from this metadata and a test checks they
+agree."""
 
 from __future__ import annotations
 
@@ -9,14 +11,18 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     ForeignKey,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -27,6 +33,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import UserDefinedType
 
 from paykit.database import NAMING_CONVENTION
+from payment_service.domain import model
+from payment_service.domain.callbacks import JournalEntry
 from payment_service.domain.model import PaymentStatus, Provider
 
 
@@ -38,85 +46,81 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Payment(Base):
-    """One payment attempt. Never holds a checkout URL: those are signed on
-    demand from these columns."""
-
-    __tablename__ = "payments"
-
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    payment_intent_id: Mapped[str] = mapped_column(String(100), unique=True)
-    order_id: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(64))
-    amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    provider: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
-    failure_reason: Mapped[str | None] = mapped_column(Text)
-    attempt: Mapped[int]
-    original_payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payments.id"))
-    provider_reference: Mapped[str] = mapped_column(String(100))
-    provider_transaction_id: Mapped[str | None] = mapped_column(String(100))
-    description: Mapped[str] = mapped_column(String(255))
-    client_ip: Mapped[str] = mapped_column(String(45))
-    user_agent: Mapped[str] = mapped_column(String(512))
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    paid_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(default=1)
-    needs_review: Mapped[bool] = mapped_column(default=False)
-    review_reason: Mapped[str | None] = mapped_column(Text)
+# The tables of the domain's classes, mapped imperatively below: the domain
+# stays plain Python, the session's identity map and SQL stay as they were.
+payments = Table(
+    "payments",
+    Base.metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("payment_intent_id", String(100), nullable=False, unique=True),
+    Column("order_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failure_reason", Text),
+    Column("attempt", Integer, nullable=False),
+    Column("original_payment_id", UUID(as_uuid=True), ForeignKey("payments.id")),
+    Column("provider_reference", String(100), nullable=False),
+    Column("provider_transaction_id", String(100)),
+    Column("description", String(255), nullable=False),
+    Column("client_ip", String(45), nullable=False),
+    Column("user_agent", String(512), nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("expire_time", DateTime(timezone=True), nullable=False),
+    Column("paid_time", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, default=1),
+    Column("needs_review", Boolean, nullable=False, default=False),
+    Column("review_reason", Text),
     # What the gateway reported, kept for support and reconciliation.
-    provider_response_code: Mapped[str | None] = mapped_column(String(16))
-    provider_pay_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    bank_code: Mapped[str | None] = mapped_column(String(32))
-    bank_transaction_no: Mapped[str | None] = mapped_column(String(64))
-    card_type: Mapped[str | None] = mapped_column(String(32))
+    Column("provider_response_code", String(16)),
+    Column("provider_pay_time", DateTime(timezone=True)),
+    Column("bank_code", String(32)),
+    Column("bank_transaction_no", String(64)),
+    Column("card_type", String(32)),
     # Reconciliation: when to ask the gateway next, and how often we have.
-    reconcile_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    reconcile_attempts: Mapped[int] = mapped_column(default=0)
+    Column("reconcile_time", DateTime(timezone=True)),
+    Column("reconcile_attempts", Integer, nullable=False, default=0),
+    UniqueConstraint("order_id", "attempt"),
+    # Callbacks find their payment by the gateway's reference.
+    UniqueConstraint("provider", "provider_reference"),
+    # The database itself refuses a second pending attempt for an order.
+    Index(
+        "uq_payments_one_pending_per_order",
+        "order_id",
+        unique=True,
+        postgresql_where=text("status = 'PENDING'"),
+    ),
+    # The expiry sweep reads only pending rows, oldest deadline first.
+    Index("ix_payments_pending_expire_time", "expire_time", postgresql_where=text("status = 'PENDING'")),
+    # The reconciler reads only attempts it still has to ask about.
+    Index(
+        "ix_payments_reconcile_time",
+        "reconcile_time",
+        postgresql_where=text("reconcile_time IS NOT NULL"),
+    ),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("attempt >= 1", name="attempt_positive"),
+    CheckConstraint(_in("status", PaymentStatus), name="status_known"),
+    CheckConstraint(_in("provider", Provider), name="provider_known"),
+    # paid_time may also be set on a closed attempt that was paid late.
+    CheckConstraint("status <> 'SUCCEEDED' OR paid_time IS NOT NULL", name="succeeded_has_paid_time"),
+    CheckConstraint("version >= 1", name="version_positive"),
+)
 
-    __table_args__ = (
-        UniqueConstraint("order_id", "attempt"),
-        # Callbacks find their payment by the gateway's reference.
-        UniqueConstraint("provider", "provider_reference"),
-        # The database itself refuses a second pending attempt for an order.
-        Index(
-            "uq_payments_one_pending_per_order",
-            "order_id",
-            unique=True,
-            postgresql_where=text("status = 'PENDING'"),
-        ),
-        # The expiry sweep reads only pending rows, oldest deadline first.
-        Index("ix_payments_pending_expire_time", "expire_time", postgresql_where=text("status = 'PENDING'")),
-        # The reconciler reads only attempts it still has to ask about.
-        Index(
-            "ix_payments_reconcile_time",
-            "reconcile_time",
-            postgresql_where=text("reconcile_time IS NOT NULL"),
-        ),
-        CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("attempt >= 1", name="attempt_positive"),
-        CheckConstraint(_in("status", PaymentStatus), name="status_known"),
-        CheckConstraint(_in("provider", Provider), name="provider_known"),
-        # paid_time may also be set on a closed attempt that was paid late.
-        CheckConstraint("status <> 'SUCCEEDED' OR paid_time IS NOT NULL", name="succeeded_has_paid_time"),
-        CheckConstraint("version >= 1", name="version_positive"),
-    )
-
-
-class PaymentRequestKey(Base):
-    """CreateOrGetPayment idempotency keys, scoped to the order."""
-
-    __tablename__ = "payment_request_keys"
-
-    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
-    reused: Mapped[bool]
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+# CreateOrGetPayment idempotency keys, scoped to the order.
+payment_request_keys = Table(
+    "payment_request_keys",
+    Base.metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("request_id", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("payment_id", UUID(as_uuid=True), ForeignKey("payments.id"), nullable=False),
+    Column("reused", Boolean, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+)
 
 
 class Xid8(UserDefinedType[str]):
@@ -159,26 +163,29 @@ class OutboxEvent(Base):
     )
 
 
-class CallbackJournal(Base):
-    """Every gateway callback, valid or not, exactly as received, with what we
-    made of it. Append-only (a trigger refuses UPDATE and DELETE): the audit
-    trail, and the input of a replay."""
+# Every gateway callback, valid or not, exactly as received, with what we
+# made of it. Append-only (a trigger refuses UPDATE and DELETE): the audit
+# trail, and the input of a replay.
+callback_journal = Table(
+    "callback_journal",
+    Base.metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("receive_time", DateTime(timezone=True), nullable=False),
+    Column("provider", String(16)),
+    Column("kind", String(16)),
+    Column("path", Text, nullable=False),
+    Column("raw_query", LargeBinary, nullable=False),
+    Column("raw_body", LargeBinary, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("verified", Boolean, nullable=False),
+    Column("verify_error", Text),
+    Column("outcome", String(32), nullable=False),
+    Column("ack", Text, nullable=False),
+    Column("payment_id", UUID(as_uuid=True)),
+    Column("provider_reference", String(100)),
+    Index("ix_callback_journal_payment_id", "payment_id"),
+)
 
-    __tablename__ = "callback_journal"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    receive_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    provider: Mapped[str | None] = mapped_column(String(16))
-    kind: Mapped[str | None] = mapped_column(String(16))
-    path: Mapped[str] = mapped_column(Text)
-    raw_query: Mapped[bytes] = mapped_column(LargeBinary)
-    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
-    headers: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    verified: Mapped[bool]
-    verify_error: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str] = mapped_column(String(32))
-    ack: Mapped[str] = mapped_column(Text)
-    payment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    provider_reference: Mapped[str | None] = mapped_column(String(100))
-
-    __table_args__ = (Index("ix_callback_journal_payment_id", "payment_id"),)
+Base.registry.map_imperatively(model.Payment, payments)
+Base.registry.map_imperatively(model.RequestKey, payment_request_keys)
+Base.registry.map_imperatively(JournalEntry, callback_journal)

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from payment.v1 import payment_pb2
 
 from paykit.protobuf import timestamp
-from payment_service.adapters.orm import Payment
+from payment_service.domain.model import Payment
 
 
 def payment_to_proto(p: Payment) -> payment_pb2.Payment:

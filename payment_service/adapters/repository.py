@@ -1,5 +1,6 @@
-"""Every query the payment service runs. Repositories never commit; the unit
-of work in the service layer does, once per use case."""
+"""Every query the payment service runs, on the domain's classes as mapped
+in orm.py. Repositories never commit; the unit of work does, once per use
+case."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from payment_service.adapters.orm import CallbackJournal, OutboxEvent, Payment, PaymentRequestKey
+from payment_service.adapters.orm import OutboxEvent, payments
 from payment_service.adapters.protobuf import payment_event
+from payment_service.domain.callbacks import JournalEntry
+from payment_service.domain.model import Payment, RequestKey
 
 # Namespaces the advisory-lock key so other users of pg_advisory locks on the
 # same database cannot collide with ours by accident.
@@ -29,7 +32,7 @@ class PaymentRepository:
         self.session.execute(select(func.pg_advisory_xact_lock(key)))
 
     def for_order(self, order_id: str, *, for_update: bool = False) -> Sequence[Payment]:
-        stmt = select(Payment).where(Payment.order_id == order_id).order_by(Payment.attempt)
+        stmt = select(Payment).where(payments.c.order_id == order_id).order_by(payments.c.attempt)
         if for_update:
             # Row locks as well as the order lock: callbacks and cancels lock
             # single payments, and must not be overwritten by a stale read.
@@ -41,15 +44,15 @@ class PaymentRepository:
     def due_for_expiry(self, before: datetime, limit: int) -> Sequence[Payment]:
         stmt = (
             select(Payment)
-            .where(Payment.status == "PENDING", Payment.expire_time < before)
-            .order_by(Payment.expire_time)
+            .where(payments.c.status == "PENDING", payments.c.expire_time < before)
+            .order_by(payments.c.expire_time)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         return self.session.scalars(stmt).all()
 
     def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
-        stmt = select(Payment).where(Payment.id == payment_id)
+        stmt = select(Payment).where(payments.c.id == payment_id)
         if for_update:
             stmt = stmt.with_for_update()
         return self.session.scalars(stmt).one_or_none()
@@ -60,10 +63,10 @@ class PaymentRepository:
         # pending row that the partial unique index would otherwise refuse.
         self.session.add(payment)
 
-    def request_key(self, order_id: str, request_id: str) -> PaymentRequestKey | None:
-        return self.session.get(PaymentRequestKey, (order_id, request_id))
+    def request_key(self, order_id: str, request_id: str) -> RequestKey | None:
+        return self.session.get(RequestKey, (order_id, request_id))
 
-    def add_request_key(self, key: PaymentRequestKey) -> None:
+    def add_request_key(self, key: RequestKey) -> None:
         self.session.add(key)
 
     def add_event(self, event_type: str, payment: Payment, now: datetime) -> None:
@@ -82,19 +85,21 @@ class PaymentRepository:
     def by_provider_reference(
         self, provider: str, reference: str, *, for_update: bool = False
     ) -> Payment | None:
-        stmt = select(Payment).where(Payment.provider == provider, Payment.provider_reference == reference)
+        stmt = select(Payment).where(
+            payments.c.provider == provider, payments.c.provider_reference == reference
+        )
         if for_update:
             stmt = stmt.with_for_update()
         return self.session.scalars(stmt).one_or_none()
 
-    def add_journal_entry(self, entry: CallbackJournal) -> None:
+    def add_journal_entry(self, entry: JournalEntry) -> None:
         self.session.add(entry)
 
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]:
         stmt = (
             select(Payment)
-            .where(Payment.reconcile_time <= now, Payment.paid_time.is_(None))
-            .order_by(Payment.reconcile_time)
+            .where(payments.c.reconcile_time <= now, payments.c.paid_time.is_(None))
+            .order_by(payments.c.reconcile_time)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )

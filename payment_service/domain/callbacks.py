@@ -4,10 +4,11 @@ provider turns the Outcome into the acknowledgement its gateway expects."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from payment_service.domain.model import PaymentStatus
 
@@ -52,6 +53,9 @@ class MutablePayment(Protocol):
     bank_code: str | None
     bank_transaction_no: str | None
     card_type: str | None
+    reconcile_time: datetime | None
+
+    def record_change(self, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,19 @@ def _store_gateway_fields(payment: MutablePayment, n: Notification) -> None:
 
 
 def apply_notification(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
-    """Mutates payment as the notification requires and says what happened.
-    Checks in the order the gateways' own samples do: amount, then state."""
+    """Mutates payment as the notification requires and says what happened
+    (an event means it changed: its version is bumped). A payment that is
+    settled (paid, or failed) is no longer reconciled."""
+    decision = _apply(payment, n, now)
+    if decision.event:
+        payment.record_change(now)
+    if payment.paid_time is not None or payment.status == PaymentStatus.FAILED:
+        payment.reconcile_time = None  # nothing left to ask the gateway
+    return decision
+
+
+def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
+    """Checks in the order the gateways' own samples do: amount, then state."""
     if n.amount != payment.amount:
         reason = f"gateway reported amount {n.amount} {payment.currency}, payment is {payment.amount}"
         if payment.needs_review and payment.review_reason == reason:
@@ -109,3 +124,23 @@ def apply_notification(payment: MutablePayment, n: Notification, now: datetime) 
         return Decision(Outcome.LATE_SUCCESS, "payment.late_success")
 
     return Decision(Outcome.DUPLICATE, None)
+
+
+@dataclass(eq=False, kw_only=True)
+class JournalEntry:
+    """One gateway callback, valid or not, exactly as received, with what we
+    made of it: the audit trail, and the input of a replay. Append-only."""
+
+    receive_time: datetime
+    provider: str | None
+    kind: str | None
+    path: str
+    raw_query: bytes
+    raw_body: bytes
+    headers: dict[str, Any]
+    verified: bool
+    verify_error: str | None
+    outcome: str
+    ack: str
+    payment_id: uuid.UUID | None
+    provider_reference: str | None

@@ -180,53 +180,15 @@ def validate_request(
     _check_id(v, "user_id", user_id, USER_ID_RE)
     if request_id:
         _check_id(v, "request_id", request_id, REQUEST_ID_RE)
-
     currency = currency or "VND"
-    if not iso4217.is_known_currency(currency):
-        v.append(FieldViolation("currency", f"{currency!r} is not an ISO 4217 currency code"))
-    if provider is None:
-        v.append(FieldViolation("provider", "is required (PROVIDER_VNPAY, PROVIDER_PAYOS, ...)"))
-    elif iso4217.is_known_currency(currency) and currency not in _currencies(policy, provider):
-        accepted = ", ".join(sorted(_currencies(policy, provider)))
-        v.append(FieldViolation("currency", f"{provider} accepts only {accepted}"))
-
-    if amount <= 0:
-        v.append(FieldViolation("amount", "must be greater than 0 (minor units of the currency)"))
-    elif provider is not None and provider in policy.traits:
-        limits = policy.traits[provider].limits
-        if not limits.minimum <= amount <= limits.maximum:
-            v.append(
-                FieldViolation(
-                    "amount", f"{amount} is outside {provider}'s limits {limits.minimum}..{limits.maximum}"
-                )
-            )
-
-    # The default is built from order_id, which is checked above.
-    if not description:
-        description = f"Thanh toan don hang {order_id}"
-    elif len(description) > MAX_DESCRIPTION_LENGTH:
-        v.append(FieldViolation("description", f"is longer than {MAX_DESCRIPTION_LENGTH} characters"))
+    _check_currency(v, currency, provider, policy)
+    _check_amount(v, amount, provider, policy)
+    if description:
+        _check_description(v, description)
     else:
-        bad = GATEWAY_SAFE_TEXT_RE.sub("", description)
-        if bad:
-            v.append(
-                FieldViolation(
-                    "description",
-                    f"contains {bad[0]!r}; gateways sign only ASCII letters, digits, space and .-_:/,",
-                )
-            )
-
-    if client_ip and not _is_ip(client_ip):
-        v.append(FieldViolation("client_ip", "is not an IPv4 or IPv6 address"))
-    if len(user_agent) > MAX_USER_AGENT_LENGTH:
-        v.append(FieldViolation("user_agent", f"is longer than {MAX_USER_AGENT_LENGTH} characters"))
-    elif any(ord(c) < 32 for c in user_agent):
-        v.append(FieldViolation("user_agent", "contains control characters"))
-    if return_url:
-        if len(return_url) > MAX_URL_LENGTH:
-            v.append(FieldViolation("return_url", f"is longer than {MAX_URL_LENGTH} characters"))
-        elif not re.fullmatch(r"https?://[^\s]+", return_url):
-            v.append(FieldViolation("return_url", "must be an absolute http(s) URL"))
+        # Built from order_id, which is checked above.
+        description = f"Thanh toan don hang {order_id}"
+    _check_client(v, client_ip, user_agent, return_url)
 
     if v:
         raise InvalidArgument(v)
@@ -245,6 +207,61 @@ def validate_request(
         return_url=return_url,
         request_id=request_id,
     )
+
+
+def _check_currency(
+    v: list[FieldViolation], currency: str, provider: Provider | None, policy: Policy
+) -> None:
+    """The currency is ISO 4217 and the provider (which is required) takes it."""
+    if not iso4217.is_known_currency(currency):
+        v.append(FieldViolation("currency", f"{currency!r} is not an ISO 4217 currency code"))
+    if provider is None:
+        v.append(FieldViolation("provider", "is required (PROVIDER_VNPAY, PROVIDER_PAYOS, ...)"))
+    elif iso4217.is_known_currency(currency) and currency not in _currencies(policy, provider):
+        accepted = ", ".join(sorted(_currencies(policy, provider)))
+        v.append(FieldViolation("currency", f"{provider} accepts only {accepted}"))
+
+
+def _check_amount(v: list[FieldViolation], amount: int, provider: Provider | None, policy: Policy) -> None:
+    """Positive, and within the provider's limits."""
+    if amount <= 0:
+        v.append(FieldViolation("amount", "must be greater than 0 (minor units of the currency)"))
+    elif provider is not None and provider in policy.traits:
+        limits = policy.traits[provider].limits
+        if not limits.minimum <= amount <= limits.maximum:
+            v.append(
+                FieldViolation(
+                    "amount", f"{amount} is outside {provider}'s limits {limits.minimum}..{limits.maximum}"
+                )
+            )
+
+
+def _check_description(v: list[FieldViolation], description: str) -> None:
+    """Short enough, and only characters every gateway signs the same way."""
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        v.append(FieldViolation("description", f"is longer than {MAX_DESCRIPTION_LENGTH} characters"))
+    elif bad := GATEWAY_SAFE_TEXT_RE.sub("", description):
+        v.append(
+            FieldViolation(
+                "description",
+                f"contains {bad[0]!r}; gateways sign only ASCII letters, digits, space and .-_:/,",
+            )
+        )
+
+
+def _check_client(v: list[FieldViolation], client_ip: str, user_agent: str, return_url: str) -> None:
+    """The shopper's details the gateways are sent."""
+    if client_ip and not _is_ip(client_ip):
+        v.append(FieldViolation("client_ip", "is not an IPv4 or IPv6 address"))
+    if len(user_agent) > MAX_USER_AGENT_LENGTH:
+        v.append(FieldViolation("user_agent", f"is longer than {MAX_USER_AGENT_LENGTH} characters"))
+    elif any(ord(c) < 32 for c in user_agent):
+        v.append(FieldViolation("user_agent", "contains control characters"))
+    if return_url:
+        if len(return_url) > MAX_URL_LENGTH:
+            v.append(FieldViolation("return_url", f"is longer than {MAX_URL_LENGTH} characters"))
+        elif not re.fullmatch(r"https?://[^\s]+", return_url):
+            v.append(FieldViolation("return_url", "must be an absolute http(s) URL"))
 
 
 class PaymentLike(Protocol):
@@ -266,6 +283,87 @@ class PaymentLike(Protocol):
     def attempt(self) -> int: ...
     @property
     def expire_time(self) -> datetime: ...
+
+
+@dataclass(eq=False, kw_only=True)
+class Payment:
+    """One payment attempt as stored (adapters map it to the payments table).
+    Never holds a checkout URL: those are signed on demand. Its status and
+    bookkeeping change only through the methods and functions of the domain."""
+
+    id: uuid.UUID
+    payment_intent_id: str
+    order_id: str
+    user_id: str
+    amount: int
+    currency: str
+    provider: str
+    status: str
+    attempt: int
+    original_payment_id: uuid.UUID | None
+    provider_reference: str
+    description: str
+    client_ip: str
+    user_agent: str
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime
+    failure_reason: str | None = None
+    provider_transaction_id: str | None = None
+    paid_time: datetime | None = None
+    version: int = 1
+    needs_review: bool = False
+    review_reason: str | None = None
+    # What the gateway reported, kept for support and reconciliation.
+    provider_response_code: str | None = None
+    provider_pay_time: datetime | None = None
+    bank_code: str | None = None
+    bank_transaction_no: str | None = None
+    card_type: str | None = None
+    # Reconciliation: when to ask the gateway next, and how often we have.
+    reconcile_time: datetime | None = None
+    reconcile_attempts: int = 0
+
+    def record_change(self, now: datetime) -> None:
+        """Every change of a stored payment bumps its version (the event
+        written with it carries the new one)."""
+        self.version += 1
+        self.update_time = now
+
+    def close(self, status: PaymentStatus, reason: str, now: datetime) -> None:
+        """Ends a pending attempt as `status` (raises when it is not pending)."""
+        check_transition(self, status)
+        self.status = status.value
+        self.failure_reason = reason
+        self.record_change(now)
+
+    def confirm_cod(self, collected_amount: int, note: str, now: datetime, policy: Policy) -> bool:
+        """Records the cash an operator collected; False when it already was."""
+        if not check_cod_confirmation(self, collected_amount, policy):
+            return False
+        self.status = PaymentStatus.SUCCEEDED.value
+        self.paid_time = now
+        self.provider_transaction_id = ("cod:" + note)[:100]
+        self.record_change(now)
+        return True
+
+    def asked_gateway(self, now: datetime, policy: Policy) -> None:
+        """Counts one reconciliation question and schedules the next."""
+        self.reconcile_attempts += 1
+        self.reconcile_time = next_reconcile_time(self.reconcile_attempts, now, policy)
+
+
+@dataclass(eq=False)
+class RequestKey:
+    """A CreateOrGetPayment request_id, scoped to the order: which attempt it
+    answered, and whether that attempt was reused."""
+
+    order_id: str
+    request_id: str
+    fingerprint: str
+    payment_id: uuid.UUID
+    reused: bool
+    create_time: datetime
 
 
 @dataclass(frozen=True)
@@ -327,6 +425,37 @@ def decide(
     if attempt > policy.max_attempts:
         raise AttemptLimitReached(req.order_id, policy.max_attempts)
     return Create(attempt=attempt, original_payment_id=attempts[0].id if attempts else None, close=close)
+
+
+def open_attempt(
+    req: PaymentRequest,
+    decision: Create,
+    intent_id: str,
+    provider_reference: str,
+    now: datetime,
+    policy: Policy,
+) -> Payment:
+    """The new pending attempt `decision` asked for."""
+    return Payment(
+        id=uuid.uuid4(),
+        payment_intent_id=intent_id,
+        order_id=req.order_id,
+        user_id=req.user_id,
+        amount=req.amount,
+        currency=req.currency,
+        provider=req.provider.value,
+        status=PaymentStatus.PENDING.value,
+        attempt=decision.attempt,
+        original_payment_id=decision.original_payment_id,
+        provider_reference=provider_reference,
+        description=req.description,
+        client_ip=req.client_ip,
+        user_agent=req.user_agent,
+        create_time=now,
+        update_time=now,
+        expire_time=now + ttl_for(req.provider, policy),
+        reconcile_time=first_reconcile_time(req.provider, now, policy),
+    )
 
 
 def ttl_for(provider: Provider, policy: Policy) -> timedelta:

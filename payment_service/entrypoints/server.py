@@ -14,6 +14,7 @@ from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
 from paykit.grpc_server import GrpcServer, start_grpc_server
 from payment_service.bootstrap import App
+from payment_service.entrypoints.pages import return_renderer
 from payment_service.entrypoints.servicer import PaymentServicer
 
 log = logging.getLogger("payment_service.server")
@@ -24,6 +25,7 @@ SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 class RunningServer:
     serving: GrpcServer
     app: App
+    servicer: PaymentServicer
     stopping: threading.Event = field(default_factory=threading.Event)
     sweeper: threading.Thread | None = None
 
@@ -53,7 +55,9 @@ class RunningServer:
 def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningServer:
     settings = app.settings
     stopping = threading.Event()
-    servicer = PaymentServicer(app.use_cases, app.callbacks, stopping)
+    servicer = PaymentServicer(
+        app.use_cases, app.callbacks, stopping, render_return=return_renderer(settings.payment_result_url)
+    )
     serving = start_grpc_server(
         lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
         service_names=[SERVICE_NAME],
@@ -61,7 +65,7 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
         port=settings.payment_grpc_port if port is None else port,
         max_workers=settings.grpc_workers,
     )
-    running = RunningServer(serving=serving, app=app, stopping=stopping)
+    running = RunningServer(serving=serving, app=app, servicer=servicer, stopping=stopping)
     if sweep:
         running.sweeper = threading.Thread(target=_sweep, args=(running,), name="expiry-sweeper", daemon=True)
         running.sweeper.start()

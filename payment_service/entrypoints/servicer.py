@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf import json_format
 from payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 
+from paykit.cursor import parse_cursor
 from paykit.grpc_errors import grpc_errors
-from paykit.text import check_text
 from payment_service.adapters.protobuf import payment_to_proto
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
-from payment_service.gateways.port import RawCallback
-from payment_service.service_layer.callbacks import CallbackUseCases
-from payment_service.service_layer.services import PaymentUseCases, events_after, parse_cursor
-
-MAX_REASON_LENGTH = 255
+from payment_service.entrypoints.pages import return_renderer
+from payment_service.gateways.port import HttpReply, RawCallback
+from payment_service.service_layer.callbacks import CallbackUseCases, ReturnView
+from payment_service.service_layer.services import CreatePayment, PaymentUseCases
 
 
 def _provider_from_proto(value: int) -> model.Provider | None:
@@ -49,9 +48,11 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         callbacks: CallbackUseCases,
         stopping: threading.Event | None = None,
         poll_seconds: float = 0.1,
+        render_return: Callable[[ReturnView], HttpReply] | None = None,
     ) -> None:
         self.use_cases = use_cases
         self.callbacks = callbacks
+        self.render_return = render_return or return_renderer("")
         self.stopping = stopping or threading.Event()
         self.poll_seconds = poll_seconds
 
@@ -62,7 +63,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         cursor = request.after_cursor
         parse_cursor(cursor)  # a bad cursor fails now, not on the first event
         while context.is_active() and not self.stopping.is_set():
-            batch = events_after(self.use_cases.uow_factory, cursor)
+            batch = self.use_cases.events_after(cursor)
             for cursor, payload in batch:
                 event = json_format.ParseDict(payload, payment_pb2.PaymentEvent(), ignore_unknown_fields=True)
                 yield payment_service_pb2.StreamPaymentEventsResponse(cursor=cursor, event=event)
@@ -75,7 +76,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def CreateOrGetPayment(
         self, request: payment_service_pb2.CreateOrGetPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.CreateOrGetPaymentResponse:
-        req = model.validate_request(
+        call = CreatePayment(
             order_id=request.order_id,
             user_id=request.user_id,
             amount=request.amount,
@@ -86,9 +87,8 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
             user_agent=request.user_agent,
             return_url=request.return_url,
             request_id=request.request_id,
-            policy=self.use_cases.policy,
         )
-        result = self.use_cases.create_or_get_payment(req)
+        result = self.use_cases.create_or_get_payment(call)
         return payment_service_pb2.CreateOrGetPaymentResponse(
             payment=payment_to_proto(result.payment), checkout_url=result.checkout_url, reused=result.reused
         )
@@ -97,7 +97,6 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def GetPaymentByOrder(
         self, request: payment_service_pb2.GetPaymentByOrderRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.GetPaymentByOrderResponse:
-        model.validate_ids(order_id=request.order_id, user_id=request.user_id)
         attempts = self.use_cases.get_payments_by_order(request.order_id, request.user_id)
         protos = [payment_to_proto(p) for p in attempts]
         return payment_service_pb2.GetPaymentByOrderResponse(payment=protos[-1], attempts=protos)
@@ -113,9 +112,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def CancelPayment(
         self, request: payment_service_pb2.CancelPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.CancelPaymentResponse:
-        payment_id = _payment_id(request.payment_id)
-        check_text("reason", request.reason, MAX_REASON_LENGTH)
-        payment = self.use_cases.cancel_payment(payment_id, request.reason)
+        payment = self.use_cases.cancel_payment(_payment_id(request.payment_id), request.reason)
         return payment_service_pb2.CancelPaymentResponse(payment=payment_to_proto(payment))
 
     @grpc_errors
@@ -123,7 +120,6 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         self, request: payment_service_pb2.ConfirmCodPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.ConfirmCodPaymentResponse:
         payment_id = _payment_id(request.payment_id)
-        check_text("note", request.note, MAX_REASON_LENGTH)
         payment = self.use_cases.confirm_cod_payment(payment_id, request.collected_amount, request.note)
         return payment_service_pb2.ConfirmCodPaymentResponse(payment=payment_to_proto(payment))
 
@@ -131,23 +127,32 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def HandleCallback(
         self, request: httpbody_pb2.HttpBody, context: grpc.ServicerContext
     ) -> httpbody_pb2.HttpBody:
-        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
-        target = metadata.get(ORIGINAL_PATH)
-        if not target:
-            raise InvalidArgument.one(ORIGINAL_PATH, "is required: the HTTP request target as received")
-        path, _, query = target.partition("?")
-        raw = RawCallback(
-            path=path,
-            query=query.encode("utf-8", "surrogateescape"),
-            body=request.data,
-            content_type=request.content_type,
-            headers={k: metadata[k] for k in JOURNALED_HEADERS if k in metadata},
-        )
-        reply = self.callbacks.handle(raw)
-        headers = (
-            reply.headers if reply.status == 200 else (("x-http-status", str(reply.status)), *reply.headers)
-        )
-        if headers:
-            # The ingress turns x-http-status into the HTTP status (Lua filter).
-            context.send_initial_metadata(headers)
-        return httpbody_pb2.HttpBody(content_type=reply.content_type, data=reply.body)
+        result = self.callbacks.handle(_raw_callback(request, context))
+        reply = self.render_return(result) if isinstance(result, ReturnView) else result
+        return _http_body(reply, context)
+
+
+def _http_body(reply: HttpReply, context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:
+    """An HTTP reply as the ingress expects it: the body, and the status and
+    headers as response metadata (a Lua filter turns x-http-status into the
+    HTTP status)."""
+    headers = reply.headers if reply.status == 200 else (("x-http-status", str(reply.status)), *reply.headers)
+    if headers:
+        context.send_initial_metadata(headers)
+    return httpbody_pb2.HttpBody(content_type=reply.content_type, data=reply.body)
+
+
+def _raw_callback(request: httpbody_pb2.HttpBody, context: grpc.ServicerContext) -> RawCallback:
+    """The gateway's HTTP request as the ingress forwarded it."""
+    metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+    target = metadata.get(ORIGINAL_PATH)
+    if not target:
+        raise InvalidArgument.one(ORIGINAL_PATH, "is required: the HTTP request target as received")
+    path, _, query = target.partition("?")
+    return RawCallback(
+        path=path,
+        query=query.encode("utf-8", "surrogateescape"),
+        body=request.data,
+        content_type=request.content_type,
+        headers={k: metadata[k] for k in JOURNALED_HEADERS if k in metadata},
+    )

@@ -9,10 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from payment_service.adapters.orm import CallbackJournal, Payment
-from payment_service.domain.callbacks import Outcome, apply_notification
+from payment_service.domain.callbacks import JournalEntry, Outcome, apply_notification
 from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
-from payment_service.domain.model import PaymentStatus, Policy, Provider, next_reconcile_time
+from payment_service.domain.model import Payment, PaymentStatus, Policy, Provider
 from payment_service.gateways.port import (
     CallbackKind,
     Gateway,
@@ -21,7 +20,7 @@ from payment_service.gateways.port import (
     Rejected,
     Verified,
 )
-from payment_service.service_layer.services import Clock, record_change
+from payment_service.service_layer.services import Clock
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 log = logging.getLogger("payment_service.callbacks")
@@ -29,7 +28,8 @@ log = logging.getLogger("payment_service.callbacks")
 
 @dataclass(frozen=True)
 class ReturnView:
-    """What the shopper's browser is told on return. Never changes state."""
+    """What the shopper's browser is told on return. Never changes state; the
+    entrypoint renders it (a page, or a redirect to the shop's front end)."""
 
     verified: bool
     order_id: str
@@ -43,7 +43,6 @@ class CallbackUseCases:
         uow_factory: Callable[[], UnitOfWork],
         gateways: Mapping[Provider, Gateway],
         clock: Clock,
-        render_return: Callable[[ReturnView], HttpReply],
         policy: Policy,
         routes: Mapping[str, tuple[Provider, CallbackKind]],
     ) -> None:
@@ -52,9 +51,10 @@ class CallbackUseCases:
         self.uow_factory = uow_factory
         self.gateways = gateways
         self.clock = clock
-        self.render_return = render_return
 
-    def handle(self, raw: RawCallback) -> HttpReply:
+    def handle(self, raw: RawCallback) -> HttpReply | ReturnView:
+        """The gateway's acknowledgement, or for a browser return what to
+        show the shopper."""
         now = self.clock()
         route = self.routes.get(raw.path)
         if route is None:
@@ -104,9 +104,7 @@ class CallbackUseCases:
                 decision = apply_notification(payment, n, now)
                 outcome = decision.outcome
                 if decision.event:
-                    record_change(uow, payment, decision.event, now)
-                if payment.paid_time is not None or payment.status == PaymentStatus.FAILED:
-                    payment.reconcile_time = None  # settled: nothing left to ask the gateway
+                    uow.payments.add_event(decision.event, payment, now)
             reply = gateway.ack(outcome)
             uow.payments.add_journal_entry(_entry(raw, now, provider, kind, verdict, outcome, reply, payment))
             uow.commit()
@@ -122,8 +120,7 @@ class CallbackUseCases:
         with self.uow_factory() as uow:
             due = list(uow.payments.due_for_reconcile(now, limit))
             for payment in due:
-                payment.reconcile_attempts += 1
-                payment.reconcile_time = next_reconcile_time(payment.reconcile_attempts, now, self.policy)
+                payment.asked_gateway(now, self.policy)
             uow.commit()
         settled = 0
         for payment in due:
@@ -150,7 +147,7 @@ class CallbackUseCases:
 
     def _browser_return(
         self, raw: RawCallback, now: datetime, provider: Provider, verdict: Verified | Rejected
-    ) -> HttpReply:
+    ) -> ReturnView:
         payment = None
         if isinstance(verdict, Rejected):
             view = ReturnView(False, "", "invalid", "We could not verify this payment result.")
@@ -163,11 +160,12 @@ class CallbackUseCases:
             except Exception:
                 log.exception("browser return lookup failed")
                 view = ReturnView(True, "", "unknown", "We could not look this payment up right now.")
-        reply = self.render_return(view)
+        # The journal keeps what the shopper was told; the page is the entrypoint's.
+        shown = f"{view.status}: {view.message}"
         self._journal_alone(
-            raw, now, provider, CallbackKind.RETURN, verdict, Outcome.RETURN_SHOWN, reply, payment
+            raw, now, provider, CallbackKind.RETURN, verdict, Outcome.RETURN_SHOWN, shown, payment
         )
-        return reply
+        return view
 
     def _journal_alone(
         self,
@@ -221,13 +219,13 @@ def _entry(
     outcome: str,
     reply: HttpReply | str,
     payment: Payment | None,
-) -> CallbackJournal:
+) -> JournalEntry:
     if isinstance(verdict, Verified):
         reference: str | None = verdict.notification.provider_reference
         error = None
     else:
         reference, error = verdict.provider_reference, verdict.reason
-    return CallbackJournal(
+    return JournalEntry(
         receive_time=now,
         provider=provider.value if provider else None,
         kind=kind.value if kind else None,

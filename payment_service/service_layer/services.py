@@ -8,14 +8,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from payment_service.adapters.orm import Payment, PaymentRequestKey
+from paykit.cursor import format_cursor, parse_cursor
+from paykit.text import check_text
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument, NotFound
-from payment_service.domain.model import PaymentRequest, PaymentStatus, Policy, Provider
+from payment_service.domain.model import Payment, PaymentRequest, PaymentStatus, Policy, Provider, RequestKey
 from payment_service.gateways.port import CheckoutContext, Gateway
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 Clock = Callable[[], datetime]
+MAX_REASON_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class CreatePayment:
+    """A CreateOrGetPayment call as received, not yet checked."""
+
+    order_id: str
+    user_id: str
+    amount: int
+    currency: str
+    provider: Provider | None
+    description: str
+    client_ip: str
+    user_agent: str
+    return_url: str
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -23,14 +41,6 @@ class CheckoutResult:
     payment: Payment
     checkout_url: str
     reused: bool
-
-
-def record_change(uow: UnitOfWork, payment: Payment, event_type: str, now: datetime) -> None:
-    """Every change of a stored payment: bump its version and write the event
-    in the same transaction."""
-    payment.version += 1
-    payment.update_time = now
-    uow.payments.add_event(event_type, payment, now)
 
 
 class PaymentUseCases:
@@ -46,7 +56,10 @@ class PaymentUseCases:
         self.policy = policy
         self.clock = clock
 
-    def create_or_get_payment(self, req: PaymentRequest) -> CheckoutResult:
+    def create_or_get_payment(self, call: CreatePayment) -> CheckoutResult:
+        """Checks the call against the policy, then hands out the order's
+        pending attempt or opens a new one."""
+        req = self._validate(call)
         now = self.clock()
         with self.uow_factory() as uow:
             if not req.request_id:
@@ -69,17 +82,25 @@ class PaymentUseCases:
                 payment, reused = self._open_attempt(uow, decision, req, now), False
             if req.request_id:
                 uow.payments.add_request_key(
-                    PaymentRequestKey(
-                        order_id=req.order_id,
-                        request_id=req.request_id,
-                        fingerprint=req.fingerprint(),
-                        payment_id=payment.id,
-                        reused=reused,
-                        create_time=now,
-                    )
+                    RequestKey(req.order_id, req.request_id, req.fingerprint(), payment.id, reused, now)
                 )
             uow.commit()
         return self._result(payment, req, now, reused=reused)
+
+    def _validate(self, call: CreatePayment) -> PaymentRequest:
+        return model.validate_request(
+            order_id=call.order_id,
+            user_id=call.user_id,
+            amount=call.amount,
+            currency=call.currency,
+            provider=call.provider,
+            description=call.description,
+            client_ip=call.client_ip,
+            user_agent=call.user_agent,
+            return_url=call.return_url,
+            request_id=call.request_id,
+            policy=self.policy,
+        )
 
     def _open_attempt(
         self, uow: UnitOfWork, decision: model.Create, req: PaymentRequest, now: datetime
@@ -89,29 +110,8 @@ class PaymentUseCases:
             assert isinstance(closing, Payment)
             self._close(uow, closing, decision.close.status, decision.close.reason, now)
         intent_id = model.new_payment_intent_id(now)
-        payment = Payment(
-            id=uuid.uuid4(),
-            payment_intent_id=intent_id,
-            order_id=req.order_id,
-            user_id=req.user_id,
-            amount=req.amount,
-            currency=req.currency,
-            provider=req.provider.value,
-            status=PaymentStatus.PENDING.value,
-            attempt=decision.attempt,
-            original_payment_id=decision.original_payment_id,
-            provider_reference=self.providers[req.provider].provider_reference(intent_id, now),
-            description=req.description,
-            client_ip=req.client_ip,
-            user_agent=req.user_agent,
-            create_time=now,
-            update_time=now,
-            expire_time=now + model.ttl_for(req.provider, self.policy),
-            version=1,
-            needs_review=False,
-            reconcile_time=model.first_reconcile_time(req.provider, now, self.policy),
-            reconcile_attempts=0,
-        )
+        reference = self.providers[req.provider].provider_reference(intent_id, now)
+        payment = model.open_attempt(req, decision, intent_id, reference, now, self.policy)
         uow.payments.add(payment)
         uow.payments.add_event("payment.created", payment, now)
         return payment
@@ -119,14 +119,10 @@ class PaymentUseCases:
     def _close(
         self, uow: UnitOfWork, payment: Payment, status: PaymentStatus, reason: str, now: datetime
     ) -> None:
-        model.check_transition(payment, status)
-        payment.status = status.value
-        payment.failure_reason = reason
-        record_change(uow, payment, f"payment.{status.value.lower()}", now)
+        payment.close(status, reason, now)
+        uow.payments.add_event(f"payment.{status.value.lower()}", payment, now)
 
-    def _replay(
-        self, uow: UnitOfWork, key: PaymentRequestKey, req: PaymentRequest, now: datetime
-    ) -> CheckoutResult:
+    def _replay(self, uow: UnitOfWork, key: RequestKey, req: PaymentRequest, now: datetime) -> CheckoutResult:
         if key.fingerprint != req.fingerprint():
             raise InvalidArgument.one(
                 "request_id", f"{req.request_id!r} was already used for this order with different parameters"
@@ -153,6 +149,7 @@ class PaymentUseCases:
         return payment
 
     def get_payments_by_order(self, order_id: str, user_id: str) -> Sequence[Payment]:
+        model.validate_ids(order_id=order_id, user_id=user_id)
         with self.uow_factory() as uow:
             attempts = uow.payments.for_order(order_id)
         # Another user's order is indistinguishable from a missing one.
@@ -161,6 +158,7 @@ class PaymentUseCases:
         return attempts
 
     def cancel_payment(self, payment_id: uuid.UUID, reason: str) -> Payment:
+        check_text("reason", reason, MAX_REASON_LENGTH)
         now = self.clock()
         with self.uow_factory() as uow:
             payment = uow.payments.get(payment_id, for_update=True)
@@ -172,16 +170,14 @@ class PaymentUseCases:
         return payment
 
     def confirm_cod_payment(self, payment_id: uuid.UUID, collected_amount: int, note: str) -> Payment:
+        check_text("note", note, MAX_REASON_LENGTH)
         now = self.clock()
         with self.uow_factory() as uow:
             payment = uow.payments.get(payment_id, for_update=True)
             if payment is None:
                 raise NotFound(f"payment {payment_id} not found")
-            if model.check_cod_confirmation(payment, collected_amount, self.policy):
-                payment.status = PaymentStatus.SUCCEEDED.value
-                payment.paid_time = now
-                payment.provider_transaction_id = ("cod:" + note)[:100]
-                record_change(uow, payment, "payment.succeeded", now)
+            if payment.confirm_cod(collected_amount, note, now, self.policy):
+                uow.payments.add_event("payment.succeeded", payment, now)
                 uow.commit()
         return payment
 
@@ -195,22 +191,10 @@ class PaymentUseCases:
             uow.commit()
         return len(due)
 
-
-def parse_cursor(cursor: str) -> tuple[int, int]:
-    """Stream cursors are "<txid>-<seq>"; empty is the beginning."""
-    if not cursor:
-        return 0, 0
-    txid, sep, seq = cursor.partition("-")
-    if not (sep and txid.isdigit() and seq.isdigit()):
-        raise InvalidArgument.one("after_cursor", "is not a cursor issued by StreamPaymentEvents")
-    return int(txid), int(seq)
-
-
-def events_after(
-    uow_factory: Callable[[], UnitOfWork], cursor: str, limit: int = 500
-) -> list[tuple[str, dict[str, Any]]]:
-    """The next outbox events after cursor, each with its own cursor."""
-    txid, seq = parse_cursor(cursor)
-    with uow_factory() as uow:
-        batch = uow.payments.events_after(txid, seq, limit)
-    return [(f"{t}-{s}", payload) for t, s, payload in batch]
+    def events_after(self, cursor: str, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
+        """The next outbox events after cursor (see paykit.cursor), each with
+        its own cursor; InvalidArgument on after_cursor for a bad one."""
+        txid, seq = parse_cursor(cursor)
+        with self.uow_factory() as uow:
+            batch = uow.payments.events_after(txid, seq, limit)
+        return [(format_cursor(t, s), payload) for t, s, payload in batch]

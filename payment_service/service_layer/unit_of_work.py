@@ -1,34 +1,52 @@
-"""One transaction per use case."""
+"""What the use cases need of storage: one transaction per use case, and
+the queries of the payment repository. The SQLAlchemy implementation is in
+adapters/unit_of_work.py; bootstrap chooses it."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
+from typing import Any, Protocol
 
-from sqlalchemy.orm import Session, sessionmaker
+from payment_service.domain.callbacks import JournalEntry
+from payment_service.domain.model import Payment, RequestKey
 
-from payment_service.adapters.repository import PaymentRepository
+
+class PaymentRepository(Protocol):
+    def lock_order(self, order_id: str) -> None:
+        """Serialises writers of one order until the transaction ends."""
+
+    def for_order(self, order_id: str, *, for_update: bool = False) -> Sequence[Payment]:
+        """Every attempt of the order, oldest first, as committed now."""
+
+    def due_for_expiry(self, before: datetime, limit: int) -> Sequence[Payment]: ...
+    def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None: ...
+    def add(self, payment: Payment) -> None: ...
+    def request_key(self, order_id: str, request_id: str) -> RequestKey | None: ...
+    def add_request_key(self, key: RequestKey) -> None: ...
+    def add_event(self, event_type: str, payment: Payment, now: datetime) -> None: ...
+    def by_provider_reference(
+        self, provider: str, reference: str, *, for_update: bool = False
+    ) -> Payment | None: ...
+    def add_journal_entry(self, entry: JournalEntry) -> None: ...
+    def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]: ...
+    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any]]]:
+        """Outbox events after (txid, seq) that can no longer be overtaken."""
 
 
-class UnitOfWork:
-    """`with uow:` opens a session; `uow.commit()` commits; leaving the block
-    without committing rolls back."""
+class UnitOfWork(Protocol):
+    """`with uow:` opens a transaction; `uow.commit()` commits; leaving the
+    block without committing rolls back."""
 
-    payments: PaymentRepository
+    @property
+    def payments(self) -> PaymentRepository: ...
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        self._session_factory = session_factory
-
-    def __enter__(self) -> UnitOfWork:
-        self.session = self._session_factory()
-        self.payments = PaymentRepository(self.session)
-        return self
+    def __enter__(self) -> UnitOfWork: ...
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        # close() rolls back whatever was not committed and detaches the
-        # loaded objects without expiring them, so callers can still read them.
-        self.session.close()
+    ) -> None: ...
 
-    def commit(self) -> None:
-        self.session.commit()
+    def commit(self) -> None: ...

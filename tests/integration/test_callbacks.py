@@ -244,7 +244,7 @@ def test_return_url_shows_the_result_and_changes_nothing(stub: Any, db_url: str)
 def test_return_url_redirects_to_the_front_end_when_configured(stub: Any, server: Any) -> None:
     from payment_service.entrypoints.pages import return_renderer
 
-    server.app.callbacks.render_return = return_renderer("https://shop.example/result")
+    server.servicer.render_return = return_renderer("https://shop.example/result")
     p = create(stub)
     query = signed_vnpay_query(vnpay_ipn_params(p.provider_reference, 150_000), SECRET)
     headers, _, _ = call(stub, "/webhooks/vnpay/return?" + query)

@@ -104,8 +104,9 @@ def reconciling_app(db_url: str, clock: FakeClock, vnpay_api: FakeVnpayApi) -> I
 
 def create(app: App, order_id: str) -> Any:
     from payment_service.domain import model
+    from payment_service.service_layer.services import CreatePayment
 
-    req = model.validate_request(
+    req = CreatePayment(
         order_id=order_id,
         user_id="u1",
         amount=150_000,
@@ -116,7 +117,6 @@ def create(app: App, order_id: str) -> Any:
         user_agent="",
         return_url="",
         request_id="",
-        policy=app.use_cases.policy,
     )
     return app.use_cases.create_or_get_payment(req).payment
 
@@ -161,8 +161,9 @@ def test_gateway_says_paid_for_what_we_expired(
 
 def test_cod_is_never_reconciled(reconciling_app: App, vnpay_api: FakeVnpayApi, clock: FakeClock) -> None:
     from payment_service.domain import model
+    from payment_service.service_layer.services import CreatePayment
 
-    req = model.validate_request(
+    req = CreatePayment(
         order_id="ORD-COD",
         user_id="u1",
         amount=150_000,
@@ -173,7 +174,6 @@ def test_cod_is_never_reconciled(reconciling_app: App, vnpay_api: FakeVnpayApi, 
         user_agent="",
         return_url="",
         request_id="",
-        policy=reconciling_app.use_cases.policy,
     )
     reconciling_app.use_cases.create_or_get_payment(req)
     clock.advance(hours=5)

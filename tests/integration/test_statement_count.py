@@ -9,14 +9,13 @@ from typing import Any
 from sqlalchemy import event
 
 from payment_service.bootstrap import App
-from payment_service.domain import model
 from payment_service.domain.model import Provider
-from payment_service.gateways import registry
+from payment_service.service_layer.services import CreatePayment
 from tests.conftest import FakeClock
 
 
-def make_request(amount: int = 150_000, request_id: str = "") -> model.PaymentRequest:
-    return model.validate_request(
+def make_request(amount: int = 150_000, request_id: str = "") -> CreatePayment:
+    return CreatePayment(
         order_id="ORD-SQL",
         user_id="u1",
         amount=amount,
@@ -27,11 +26,10 @@ def make_request(amount: int = 150_000, request_id: str = "") -> model.PaymentRe
         user_agent="",
         return_url="",
         request_id=request_id,
-        policy=model.Policy(enabled_providers=frozenset(Provider), traits=registry.traits()),
     )
 
 
-def statements(app: App, req: model.PaymentRequest) -> list[str]:
+def statements(app: App, req: CreatePayment) -> list[str]:
     """Every round trip of one call: cursor executes plus the transaction
     control psycopg sends outside cursors."""
     seen: list[str] = []
