@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from order.v1 import order_pb2
 
-from order_service.adapters.orm import Order, Product
 from order_service.adapters.payment_client import provider_from_proto
 from order_service.domain.errors import InvalidArgument
+from order_service.domain.model import Order, Product
 from order_service.domain.payments import PaymentProvider
 from paykit.protobuf import timestamp
 
@@ -14,7 +14,7 @@ from paykit.protobuf import timestamp
 def order_to_proto(o: Order) -> order_pb2.Order:
     return order_pb2.Order(
         id=str(o.id),
-        order_code=o.order_code,
+        order_code=o.order_code or 0,
         user_id=o.user_id,
         status="ORDER_STATUS_" + o.status,
         total_amount=o.total_amount,
@@ -25,7 +25,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
                 name=i.name,
                 quantity=i.quantity,
                 unit_price=i.unit_price,
-                line_total=i.unit_price * i.quantity,
+                line_total=i.line_total,
             )
             for i in o.items
         ],

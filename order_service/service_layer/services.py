@@ -9,19 +9,12 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from order_service.adapters.orm import Order, OrderItem, Product
 from order_service.domain import model
-from order_service.domain.errors import (
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    OutOfStock,
-    ResourceExhausted,
-)
-from order_service.domain.model import OrderPolicy, OrderStatus
+from order_service.domain.errors import InvalidArgument, NotFound, OutOfStock, ResourceExhausted
+from order_service.domain.model import Order, OrderPolicy, OrderStatus, Product
 from order_service.domain.payments import Checkout, PaymentAttempt, PaymentEvent, PaymentProvider
 from order_service.service_layer.ports import Payments
 from order_service.service_layer.unit_of_work import UnitOfWork
@@ -70,23 +63,6 @@ class RateLimiter:
             hits.append(now)
 
 
-def _priced_products(uow: UnitOfWork, new: model.NewOrder) -> tuple[Mapping[str, Product], str]:
-    """The products of an order's lines and their one currency."""
-    ids = [line.variant_id for line in new.lines]
-    products = uow.orders.products_by_id(ids)
-    unknown = [
-        FieldViolation(f"items[{i}].variant_id", f"unknown variant {v}")
-        for i, v in enumerate(ids)
-        if v not in products
-    ]
-    if unknown:
-        raise InvalidArgument(unknown)
-    currencies = {p.currency for p in products.values()}
-    if len(currencies) != 1:
-        raise InvalidArgument.one("items", "all items must be priced in one currency")
-    return products, currencies.pop()
-
-
 def _take_stock(uow: UnitOfWork, new: model.NewOrder) -> None:
     # A fixed order (by variant) over the row locks the UPDATEs take,
     # so concurrent checkouts of overlapping carts cannot deadlock.
@@ -121,32 +97,11 @@ class OrderUseCases:
     def create_order(self, new: model.NewOrder) -> Order:
         now = self.clock()
         with self.uow_factory() as uow:
-            products, currency = _priced_products(uow, new)
-            _take_stock(uow, new)
-            order = Order(
-                id=uuid.uuid4(),
-                user_id=new.user_id,
-                status=OrderStatus.PENDING_PAYMENT.value,
-                total_amount=sum(products[line.variant_id].price * line.quantity for line in new.lines),
-                currency=currency,
-                receiver_name=new.receiver_name,
-                receiver_phone=new.receiver_phone,
-                shipping_address=new.shipping_address,
-                note=new.note,
-                create_time=now,
-                update_time=now,
-                expire_time=now + self.policy.order_ttl,
-                items=[
-                    OrderItem(
-                        line_no=i + 1,
-                        variant_id=line.variant_id,
-                        name=products[line.variant_id].name,
-                        quantity=line.quantity,
-                        unit_price=products[line.variant_id].price,
-                    )
-                    for i, line in enumerate(new.lines)
-                ],
+            products = uow.orders.products_by_id([line.variant_id for line in new.lines])
+            order = model.place_order(
+                new, products, order_id=uuid.uuid4(), now=now, ttl=self.policy.order_ttl
             )
+            _take_stock(uow, new)
             uow.orders.add(order)
             uow.orders.add_event("order.created", order, now)
             uow.commit()
@@ -213,9 +168,7 @@ class OrderUseCases:
         now = self.clock()
         with self.uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)
-            if order.status in model.PAYABLE and str(order.payment_id or "") != checkout.payment_id:
-                order.payment_id = uuid.UUID(checkout.payment_id)
-                order.update_time = now
+            if order.attach_payment(checkout.payment_id, now):
                 uow.commit()
         return order, checkout
 
@@ -224,13 +177,10 @@ class OrderUseCases:
     ) -> None:
         """Cancel or expire: the one place stock comes back, guarded by the
         status check under the order's row lock, so it happens once."""
-        if order.status not in model.CANCELABLE:
+        if not order.close(status, reason, now):
             return
         for item in order.items:
             uow.orders.return_stock(item.variant_id, item.quantity)
-        order.status = status.value
-        order.status_reason = reason
-        order.update_time = now
         uow.orders.add_event(f"order.{status.value.lower()}", order, now)
 
     def cancel_order(self, user_id: str, order_id: str, reason: str) -> Order:
@@ -266,8 +216,7 @@ class OrderUseCases:
 
     def stream_cursor(self) -> str:
         with self.uow_factory() as uow:
-            checkpoint = uow.orders.checkpoint(STREAM_NAME)
-            return checkpoint.cursor if checkpoint else ""
+            return uow.orders.checkpoint(STREAM_NAME) or ""
 
     def payment_events(self) -> Iterator[PaymentEvent]:
         """The payment events after the stored checkpoint, as they come."""
@@ -309,12 +258,7 @@ class OrderUseCases:
         order = uow.orders.get(uuid.UUID(event.order_id), for_update=True)
         if order is None:
             return False
-        if event.type == "payment.created" and order.status in model.PAYABLE:
-            order.payment_id = uuid.UUID(event.payment_id)
-        change = model.on_payment_event(order, event)
+        change = order.apply_payment_event(event, now)
         if change is not None:
-            order.status = change.status.value
-            order.status_reason = change.reason
             uow.orders.add_event(change.event, order, now)
-        order.update_time = now
         return True
