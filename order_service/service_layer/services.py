@@ -79,27 +79,27 @@ class OrderUseCases:
         clock: Clock,
         policy: OrderPolicy,
     ) -> None:
-        self.uow_factory = uow_factory
-        self.payments = payments
-        self.clock = clock
-        self.policy = policy
-        self.retry_limiter = RateLimiter(policy.retry_limit, policy.retry_window)
+        self._uow_factory = uow_factory
+        self._payments = payments
+        self._clock = clock
+        self._policy = policy
+        self._retry_limiter = RateLimiter(policy.retry_limit, policy.retry_window)
 
     def list_products(self, page_size: int, page_token: str) -> tuple[Sequence[Product], str]:
         limit = _page_size(page_size, 50)
         after = _read_page_token(page_token) if page_token else ""
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             products = uow.orders.products(after, limit + 1)
         more = len(products) > limit
         products = products[:limit]
         return products, _page_token(products[-1].variant_id) if more else ""
 
     def create_order(self, new: model.NewOrder) -> Order:
-        now = self.clock()
-        with self.uow_factory() as uow:
+        now = self._clock()
+        with self._uow_factory() as uow:
             products = uow.orders.products_by_id([line.variant_id for line in new.lines])
             order = model.place_order(
-                new, products, order_id=uuid.uuid4(), now=now, ttl=self.policy.order_ttl
+                new, products, order_id=uuid.uuid4(), now=now, ttl=self._policy.order_ttl
             )
             _take_stock(uow, new)
             uow.orders.add(order)
@@ -117,7 +117,7 @@ class OrderUseCases:
         return order
 
     def get_order(self, user_id: str, order_id: str) -> Order:
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             return self._own_order(uow, user_id, order_id)
 
     def list_orders(self, user_id: str, page_size: int, page_token: str) -> tuple[Sequence[Order], str]:
@@ -129,7 +129,7 @@ class OrderUseCases:
                 before = (datetime.fromisoformat(stamp), uuid.UUID(last_id))
             except ValueError:
                 raise InvalidArgument.one("page_token", "is not a token this service issued") from None
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             orders = uow.orders.for_user(user_id, before, limit + 1)
         more = len(orders) > limit
         orders = orders[:limit]
@@ -147,11 +147,11 @@ class OrderUseCases:
         user_agent: str,
         idempotency_key: str,
     ) -> tuple[Order, Checkout]:
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id)
             model.check_payable(order)
-        self.retry_limiter.check(user_id)
-        checkout = self.payments.create_or_get_payment(
+        self._retry_limiter.check(user_id)
+        checkout = self._payments.create_or_get_payment(
             PaymentAttempt(
                 order_id=str(order.id),
                 user_id=user_id,
@@ -165,8 +165,8 @@ class OrderUseCases:
                 request_id=idempotency_key or uuid.uuid4().hex,
             )
         )
-        now = self.clock()
-        with self.uow_factory() as uow:
+        now = self._clock()
+        with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)
             if order.attach_payment(checkout.payment_id, now):
                 uow.commit()
@@ -185,8 +185,8 @@ class OrderUseCases:
 
     def cancel_order(self, user_id: str, order_id: str, reason: str) -> Order:
         check_text("reason", reason, 255)
-        now = self.clock()
-        with self.uow_factory() as uow:
+        now = self._clock()
+        with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)
             model.check_cancelable(order)
             self._close_unpaid(uow, order, OrderStatus.CANCELED, reason or "canceled by the shopper", now)
@@ -199,13 +199,13 @@ class OrderUseCases:
         that still arrives for it puts the order up for review."""
         if order.payment_id is not None:
             try:
-                self.payments.cancel_payment(str(order.payment_id), reason)
+                self._payments.cancel_payment(str(order.payment_id), reason)
             except Exception:  # noqa: BLE001 - see docstring
                 log.info("could not cancel the payment of a closed order", extra={"order_id": str(order.id)})
 
     def expire_due_orders(self, limit: int = 100) -> int:
-        now = self.clock()
-        with self.uow_factory() as uow:
+        now = self._clock()
+        with self._uow_factory() as uow:
             due = uow.orders.due_for_expiry(now, limit)
             for order in due:
                 self._close_unpaid(uow, order, OrderStatus.EXPIRED, "not paid in time", now)
@@ -215,18 +215,18 @@ class OrderUseCases:
         return len(due)
 
     def stream_cursor(self) -> str:
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             return uow.orders.checkpoint(STREAM_NAME) or ""
 
     def payment_events(self) -> Iterator[PaymentEvent]:
         """The payment events after the stored checkpoint, as they come."""
-        return self.payments.stream_events(self.stream_cursor())
+        return self._payments.stream_events(self.stream_cursor())
 
     def apply_payment_event(self, event: PaymentEvent) -> bool:
         """Applies one payment event at most once (by event id), ignoring
         versions older than one already applied for its payment, and moves
         the stream checkpoint in the same transaction."""
-        now = self.clock()
+        now = self._clock()
         event_id: uuid.UUID | None = None
         payment_id: uuid.UUID | None = None
         try:
@@ -238,7 +238,7 @@ class OrderUseCases:
                 "skipping malformed payment event", extra={"event_id": event.event_id, "cursor": event.cursor}
             )
         applied = False
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             if (
                 event_id is not None
                 and payment_id is not None
