@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from order_service.adapters.payment_client import PaymentClient
+from order_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from order_service.config import OrderSettings
 from order_service.service_layer.services import Clock, OrderUseCases
 from order_service.service_layer.unit_of_work import UnitOfWork
@@ -39,6 +40,6 @@ def bootstrap(settings: OrderSettings, database_url: str, clock: Clock = utc_now
     session_factory = sessionmaker(engine, expire_on_commit=False)
     channel = grpc.insecure_channel(settings.payment_target)
     payments = PaymentClient(channel, timeout_seconds=settings.payment_timeout_seconds)
-    uow_factory: Callable[[], UnitOfWork] = lambda: UnitOfWork(session_factory)  # noqa: E731
+    uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = OrderUseCases(uow_factory, payments, clock, settings.policy)
     return OrderApp(settings=settings, engine=engine, channel=channel, use_cases=use_cases)

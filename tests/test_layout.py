@@ -125,25 +125,9 @@ def _service_rules(module: str, path: Path) -> list[str]:
     return problems
 
 
-# Arrows still pointing the wrong way, being removed; none may be added.
-KNOWN: set[str] = {
-    "order_service.service_layer.services imports order_service.adapters.orm.Order",
-    "order_service.service_layer.services imports order_service.adapters.orm.OrderItem",
-    "order_service.service_layer.services imports order_service.adapters.orm.Product",
-    "order_service.service_layer.unit_of_work imports sqlalchemy.orm.Session",
-    "order_service.service_layer.unit_of_work imports sqlalchemy.orm.sessionmaker",
-}
-
-
 def test_every_arrow_points_down() -> None:
-    problems = [p for p in violations() if p.partition(":")[0] not in KNOWN]
+    problems = violations()
     assert not problems, "\n".join(problems)
-
-
-def test_known_exceptions_are_still_there() -> None:
-    """An exception that was fixed leaves KNOWN, so it cannot come back."""
-    found = {p.partition(":")[0] for p in violations()}
-    assert KNOWN <= found, sorted(KNOWN - found)
 
 
 def test_nothing_imports_the_cli() -> None:
@@ -169,7 +153,6 @@ def test_nothing_imports_the_cli() -> None:
         ("from payment_service.adapters import http\n", "gateway_simulator.server", "only gateways'"),
         ("from payment_service.gateways.momo import gateway\n", "gateway_simulator.momo", "only gateways'"),
         ("from ..momo import protocol\n", "payment_service.gateways.vnpay.gateway", "its own folder"),
-        ("from google.protobuf import json_format\n", "order_service.service_layer.services", "no ORM"),
         ("from payments import cli\n", "paykit.database", "may not import"),
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
-from order_service.adapters.orm import Product
+from order_service.adapters.orm import products
 
 DEMO_PRODUCTS = [
     {
@@ -30,4 +30,4 @@ DEMO_PRODUCTS = [
 def seed(engine: Engine) -> None:
     """Adds the demo products that are missing; never touches existing stock."""
     with engine.begin() as conn:
-        conn.execute(insert(Product).values(DEMO_PRODUCTS).on_conflict_do_nothing())
+        conn.execute(insert(products).values(DEMO_PRODUCTS).on_conflict_do_nothing())

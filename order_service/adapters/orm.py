@@ -1,5 +1,7 @@
 """The order service's own database: catalog, orders, their lines, the
-payment events already applied, and its own outbox."""
+payment events already applied, and its own outbox. The domain's Product,
+Order and OrderItem are mapped onto their tables here; the other rows are
+the adapters' own."""
 
 from __future__ import annotations
 
@@ -10,18 +12,22 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     ForeignKey,
     Identity,
     Index,
+    Integer,
     MetaData,
     String,
+    Table,
     Text,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from order_service.domain import model
 from order_service.domain.model import OrderStatus
 from paykit.database import NAMING_CONVENTION
 
@@ -30,72 +36,74 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Product(Base):
-    __tablename__ = "products"
+metadata = Base.metadata
 
-    variant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    price: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    stock: Mapped[int]
+products = Table(
+    "products",
+    metadata,
+    Column("variant_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("stock", Integer, nullable=False),
+    CheckConstraint("price > 0", name="price_positive"),
+    # The last line of defence against overselling.
+    CheckConstraint("stock >= 0", name="stock_not_negative"),
+)
 
-    __table_args__ = (
-        CheckConstraint("price > 0", name="price_positive"),
-        # The last line of defence against overselling.
-        CheckConstraint("stock >= 0", name="stock_not_negative"),
-    )
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("order_code", BigInteger, Identity(start=100_000), unique=True, nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("status_reason", Text),
+    Column("total_amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("receiver_name", String(100), nullable=False),
+    Column("receiver_phone", String(16), nullable=False),
+    Column("shipping_address", String(500), nullable=False),
+    Column("note", String(500), nullable=False),
+    Column("payment_id", UUID(as_uuid=True)),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("expire_time", DateTime(timezone=True), nullable=False),
+    CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in OrderStatus)})", name="status_known"),
+    CheckConstraint("total_amount > 0", name="total_positive"),
+    # ListOrders: the caller's orders, newest first.
+    Index("ix_orders_user_id_create_time", "user_id", "create_time"),
+    # The expiry sweep reads only unpaid orders, oldest deadline first.
+    Index(
+        "ix_orders_unpaid_expire_time",
+        "expire_time",
+        postgresql_where=text("status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED')"),
+    ),
+)
 
+order_items = Table(
+    "order_items",
+    metadata,
+    Column("order_id", ForeignKey("orders.id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("variant_id", ForeignKey("products.variant_id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+)
 
-class Order(Base):
-    __tablename__ = "orders"
-
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    order_code: Mapped[int] = mapped_column(BigInteger, Identity(start=100_000), unique=True)
-    user_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32))
-    status_reason: Mapped[str | None] = mapped_column(Text)
-    total_amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    receiver_name: Mapped[str] = mapped_column(String(100))
-    receiver_phone: Mapped[str] = mapped_column(String(16))
-    shipping_address: Mapped[str] = mapped_column(String(500))
-    note: Mapped[str] = mapped_column(String(500))
-    payment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-    items: Mapped[list[OrderItem]] = relationship(
-        back_populates="order", order_by="OrderItem.line_no", lazy="selectin"
-    )
-
-    __table_args__ = (
-        CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in OrderStatus)})", name="status_known"),
-        CheckConstraint("total_amount > 0", name="total_positive"),
-        # ListOrders: the caller's orders, newest first.
-        Index("ix_orders_user_id_create_time", "user_id", "create_time"),
-        # The expiry sweep reads only unpaid orders, oldest deadline first.
-        Index(
-            "ix_orders_unpaid_expire_time",
-            "expire_time",
-            postgresql_where=text("status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED')"),
-        ),
-    )
-
-
-class OrderItem(Base):
-    __tablename__ = "order_items"
-
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), primary_key=True)
-    line_no: Mapped[int] = mapped_column(primary_key=True)
-    variant_id: Mapped[str] = mapped_column(ForeignKey("products.variant_id"))
-    name: Mapped[str] = mapped_column(String(200))
-    quantity: Mapped[int]
-    unit_price: Mapped[int] = mapped_column(BigInteger)
-
-    order: Mapped[Order] = relationship(back_populates="items")
-
-    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+# The domain's plain classes, mapped onto their tables (imperative mapping):
+# the domain knows nothing of SQLAlchemy.
+Base.registry.map_imperatively(model.Product, products)
+Base.registry.map_imperatively(model.OrderItem, order_items)
+Base.registry.map_imperatively(
+    model.Order,
+    orders,
+    properties={
+        "items": relationship(model.OrderItem, order_by=order_items.c.line_no, lazy="selectin"),
+    },
+)
 
 
 class AppliedPaymentEvent(Base):

@@ -1,4 +1,5 @@
-"""Every query the order service runs. Never commits."""
+"""Every query the order service runs; the use cases reach it through the
+service layer's `Orders` port. Never commits."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from order_service.adapters.orm import AppliedPaymentEvent, Order, OrderEvent, Product, StreamCheckpoint
+from order_service.adapters.orm import AppliedPaymentEvent, OrderEvent, StreamCheckpoint, orders, products
+from order_service.domain.model import Order, Product
 
 
 class OrderRepository:
@@ -19,27 +21,31 @@ class OrderRepository:
         self.session = session
 
     def products(self, after: str, limit: int) -> Sequence[Product]:
-        stmt = select(Product).where(Product.variant_id > after).order_by(Product.variant_id).limit(limit)
+        stmt = (
+            select(Product).where(products.c.variant_id > after).order_by(products.c.variant_id).limit(limit)
+        )
         return self.session.scalars(stmt).all()
 
     def products_by_id(self, variant_ids: list[str]) -> dict[str, Product]:
-        stmt = select(Product).where(Product.variant_id.in_(variant_ids))
+        stmt = select(Product).where(products.c.variant_id.in_(variant_ids))
         return {p.variant_id: p for p in self.session.scalars(stmt)}
 
     def take_stock(self, variant_id: str, quantity: int) -> bool:
         """Atomically reserves stock; False when there is not enough. No
         read-then-write window: the check and the decrement are one UPDATE."""
         stmt = (
-            update(Product)
-            .where(Product.variant_id == variant_id, Product.stock >= quantity)
-            .values(stock=Product.stock - quantity)
-            .returning(Product.variant_id)
+            update(products)
+            .where(products.c.variant_id == variant_id, products.c.stock >= quantity)
+            .values(stock=products.c.stock - quantity)
+            .returning(products.c.variant_id)
         )
         return self.session.execute(stmt).first() is not None
 
     def return_stock(self, variant_id: str, quantity: int) -> None:
         self.session.execute(
-            update(Product).where(Product.variant_id == variant_id).values(stock=Product.stock + quantity)
+            update(products)
+            .where(products.c.variant_id == variant_id)
+            .values(stock=products.c.stock + quantity)
         )
 
     def add(self, order: Order) -> None:
@@ -48,7 +54,7 @@ class OrderRepository:
         self.session.flush()
 
     def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        stmt = select(Order).where(Order.id == order_id)
+        stmt = select(Order).where(orders.c.id == order_id)
         if for_update:
             stmt = stmt.with_for_update()
         return self.session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
@@ -56,18 +62,18 @@ class OrderRepository:
     def for_user(
         self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> Sequence[Order]:
-        stmt = select(Order).where(Order.user_id == user_id)
+        stmt = select(Order).where(orders.c.user_id == user_id)
         if before is not None:
-            stmt = stmt.where(func.row(Order.create_time, Order.id) < func.row(*before))
+            stmt = stmt.where(func.row(orders.c.create_time, orders.c.id) < func.row(*before))
         return self.session.scalars(
-            stmt.order_by(Order.create_time.desc(), Order.id.desc()).limit(limit)
+            stmt.order_by(orders.c.create_time.desc(), orders.c.id.desc()).limit(limit)
         ).all()
 
     def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
         stmt = (
             select(Order)
-            .where(Order.status.in_(("PENDING_PAYMENT", "PAYMENT_FAILED")), Order.expire_time < now)
-            .order_by(Order.expire_time)
+            .where(orders.c.status.in_(("PENDING_PAYMENT", "PAYMENT_FAILED")), orders.c.expire_time < now)
+            .order_by(orders.c.expire_time)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -89,8 +95,10 @@ class OrderRepository:
         )
         return int(self.session.scalar(stmt) or 0)
 
-    def checkpoint(self, name: str) -> StreamCheckpoint | None:
-        return self.session.get(StreamCheckpoint, name)
+    def checkpoint(self, name: str) -> str | None:
+        """The stored cursor of a stream, None before its first event."""
+        checkpoint = self.session.get(StreamCheckpoint, name)
+        return checkpoint.cursor if checkpoint else None
 
     def advance_checkpoint(self, name: str, cursor: str, txid: int, seq: int, now: datetime) -> None:
         """Moves the checkpoint forward only: replicas that follow the same

@@ -1,11 +1,15 @@
 """Orders: validation, the status machine, and what a payment event does to
-an order. Pure: callers pass `now`; no I/O."""
+an order. Pure: callers pass `now`; no I/O. Product, OrderItem and Order are
+plain classes; adapters.orm maps them onto their tables, and only the
+methods here change an order's state."""
 
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -201,3 +205,153 @@ def on_payment_event(order: OrderLike, event: PaymentEvent) -> OrderChange | Non
         if str(order.payment_id) in ("", "None", event.payment_id):
             return OrderChange(OrderStatus.PAYMENT_FAILED, event.failure_reason, "order.payment_failed")
     return None
+
+
+class Product:
+    """A catalog variant: its price and the stock left."""
+
+    variant_id: str
+    name: str
+    price: int
+    currency: str
+    stock: int
+
+    def __init__(self, *, variant_id: str, name: str, price: int, currency: str, stock: int) -> None:
+        self.variant_id, self.name = variant_id, name
+        self.price, self.currency, self.stock = price, currency, stock
+
+
+class OrderItem:
+    """One line of an order, priced when the order was placed."""
+
+    line_no: int
+    variant_id: str
+    name: str
+    quantity: int
+    unit_price: int
+
+    def __init__(self, *, line_no: int, variant_id: str, name: str, quantity: int, unit_price: int) -> None:
+        self.line_no, self.variant_id, self.name = line_no, variant_id, name
+        self.quantity, self.unit_price = quantity, unit_price
+
+    @property
+    def line_total(self) -> int:
+        return self.unit_price * self.quantity
+
+
+class Order:
+    """An order and its lines. `order_code` is None until the order is first
+    stored (the database numbers it)."""
+
+    id: uuid.UUID
+    order_code: int | None
+    user_id: str
+    status: str
+    status_reason: str | None
+    total_amount: int
+    currency: str
+    receiver_name: str
+    receiver_phone: str
+    shipping_address: str
+    note: str
+    payment_id: uuid.UUID | None
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime
+    items: list[OrderItem]
+
+    def __init__(
+        self,
+        *,
+        id: uuid.UUID,
+        user_id: str,
+        total_amount: int,
+        currency: str,
+        receiver_name: str,
+        receiver_phone: str,
+        shipping_address: str,
+        note: str,
+        create_time: datetime,
+        expire_time: datetime,
+        items: Sequence[OrderItem],
+        status: OrderStatus = OrderStatus.PENDING_PAYMENT,
+    ) -> None:
+        self.id, self.order_code, self.user_id = id, None, user_id
+        self.status, self.status_reason = status.value, None
+        self.total_amount, self.currency = total_amount, currency
+        self.receiver_name, self.receiver_phone = receiver_name, receiver_phone
+        self.shipping_address, self.note = shipping_address, note
+        self.payment_id = None
+        self.create_time, self.update_time, self.expire_time = create_time, create_time, expire_time
+        self.items = list(items)
+
+    def attach_payment(self, payment_id: str, now: datetime) -> bool:
+        """Records the payment "Pay again" opened, if the order is still
+        payable and it is a new one. True when the order changed."""
+        if self.status not in PAYABLE or str(self.payment_id or "") == payment_id:
+            return False
+        self.payment_id = uuid.UUID(payment_id)
+        self.update_time = now
+        return True
+
+    def close(self, status: OrderStatus, reason: str, now: datetime) -> bool:
+        """Cancel or expire. False (and no change) when the order is no
+        longer open: the caller gives the stock back only on True, once."""
+        if status not in RESTOCKED:
+            raise ValueError(f"an order is closed as canceled or expired, not {status.value}")
+        if self.status not in CANCELABLE:
+            return False
+        self.status, self.status_reason, self.update_time = status.value, reason, now
+        return True
+
+    def apply_payment_event(self, event: PaymentEvent, now: datetime) -> OrderChange | None:
+        """What a (new, in-order) payment event does to this order; the
+        change made, if any, names the order event to emit."""
+        if event.type == "payment.created" and self.status in PAYABLE:
+            self.payment_id = uuid.UUID(event.payment_id)
+        change = on_payment_event(self, event)
+        if change is not None:
+            self.status, self.status_reason = change.status.value, change.reason
+        self.update_time = now
+        return change
+
+
+def place_order(
+    new: NewOrder, products: Mapping[str, Product], *, order_id: uuid.UUID, now: datetime, ttl: timedelta
+) -> Order:
+    """A new, unpaid order for validated lines at the products' prices.
+    `products` holds the products found for the lines' variants; every line
+    needs one, all in one currency."""
+    unknown = [
+        FieldViolation(f"items[{i}].variant_id", f"unknown variant {line.variant_id}")
+        for i, line in enumerate(new.lines)
+        if line.variant_id not in products
+    ]
+    if unknown:
+        raise InvalidArgument(unknown)
+    currencies = {products[line.variant_id].currency for line in new.lines}
+    if len(currencies) != 1:
+        raise InvalidArgument.one("items", "all items must be priced in one currency")
+    (currency,) = currencies
+    return Order(
+        id=order_id,
+        user_id=new.user_id,
+        total_amount=sum(products[line.variant_id].price * line.quantity for line in new.lines),
+        currency=currency,
+        receiver_name=new.receiver_name,
+        receiver_phone=new.receiver_phone,
+        shipping_address=new.shipping_address,
+        note=new.note,
+        create_time=now,
+        expire_time=now + ttl,
+        items=[
+            OrderItem(
+                line_no=i + 1,
+                variant_id=line.variant_id,
+                name=products[line.variant_id].name,
+                quantity=line.quantity,
+                unit_price=products[line.variant_id].price,
+            )
+            for i, line in enumerate(new.lines)
+        ],
+    )

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 from order.v1 import order_pb2
+from order.v1 import order_service_pb2 as os_pb2
 
-from order_service.adapters.orm import Order, Product
 from order_service.adapters.payment_client import provider_from_proto
+from order_service.domain import model
 from order_service.domain.errors import InvalidArgument
+from order_service.domain.model import Order, Product
 from order_service.domain.payments import PaymentProvider
 from paykit.protobuf import timestamp
+
+
+def new_order_from_proto(request: os_pb2.CreateOrderRequest, user_id: str) -> model.NewOrder:
+    """A CreateOrder request, validated: every bad field is reported at once."""
+    return model.validate_new_order(
+        user_id=user_id,
+        lines=[(item.variant_id, item.quantity) for item in request.items],
+        receiver_name=request.receiver_name,
+        receiver_phone=request.receiver_phone,
+        shipping_address=request.shipping_address,
+        note=request.note,
+    )
 
 
 def order_to_proto(o: Order) -> order_pb2.Order:
     return order_pb2.Order(
         id=str(o.id),
-        order_code=o.order_code,
+        order_code=o.order_code or 0,
         user_id=o.user_id,
         status="ORDER_STATUS_" + o.status,
         total_amount=o.total_amount,
@@ -25,7 +39,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
                 name=i.name,
                 quantity=i.quantity,
                 unit_price=i.unit_price,
-                line_total=i.unit_price * i.quantity,
+                line_total=i.line_total,
             )
             for i in o.items
         ],

@@ -10,9 +10,13 @@ import grpc
 from order.v1 import order_service_pb2 as os_pb2
 from order.v1 import order_service_pb2_grpc
 
-from order_service.domain import model
 from order_service.domain.errors import InvalidArgument, Unauthenticated
-from order_service.entrypoints.protobuf import order_to_proto, product_to_proto, requested_provider
+from order_service.entrypoints.protobuf import (
+    new_order_from_proto,
+    order_to_proto,
+    product_to_proto,
+    requested_provider,
+)
 from order_service.service_layer.services import OrderUseCases
 from paykit.grpc_errors import grpc_errors
 from paykit.protobuf import timestamp
@@ -39,9 +43,15 @@ def _idempotency_key(metadata: dict[str, str]) -> str:
     return key
 
 
+def _client_ip(metadata: dict[str, str]) -> str:
+    """The shopper's address as the ingress saw it."""
+    forwarded = metadata.get("x-forwarded-for", "").split(",")[0].strip()
+    return forwarded or metadata.get("x-envoy-external-address", "")
+
+
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     def __init__(self, use_cases: OrderUseCases) -> None:
-        self.use_cases = use_cases
+        self.use_cases = use_cases  # only its methods are called: one per RPC
 
     @grpc_errors
     def ListProducts(
@@ -56,23 +66,15 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     def CreateOrder(
         self, request: os_pb2.CreateOrderRequest, context: grpc.ServicerContext
     ) -> os_pb2.CreateOrderResponse:
-        new = model.validate_new_order(
-            user_id=_user(context),
-            lines=[(item.variant_id, item.quantity) for item in request.items],
-            receiver_name=request.receiver_name,
-            receiver_phone=request.receiver_phone,
-            shipping_address=request.shipping_address,
-            note=request.note,
-        )
-        return os_pb2.CreateOrderResponse(order=order_to_proto(self.use_cases.create_order(new)))
+        order = self.use_cases.create_order(new_order_from_proto(request, _user(context)))
+        return os_pb2.CreateOrderResponse(order=order_to_proto(order))
 
     @grpc_errors
     def GetOrder(
         self, request: os_pb2.GetOrderRequest, context: grpc.ServicerContext
     ) -> os_pb2.GetOrderResponse:
-        return os_pb2.GetOrderResponse(
-            order=order_to_proto(self.use_cases.get_order(_user(context), request.order_id))
-        )
+        order = self.use_cases.get_order(_user(context), request.order_id)
+        return os_pb2.GetOrderResponse(order=order_to_proto(order))
 
     @grpc_errors
     def ListOrders(
@@ -86,13 +88,12 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
         self, request: os_pb2.RetryPaymentRequest, context: grpc.ServicerContext
     ) -> os_pb2.RetryPaymentResponse:
         metadata = _metadata(context)
-        forwarded = metadata.get("x-forwarded-for", "").split(",")[0].strip()
         order, checkout = self.use_cases.retry_payment(
             _user(context),
             request.order_id,
             provider=requested_provider(request.provider),
             return_url=request.return_url,
-            client_ip=forwarded or metadata.get("x-envoy-external-address", ""),
+            client_ip=_client_ip(metadata),
             user_agent=metadata.get("user-agent", ""),
             idempotency_key=_idempotency_key(metadata),
         )

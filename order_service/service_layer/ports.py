@@ -1,11 +1,58 @@
-"""What the use cases need from the world outside the order database."""
+"""What the use cases need from the world outside the domain: the order
+database (as `Orders`, inside a unit of work) and the payment service."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Protocol
 
+from order_service.domain.model import Order, Product
 from order_service.domain.payments import Checkout, PaymentAttempt, PaymentEvent
+
+
+class Orders(Protocol):
+    """The order database, in the caller's transaction; implemented by
+    adapters.repository.OrderRepository. Never commits."""
+
+    def products(self, after: str, limit: int) -> Sequence[Product]: ...
+
+    def products_by_id(self, variant_ids: list[str]) -> dict[str, Product]: ...
+
+    def take_stock(self, variant_id: str, quantity: int) -> bool:
+        """Reserves stock atomically; False when there is not enough."""
+        ...
+
+    def return_stock(self, variant_id: str, quantity: int) -> None: ...
+
+    def add(self, order: Order) -> None:
+        """Stores a new order; its order_code is set on return."""
+        ...
+
+    def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None: ...
+
+    def for_user(
+        self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[Order]: ...
+
+    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
+        """Unpaid orders past their deadline, locked, skipping locked ones."""
+        ...
+
+    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+        """Records that an event is being applied; False if it already was."""
+        ...
+
+    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int: ...
+
+    def checkpoint(self, name: str) -> str | None: ...
+
+    def advance_checkpoint(self, name: str, cursor: str, txid: int, seq: int, now: datetime) -> None: ...
+
+    def add_event(self, event_type: str, order: Order, now: datetime) -> None:
+        """An order event in the outbox."""
+        ...
 
 
 class Payments(Protocol):

@@ -9,19 +9,12 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from order_service.adapters.orm import Order, OrderItem, Product
 from order_service.domain import model
-from order_service.domain.errors import (
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    OutOfStock,
-    ResourceExhausted,
-)
-from order_service.domain.model import OrderPolicy, OrderStatus
+from order_service.domain.errors import InvalidArgument, NotFound, OutOfStock, ResourceExhausted
+from order_service.domain.model import Order, OrderPolicy, OrderStatus, Product
 from order_service.domain.payments import Checkout, PaymentAttempt, PaymentEvent, PaymentProvider
 from order_service.service_layer.ports import Payments
 from order_service.service_layer.unit_of_work import UnitOfWork
@@ -70,23 +63,6 @@ class RateLimiter:
             hits.append(now)
 
 
-def _priced_products(uow: UnitOfWork, new: model.NewOrder) -> tuple[Mapping[str, Product], str]:
-    """The products of an order's lines and their one currency."""
-    ids = [line.variant_id for line in new.lines]
-    products = uow.orders.products_by_id(ids)
-    unknown = [
-        FieldViolation(f"items[{i}].variant_id", f"unknown variant {v}")
-        for i, v in enumerate(ids)
-        if v not in products
-    ]
-    if unknown:
-        raise InvalidArgument(unknown)
-    currencies = {p.currency for p in products.values()}
-    if len(currencies) != 1:
-        raise InvalidArgument.one("items", "all items must be priced in one currency")
-    return products, currencies.pop()
-
-
 def _take_stock(uow: UnitOfWork, new: model.NewOrder) -> None:
     # A fixed order (by variant) over the row locks the UPDATEs take,
     # so concurrent checkouts of overlapping carts cannot deadlock.
@@ -103,50 +79,29 @@ class OrderUseCases:
         clock: Clock,
         policy: OrderPolicy,
     ) -> None:
-        self.uow_factory = uow_factory
-        self.payments = payments
-        self.clock = clock
-        self.policy = policy
-        self.retry_limiter = RateLimiter(policy.retry_limit, policy.retry_window)
+        self._uow_factory = uow_factory
+        self._payments = payments
+        self._clock = clock
+        self._policy = policy
+        self._retry_limiter = RateLimiter(policy.retry_limit, policy.retry_window)
 
     def list_products(self, page_size: int, page_token: str) -> tuple[Sequence[Product], str]:
         limit = _page_size(page_size, 50)
         after = _read_page_token(page_token) if page_token else ""
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             products = uow.orders.products(after, limit + 1)
         more = len(products) > limit
         products = products[:limit]
         return products, _page_token(products[-1].variant_id) if more else ""
 
     def create_order(self, new: model.NewOrder) -> Order:
-        now = self.clock()
-        with self.uow_factory() as uow:
-            products, currency = _priced_products(uow, new)
-            _take_stock(uow, new)
-            order = Order(
-                id=uuid.uuid4(),
-                user_id=new.user_id,
-                status=OrderStatus.PENDING_PAYMENT.value,
-                total_amount=sum(products[line.variant_id].price * line.quantity for line in new.lines),
-                currency=currency,
-                receiver_name=new.receiver_name,
-                receiver_phone=new.receiver_phone,
-                shipping_address=new.shipping_address,
-                note=new.note,
-                create_time=now,
-                update_time=now,
-                expire_time=now + self.policy.order_ttl,
-                items=[
-                    OrderItem(
-                        line_no=i + 1,
-                        variant_id=line.variant_id,
-                        name=products[line.variant_id].name,
-                        quantity=line.quantity,
-                        unit_price=products[line.variant_id].price,
-                    )
-                    for i, line in enumerate(new.lines)
-                ],
+        now = self._clock()
+        with self._uow_factory() as uow:
+            products = uow.orders.products_by_id([line.variant_id for line in new.lines])
+            order = model.place_order(
+                new, products, order_id=uuid.uuid4(), now=now, ttl=self._policy.order_ttl
             )
+            _take_stock(uow, new)
             uow.orders.add(order)
             uow.orders.add_event("order.created", order, now)
             uow.commit()
@@ -162,7 +117,7 @@ class OrderUseCases:
         return order
 
     def get_order(self, user_id: str, order_id: str) -> Order:
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             return self._own_order(uow, user_id, order_id)
 
     def list_orders(self, user_id: str, page_size: int, page_token: str) -> tuple[Sequence[Order], str]:
@@ -174,7 +129,7 @@ class OrderUseCases:
                 before = (datetime.fromisoformat(stamp), uuid.UUID(last_id))
             except ValueError:
                 raise InvalidArgument.one("page_token", "is not a token this service issued") from None
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             orders = uow.orders.for_user(user_id, before, limit + 1)
         more = len(orders) > limit
         orders = orders[:limit]
@@ -192,11 +147,11 @@ class OrderUseCases:
         user_agent: str,
         idempotency_key: str,
     ) -> tuple[Order, Checkout]:
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id)
             model.check_payable(order)
-        self.retry_limiter.check(user_id)
-        checkout = self.payments.create_or_get_payment(
+        self._retry_limiter.check(user_id)
+        checkout = self._payments.create_or_get_payment(
             PaymentAttempt(
                 order_id=str(order.id),
                 user_id=user_id,
@@ -210,12 +165,10 @@ class OrderUseCases:
                 request_id=idempotency_key or uuid.uuid4().hex,
             )
         )
-        now = self.clock()
-        with self.uow_factory() as uow:
+        now = self._clock()
+        with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)
-            if order.status in model.PAYABLE and str(order.payment_id or "") != checkout.payment_id:
-                order.payment_id = uuid.UUID(checkout.payment_id)
-                order.update_time = now
+            if order.attach_payment(checkout.payment_id, now):
                 uow.commit()
         return order, checkout
 
@@ -224,19 +177,16 @@ class OrderUseCases:
     ) -> None:
         """Cancel or expire: the one place stock comes back, guarded by the
         status check under the order's row lock, so it happens once."""
-        if order.status not in model.CANCELABLE:
+        if not order.close(status, reason, now):
             return
         for item in order.items:
             uow.orders.return_stock(item.variant_id, item.quantity)
-        order.status = status.value
-        order.status_reason = reason
-        order.update_time = now
         uow.orders.add_event(f"order.{status.value.lower()}", order, now)
 
     def cancel_order(self, user_id: str, order_id: str, reason: str) -> Order:
         check_text("reason", reason, 255)
-        now = self.clock()
-        with self.uow_factory() as uow:
+        now = self._clock()
+        with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)
             model.check_cancelable(order)
             self._close_unpaid(uow, order, OrderStatus.CANCELED, reason or "canceled by the shopper", now)
@@ -249,13 +199,13 @@ class OrderUseCases:
         that still arrives for it puts the order up for review."""
         if order.payment_id is not None:
             try:
-                self.payments.cancel_payment(str(order.payment_id), reason)
+                self._payments.cancel_payment(str(order.payment_id), reason)
             except Exception:  # noqa: BLE001 - see docstring
                 log.info("could not cancel the payment of a closed order", extra={"order_id": str(order.id)})
 
     def expire_due_orders(self, limit: int = 100) -> int:
-        now = self.clock()
-        with self.uow_factory() as uow:
+        now = self._clock()
+        with self._uow_factory() as uow:
             due = uow.orders.due_for_expiry(now, limit)
             for order in due:
                 self._close_unpaid(uow, order, OrderStatus.EXPIRED, "not paid in time", now)
@@ -265,19 +215,18 @@ class OrderUseCases:
         return len(due)
 
     def stream_cursor(self) -> str:
-        with self.uow_factory() as uow:
-            checkpoint = uow.orders.checkpoint(STREAM_NAME)
-            return checkpoint.cursor if checkpoint else ""
+        with self._uow_factory() as uow:
+            return uow.orders.checkpoint(STREAM_NAME) or ""
 
     def payment_events(self) -> Iterator[PaymentEvent]:
         """The payment events after the stored checkpoint, as they come."""
-        return self.payments.stream_events(self.stream_cursor())
+        return self._payments.stream_events(self.stream_cursor())
 
     def apply_payment_event(self, event: PaymentEvent) -> bool:
         """Applies one payment event at most once (by event id), ignoring
         versions older than one already applied for its payment, and moves
         the stream checkpoint in the same transaction."""
-        now = self.clock()
+        now = self._clock()
         event_id: uuid.UUID | None = None
         payment_id: uuid.UUID | None = None
         try:
@@ -289,7 +238,7 @@ class OrderUseCases:
                 "skipping malformed payment event", extra={"event_id": event.event_id, "cursor": event.cursor}
             )
         applied = False
-        with self.uow_factory() as uow:
+        with self._uow_factory() as uow:
             if (
                 event_id is not None
                 and payment_id is not None
@@ -309,12 +258,7 @@ class OrderUseCases:
         order = uow.orders.get(uuid.UUID(event.order_id), for_update=True)
         if order is None:
             return False
-        if event.type == "payment.created" and order.status in model.PAYABLE:
-            order.payment_id = uuid.UUID(event.payment_id)
-        change = model.on_payment_event(order, event)
+        change = order.apply_payment_event(event, now)
         if change is not None:
-            order.status = change.status.value
-            order.status_reason = change.reason
             uow.orders.add_event(change.event, order, now)
-        order.update_time = now
         return True

@@ -1,34 +1,26 @@
-"""One transaction per use case."""
+"""One transaction per use case: what the use cases need of it. The
+SQLAlchemy implementation is adapters.unit_of_work.SqlAlchemyUnitOfWork."""
 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Protocol, Self
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from order_service.adapters.repository import OrderRepository
+from order_service.service_layer.ports import Orders
 
 
-class UnitOfWork:
-    """`with uow:` opens a session; `uow.commit()` commits; leaving the block
-    without committing rolls back."""
+class UnitOfWork(Protocol):
+    """`with uow:` opens a transaction; `uow.commit()` commits; leaving the
+    block without committing rolls back. Objects read inside stay readable
+    after the block."""
 
-    orders: OrderRepository
+    @property
+    def orders(self) -> Orders: ...
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        self._session_factory = session_factory
-
-    def __enter__(self) -> UnitOfWork:
-        self.session = self._session_factory()
-        self.orders = OrderRepository(self.session)
-        return self
+    def __enter__(self) -> Self: ...
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        # close() rolls back whatever was not committed and detaches the
-        # loaded objects without expiring them, so callers can still read them.
-        self.session.close()
+    ) -> None: ...
 
-    def commit(self) -> None:
-        self.session.commit()
+    def commit(self) -> None: ...

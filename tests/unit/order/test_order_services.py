@@ -1,0 +1,220 @@
+"""The order use cases (order_service.service_layer.services) on an
+in-memory unit of work and payment service: the service layer runs with no
+database and no network, through its UnitOfWork, Orders and Payments ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import pytest
+
+from order_service.domain.errors import NotFound, OutOfStock
+from order_service.domain.model import NewOrder, Order, OrderPolicy, Product, validate_new_order
+from order_service.domain.payments import (
+    Checkout,
+    PaymentAttempt,
+    PaymentEvent,
+    PaymentProvider,
+    PaymentStatus,
+)
+from order_service.service_layer.services import OrderUseCases
+
+
+class FakeOrders:
+    def __init__(self) -> None:
+        self.stock = {"mug-blue": 5, "sticker-pack": 100}
+        self.catalog = {
+            "mug-blue": Product(variant_id="mug-blue", name="Mug", price=89_000, currency="VND", stock=0),
+            "sticker-pack": Product(
+                variant_id="sticker-pack", name="Stickers", price=25_000, currency="VND", stock=0
+            ),
+        }
+        self.orders: dict[uuid.UUID, Order] = {}
+        self.events: list[tuple[str, uuid.UUID]] = []
+        self.applied: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}
+        self.cursors: dict[str, str] = {}
+
+    def products(self, after: str, limit: int) -> Sequence[Product]:
+        return [p for k, p in sorted(self.catalog.items()) if k > after][:limit]
+
+    def products_by_id(self, variant_ids: list[str]) -> dict[str, Product]:
+        return {v: self.catalog[v] for v in variant_ids if v in self.catalog}
+
+    def take_stock(self, variant_id: str, quantity: int) -> bool:
+        if self.stock[variant_id] < quantity:
+            return False
+        self.stock[variant_id] -= quantity
+        return True
+
+    def return_stock(self, variant_id: str, quantity: int) -> None:
+        self.stock[variant_id] += quantity
+
+    def add(self, order: Order) -> None:
+        order.order_code = 100_000 + len(self.orders)
+        self.orders[order.id] = order
+
+    def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+        return self.orders.get(order_id)
+
+    def for_user(
+        self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[Order]:
+        mine = sorted((o for o in self.orders.values() if o.user_id == user_id), key=lambda o: o.create_time)
+        return [o for o in reversed(mine) if before is None or (o.create_time, o.id) < before][:limit]
+
+    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
+        due = [o for o in self.orders.values() if o.status in ("PENDING_PAYMENT", "PAYMENT_FAILED")]
+        return [o for o in due if o.expire_time < now][:limit]
+
+    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+        if event_id in self.applied:
+            return False
+        self.applied[event_id] = (payment_id, version)
+        return True
+
+    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int:
+        return max((v for e, (p, v) in self.applied.items() if p == payment_id and e != excluding), default=0)
+
+    def checkpoint(self, name: str) -> str | None:
+        return self.cursors.get(name)
+
+    def advance_checkpoint(self, name: str, cursor: str, txid: int, seq: int, now: datetime) -> None:
+        self.cursors[name] = cursor
+
+    def add_event(self, event_type: str, order: Order, now: datetime) -> None:
+        self.events.append((event_type, order.id))
+
+
+class FakeUnitOfWork:
+    def __init__(self, orders: FakeOrders) -> None:
+        self.orders = orders
+        self.commits = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+    def commit(self) -> None:
+        self.commits += 1
+
+
+class FakePayments:
+    def __init__(self) -> None:
+        self.attempts: list[PaymentAttempt] = []
+        self.canceled: list[str] = []
+
+    def create_or_get_payment(self, attempt: PaymentAttempt) -> Checkout:
+        self.attempts.append(attempt)
+        return Checkout(
+            str(uuid.UUID(int=len(self.attempts))), "https://pay.example/x", NOW + timedelta(minutes=15)
+        )
+
+    def cancel_payment(self, payment_id: str, reason: str) -> None:
+        self.canceled.append(payment_id)
+
+    def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
+        return iter(())
+
+
+NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def world() -> tuple[OrderUseCases, FakeUnitOfWork, FakePayments, Clock]:
+    uow, payments, clock = FakeUnitOfWork(FakeOrders()), FakePayments(), Clock()
+    return OrderUseCases(lambda: uow, payments, clock, OrderPolicy()), uow, payments, clock
+
+
+def cart(*lines: tuple[str, int]) -> NewOrder:
+    return validate_new_order(
+        user_id="u1",
+        lines=list(lines),
+        receiver_name="A",
+        receiver_phone="0901234567",
+        shipping_address="B",
+        note="",
+    )
+
+
+World = tuple[OrderUseCases, FakeUnitOfWork, FakePayments, Clock]
+
+
+def test_create_order_takes_stock_stores_and_emits(world: World) -> None:
+    use_cases, uow, _, _ = world
+    order = use_cases.create_order(cart(("mug-blue", 2), ("sticker-pack", 3)))
+    assert order.order_code == 100_000 and order.total_amount == 2 * 89_000 + 3 * 25_000
+    assert uow.orders.stock == {"mug-blue": 3, "sticker-pack": 97}
+    assert uow.orders.events == [("order.created", order.id)] and uow.commits == 1
+    with pytest.raises(OutOfStock):
+        use_cases.create_order(cart(("mug-blue", 4)))
+    assert uow.commits == 1
+
+
+def test_pay_again_attaches_the_payment_and_cancel_restocks_once(world: World) -> None:
+    use_cases, uow, payments, _ = world
+    order = use_cases.create_order(cart(("mug-blue", 2)))
+    with pytest.raises(NotFound):
+        use_cases.get_order("someone-else", str(order.id))
+    paid_again, checkout = use_cases.retry_payment(
+        "u1",
+        str(order.id),
+        provider=PaymentProvider.MOMO,
+        return_url="",
+        client_ip="",
+        user_agent="",
+        idempotency_key="k1",
+    )
+    assert str(paid_again.payment_id) == checkout.payment_id
+    assert payments.attempts[0].description.endswith(str(order.order_code))
+    canceled = use_cases.cancel_order("u1", str(order.id), "")
+    assert canceled.status == "CANCELED" and canceled.status_reason == "canceled by the shopper"
+    assert uow.orders.stock["mug-blue"] == 5
+    assert payments.canceled == [checkout.payment_id]
+
+
+def test_expiry_closes_due_orders_once(world: World) -> None:
+    use_cases, uow, _, clock = world
+    order = use_cases.create_order(cart(("mug-blue", 1)))
+    clock.now += timedelta(minutes=31)
+    assert use_cases.expire_due_orders() == 1
+    assert order.status == "EXPIRED" and uow.orders.stock["mug-blue"] == 5
+    assert use_cases.expire_due_orders() == 0
+    assert [e for e, _ in uow.orders.events] == ["order.created", "order.expired"]
+
+
+def test_a_payment_event_applies_once_and_moves_the_checkpoint(world: World) -> None:
+    use_cases, uow, _, _ = world
+    order = use_cases.create_order(cart(("mug-blue", 1)))
+    paid = PaymentEvent(
+        cursor="7-1",
+        event_id=str(uuid.uuid4()),
+        type="payment.succeeded",
+        payment_id=str(uuid.uuid4()),
+        order_id=str(order.id),
+        user_id="u1",
+        status=PaymentStatus.SUCCEEDED,
+        provider=PaymentProvider.VNPAY,
+        amount=order.total_amount,
+        currency="VND",
+        version=2,
+    )
+    assert use_cases.apply_payment_event(paid) is True
+    assert use_cases.apply_payment_event(paid) is False
+    assert order.status == "PAID" and use_cases.stream_cursor() == "7-1"
+    assert [e for e, _ in uow.orders.events] == ["order.created", "order.paid"]
