@@ -1,0 +1,81 @@
+"""Runs Debezium's embedded engine (pydbzengine, in a JVM of its own) with
+the given connector properties and appends every record it delivers to a
+file as one JSON line: {"destination", "key", "value", "headers"}.
+
+A separate process so that a test can stop it (SIGTERM, with the JVM started
+with -Xrs so that Python, not the JVM, handles it: the engine closes
+and commits its offsets) and start a new one, exactly as a restarted
+connector would. Usage: debezium_runner.py PROPERTIES.json OUTPUT.jsonl"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class AppendToFile(BasePythonChangeHandler):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def handleJsonBatch(self, records: list[Any]) -> None:  # noqa: N802 (Java's name)
+        lines = []
+        for record in records:
+            headers = {}
+            for header in record.headers():
+                headers[str(header.getKey())] = _text(header.getValue())
+            lines.append(
+                json.dumps(
+                    {
+                        "destination": str(record.destination()),
+                        "key": _text(record.key()),
+                        "value": _text(record.value()),
+                        "headers": headers,
+                    }
+                )
+            )
+        # Written and flushed before the batch is acknowledged (the engine
+        # commits offsets only after this returns): at-least-once, as a sink.
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write("".join(line + "\n" for line in lines))
+            out.flush()
+
+
+def main() -> None:
+    properties = json.loads(Path(sys.argv[1]).read_text())
+    engine = DebeziumJsonEngine(properties=properties, handler=AppendToFile(Path(sys.argv[2])))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as error:
+            failure.append(error)
+        finally:
+            stop.set()
+
+    worker = threading.Thread(target=run, name="debezium", daemon=True)
+    worker.start()
+    while not stop.wait(0.2):
+        pass
+    engine.close()
+    worker.join(30)
+    if failure:
+        print(f"debezium engine failed: {failure[0]!r}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
