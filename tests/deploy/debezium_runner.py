@@ -27,7 +27,7 @@ class AppendToFile(BasePythonChangeHandler):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def handleJsonBatch(self, records: list[Any]) -> None:  # noqa: N802 (Java's name)
+    def handleJsonBatch(self, records: list[Any]) -> None:  # (Java's name for it)
         lines = []
         for record in records:
             headers = {}

@@ -67,7 +67,8 @@ class LogicalPostgres(DedicatedPostgres):
         super().__init__()
 
     def start(self) -> None:
-        options = f"-h 127.0.0.1 -p {self.port} -c wal_level=logical -c max_wal_senders=4 -c max_replication_slots=4"
+        logical = "-c wal_level=logical -c max_wal_senders=4 -c max_replication_slots=4"
+        options = f"-h 127.0.0.1 -p {self.port} {logical}"
         self._pg_ctl("-w", "-o", options, "-o", f"-k {self.socket_dir}", "-l", str(self.log), "start")
 
     def tcp_url(self, dbname: str) -> str:
