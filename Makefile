@@ -7,13 +7,11 @@ STAMP := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: dev test test-fast lint gen gen-check buf bench ci clean
+.PHONY: dev test test-fast lint gen gen-check buf bench ci clean deploy-envoy
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version.split()[0]'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHON=$(PYTHON) sh tools/install-venv.sh $(VENV) '[dev]'
 	@touch $(STAMP)
 
 dev: $(STAMP) ## run the stack locally (embedded PostgreSQL in $$DATA_DIR, default .data)
@@ -45,6 +43,9 @@ $(BUF):
 buf: $(BUF) ## buf lint, and buf breaking against the previous commit (BUF_AGAINST overrides)
 	$(BUF) lint
 	bash tools/buf-breaking.sh $(BUF)
+
+deploy-envoy: $(STAMP) ## rewrite deploy/envoy/configmap.yaml from ingress/envoy.py (the test checks it is fresh)
+	$(BIN)/python tools/render_envoy_k8s.py
 
 ci: lint gen-check buf test
 
