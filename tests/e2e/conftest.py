@@ -22,7 +22,7 @@ import pytest
 from google.api import httpbody_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ingress.envoy import PAYMENT_CLUSTER, PAYMENT_SERVICE, EnvoyProcess, IngressSettings
+from ingress.envoy import PAYMENT_CLUSTER, PAYMENT_SERVICE, EnvoyError, EnvoyProcess, IngressSettings
 from payment_service.entrypoints import server as grpc_server
 
 
@@ -161,6 +161,24 @@ def _free_port() -> int:
 def sim_stack(db_url: str, order_db_url: str, clock: Any, tmp_path: Path) -> Iterator[SimStack]:
     from datetime import UTC, datetime
 
+    clock.now = datetime.now(UTC)  # the simulator checks expiry against real time
+    # The simulator must know where callbacks go before Envoy starts, so the
+    # ingress port is picked first; another process may take it meanwhile:
+    # then everything starts again on another port.
+    for attempt in range(3):
+        stops: list[Any] = []
+        try:
+            yield _start_sim_stack(db_url, order_db_url, clock, tmp_path / f"envoy-{attempt}", stops)
+            return
+        except EnvoyError as error:
+            if "Address already in use" not in str(error) or attempt == 2:
+                raise
+        finally:
+            for stop in reversed(stops):
+                stop()
+
+
+def _start_sim_stack(db_url: str, order_db_url: str, clock: Any, workdir: Path, stops: list[Any]) -> SimStack:
     from gateway_simulator import SimConfig, Simulator
     from ingress import auth
     from ingress.envoy import ORDER_CLUSTER
@@ -170,38 +188,33 @@ def sim_stack(db_url: str, order_db_url: str, clock: Any, tmp_path: Path) -> Ite
     from payment_service.config import Settings
     from tests.conftest import make_order_settings
 
-    clock.now = datetime.now(UTC)  # the simulator checks expiry against real time
-    ingress_port = _free_port()  # the simulator must know where callbacks go before Envoy starts
+    ingress_port = _free_port()
     sim = Simulator(
         SimConfig(port=0, ingress_base_url=f"http://127.0.0.1:{ingress_port}", time_scale=0.001)
     ).start()
-    stops: list[Any] = [sim.stop]
-    try:
-        settings = Settings.from_env(
-            {"PAYMENTS_ENV": "development", "SIM_PORT": str(sim.port), "INGRESS_PORT": str(ingress_port)}
-        )
-        payment = grpc_server.start(bootstrap(settings, db_url, clock=clock), port=0, sweep=False)
-        stops.append(lambda: payment.stop(grace=0))
-        orders = order_grpc.start(
-            bootstrap_orders(make_order_settings(payment.port), order_db_url, clock=clock),
-            port=0,
-            sweep=False,
-        )
-        stops.append(lambda: orders.stop(grace=0))
-        keys = auth.generate_keys()
-        envoy = EnvoyProcess(
-            IngressSettings(
-                ingress_port=ingress_port,
-                admin_port=0,
-                payment_upstream_port=payment.port,
-                order_upstream_port=orders.port,
-            ).with_jwks(keys.jwks),
-            tmp_path / "envoy",
-        ).start()
-        stops.append(envoy.stop)
-        envoy.wait_healthy(PAYMENT_CLUSTER)
-        envoy.wait_healthy(ORDER_CLUSTER)
-        yield SimStack(envoy, sim, keys, payment, orders)
-    finally:
-        for stop in reversed(stops):
-            stop()
+    stops.append(sim.stop)
+    settings = Settings.from_env(
+        {"PAYMENTS_ENV": "development", "SIM_PORT": str(sim.port), "INGRESS_PORT": str(ingress_port)}
+    )
+    payment = grpc_server.start(bootstrap(settings, db_url, clock=clock), port=0, sweep=False)
+    stops.append(lambda: payment.stop(grace=0))
+    orders = order_grpc.start(
+        bootstrap_orders(make_order_settings(payment.port), order_db_url, clock=clock),
+        port=0,
+        sweep=False,
+    )
+    stops.append(lambda: orders.stop(grace=0))
+    keys = auth.generate_keys()
+    envoy = EnvoyProcess(
+        IngressSettings(
+            ingress_port=ingress_port,
+            admin_port=0,
+            payment_upstream_port=payment.port,
+            order_upstream_port=orders.port,
+        ).with_jwks(keys.jwks),
+        workdir,
+    ).start()
+    stops.append(envoy.stop)
+    envoy.wait_healthy(PAYMENT_CLUSTER)
+    envoy.wait_healthy(ORDER_CLUSTER)
+    return SimStack(envoy, sim, keys, payment, orders)
