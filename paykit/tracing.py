@@ -99,9 +99,10 @@ def traced_channel(channel: grpc.Channel) -> grpc.Channel:
     context sent in the metadata), when tracing is on."""
     if _provider is None:
         return channel
-    from opentelemetry.instrumentation.grpc import client_interceptor
+    from opentelemetry.instrumentation.grpc import client_interceptor, intercept_channel
 
-    intercepted: grpc.Channel = grpc.intercept_channel(channel, client_interceptor(tracer_provider=_provider))  # type: ignore[no-untyped-call]
+    interceptor = client_interceptor(tracer_provider=_provider)  # type: ignore[no-untyped-call]
+    intercepted: grpc.Channel = intercept_channel(channel, interceptor)
     return intercepted
 
 
@@ -109,9 +110,13 @@ def instrument_engine(engine: Any) -> None:
     """SQL statements as spans (SQLAlchemy instrumentation), when tracing is on."""
     if _provider is None:
         return
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    # The engine's tracer alone: SQLAlchemyInstrumentor().instrument() works
+    # once per process and also patches create_engine everywhere.
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.metrics import NoOpMeterProvider
 
-    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=_provider)
+    usage = NoOpMeterProvider().get_meter("paykit").create_up_down_counter("db.client.connections.usage")
+    EngineTracer(tracer("opentelemetry.instrumentation.sqlalchemy"), engine, usage)
 
 
 def current_traceparent() -> str:
