@@ -99,10 +99,11 @@ def traced_channel(channel: grpc.Channel) -> grpc.Channel:
     context sent in the metadata), when tracing is on."""
     if _provider is None:
         return channel
-    from opentelemetry.instrumentation.grpc import client_interceptor, intercept_channel
+    from opentelemetry.instrumentation.grpc import client_interceptor
+    from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 
     interceptor = client_interceptor(tracer_provider=_provider)  # type: ignore[no-untyped-call]
-    intercepted: grpc.Channel = intercept_channel(channel, interceptor)
+    intercepted: grpc.Channel = intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
     return intercepted
 
 
@@ -116,7 +117,7 @@ def instrument_engine(engine: Any) -> None:
     from opentelemetry.metrics import NoOpMeterProvider
 
     usage = NoOpMeterProvider().get_meter("paykit").create_up_down_counter("db.client.connections.usage")
-    EngineTracer(tracer("opentelemetry.instrumentation.sqlalchemy"), engine, usage)
+    EngineTracer(tracer("opentelemetry.instrumentation.sqlalchemy"), engine, usage)  # type: ignore[no-untyped-call]
 
 
 def current_traceparent() -> str:

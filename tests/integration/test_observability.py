@@ -18,8 +18,8 @@ from google.api import httpbody_pb2
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from order.v1 import order_service_pb2_grpc
 from order.v1 import order_service_pb2 as os_pb2
+from order.v1 import order_service_pb2_grpc
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,7 +35,7 @@ U1 = (("x-user-id", "u1"),)
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         body = response.read().decode()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
