@@ -192,3 +192,22 @@ def _wait_for(exporter: InMemorySpanExporter, wanted: Any, timeout: float = 10) 
         time.sleep(0.02)
     names = sorted({s.name for s in exporter.get_finished_spans()})
     raise AssertionError(f"no such span; finished: {names}")
+
+
+def test_the_serving_line_names_the_metrics_port_of_a_process(db_url: str) -> None:
+    from tests.integration.helpers import ServerProcess
+
+    process = ServerProcess(db_url, PAYMENT_METRICS_PORT="0")
+    try:
+        port = process.serving["metrics_port"]
+        assert isinstance(port, int) and port > 0
+        samples = scrape(port)
+        assert value(samples, "payments_db_pool_size", pool="payment") > 0
+        assert ("payments_outbox_events", frozenset()) in samples
+    finally:
+        process.terminate()
+    off = ServerProcess(db_url, PAYMENT_METRICS_PORT="off")
+    try:
+        assert off.serving["metrics_port"] == "off"
+    finally:
+        off.terminate()
