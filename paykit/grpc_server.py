@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from paykit.grpc_errors import RejectUndecodableRequests
+from paykit.observability import Observability
 
 log = logging.getLogger("paykit.grpc_server")
 
@@ -35,12 +36,15 @@ class GrpcServer:
     server: grpc.Server
     health: health.HealthServicer
     port: int
+    observability: Observability | None = None
 
     def stop(self, grace: float | None) -> None:
         """Every service NOT_SERVING first (so load balancers drain), then
         stop accepting and wait up to `grace` seconds for calls in flight."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.observability is not None:
+            self.observability.stop()
 
 
 def start_grpc_server(
@@ -52,15 +56,21 @@ def start_grpc_server(
     max_workers: int,
     options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS,
     interceptors: Sequence[grpc.ServerInterceptor] | None = None,
+    observability: Observability | None = None,
 ) -> GrpcServer:
     """Builds, binds and starts a server. `register` adds the servicers
     (e.g. `lambda s: add_FooServicer_to_server(FooServicer(...), s)`);
     `service_names` are their full names, for health and reflection.
-    Interceptors default to refusing undecodable requests as INVALID_ARGUMENT."""
+    Interceptors default to refusing undecodable requests as INVALID_ARGUMENT;
+    `observability` puts tracing and RPC metrics in front of them and starts
+    the /metrics endpoint on `host` (its port in the "serving" log line)."""
+    chain = [RejectUndecodableRequests()] if interceptors is None else list(interceptors)
+    if observability is not None:
+        chain = [*observability.interceptors(), *chain]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         options=list(options),
-        interceptors=[RejectUndecodableRequests()] if interceptors is None else list(interceptors),
+        interceptors=chain,
     )
     for add in [register] if callable(register) else register:
         add(server)
@@ -75,5 +85,6 @@ def start_grpc_server(
     server.start()
     for name in ("", *service_names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", extra={"service": ",".join(service_names), "host": host, "port": bound})
-    return GrpcServer(server=server, health=health_servicer, port=bound)
+    extra = observability.start(host) if observability is not None else {}
+    log.info("serving", extra={"service": ",".join(service_names), "host": host, "port": bound, **extra})
+    return GrpcServer(server=server, health=health_servicer, port=bound, observability=observability)

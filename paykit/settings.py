@@ -17,6 +17,8 @@ DEFAULT_PORTS = {
     "ingress": 8080,  # INGRESS_PORT: Envoy, the public HTTP listener
     "admin": 9901,  # ENVOY_ADMIN_PORT: Envoy's admin (loopback)
     "sim": 8090,  # SIM_PORT: the gateway simulator (development)
+    "payment_metrics": 9464,  # PAYMENT_METRICS_PORT: the payment service's /metrics
+    "order_metrics": 9465,  # ORDER_METRICS_PORT: the order service's /metrics
 }
 
 

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
+from paykit import tracing
 from paykit.database import create_db_engine
 from payment_service.adapters.http_client import HttpJsonClient
+from payment_service.adapters.metrics import PrometheusTelemetry
 from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from payment_service.config import Settings
 from payment_service.gateways import registry
@@ -37,6 +39,7 @@ class App:
 
 def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> App:
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size)
+    tracing.instrument_engine(engine)
     session_factory = sessionmaker(engine, expire_on_commit=False)
     http = HttpJsonClient(timeout_seconds=settings.gateway_timeout_seconds)
     enabled = settings.policy.enabled_providers
@@ -47,5 +50,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     )
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
-    callbacks = CallbackUseCases(uow_factory, gateways, clock, settings.policy, registry.callback_routes())
+    callbacks = CallbackUseCases(
+        uow_factory, gateways, clock, settings.policy, registry.callback_routes(), PrometheusTelemetry()
+    )
     return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)

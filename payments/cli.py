@@ -18,6 +18,7 @@ from paykit import logs
 
 if TYPE_CHECKING:
     from order_service.config import OrderSettings
+    from paykit.observability import Observability
     from payment_service.config import Settings
 
 log = logging.getLogger("payments")
@@ -83,7 +84,8 @@ def start_payment() -> Callable[[], None]:
     settings = _payment_settings()
     url = payment_database(settings)
     _auto_migrate(url, "payment")
-    return server.start(bootstrap(settings, url)).stop
+    observability = _observability(server.observability_from_env, "payment-service")
+    return server.start(bootstrap(settings, url), observability=observability).stop
 
 
 def start_order() -> Callable[[], None]:
@@ -93,7 +95,23 @@ def start_order() -> Callable[[], None]:
     settings = _order_settings()
     url = order_database(settings)
     _auto_migrate(url, "order")
-    return server.start(bootstrap(settings, url)).stop
+    observability = _observability(server.observability_from_env, "order-service")
+    return server.start(bootstrap(settings, url), observability=observability).stop
+
+
+def _observability(from_env: Callable[[], Observability], service_name: str) -> Observability:
+    """The metrics endpoint's settings, and tracing when an exporter is
+    configured (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER); both
+    before bootstrap, which instruments the pool and the channel."""
+    from paykit import tracing
+    from paykit.settings import ConfigError
+
+    try:
+        observability = from_env()
+        tracing.configure_from_env(os.environ, service_name)
+    except (ConfigError, ValueError) as error:
+        sys.exit(f"configuration error: {error}")
+    return observability
 
 
 def cmd_sim(_args: argparse.Namespace) -> None:

@@ -47,7 +47,9 @@ def status_from_proto(value: int) -> PaymentStatus:
         return PaymentStatus.UNSPECIFIED
 
 
-def payment_event_from_proto(cursor: str, event: payment_pb2.PaymentEvent) -> PaymentEvent:
+def payment_event_from_proto(
+    cursor: str, event: payment_pb2.PaymentEvent, traceparent: str = ""
+) -> PaymentEvent:
     payment = event.payment
     return PaymentEvent(
         cursor=cursor,
@@ -63,6 +65,8 @@ def payment_event_from_proto(cursor: str, event: payment_pb2.PaymentEvent) -> Pa
         version=event.version,
         failure_reason=payment.failure_reason,
         review_reason=payment.review_reason,
+        create_time=event.create_time.ToDatetime(tzinfo=UTC) if event.HasField("create_time") else None,
+        traceparent=traceparent,
     )
 
 
@@ -109,7 +113,7 @@ class PaymentClient:
         channel closes (grpc.RpcError)."""
         responses = self.stub.StreamPaymentEvents(ps.StreamPaymentEventsRequest(after_cursor=after_cursor))
         for response in responses:
-            yield payment_event_from_proto(response.cursor, response.event)
+            yield payment_event_from_proto(response.cursor, response.event, response.traceparent)
 
 
 def _domain_error(error: grpc.RpcError) -> DomainError:

@@ -45,6 +45,10 @@ class PaymentEvent:
     version: int
     failure_reason: str = ""
     review_reason: str = ""
+    # When the payment service wrote the event, and the trace it was written
+    # in (an opaque W3C traceparent, "" if none): for lag and tracing only.
+    create_time: datetime | None = None
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)

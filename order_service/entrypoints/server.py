@@ -5,16 +5,23 @@ sweeper, with graceful shutdown."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health
 from order.v1 import order_service_pb2, order_service_pb2_grpc
 
+from order_service.adapters import metrics
 from order_service.bootstrap import OrderApp
 from order_service.entrypoints.servicer import OrderServicer
+from paykit import tracing
 from paykit.grpc_server import GrpcServer, start_grpc_server
+from paykit.metrics import DbPoolCollector
+from paykit.observability import Observability
+from paykit.settings import DEFAULT_PORTS
 
 log = logging.getLogger("order_service.server")
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
@@ -51,10 +58,25 @@ class RunningOrderServer:
         log.info("stopped", extra={"port": self.port})
 
 
+def observability_from_env(env: Mapping[str, str] | None = None) -> Observability:
+    """ORDER_METRICS_PORT (default 9465; 0: a free port; empty or "off": none)."""
+    env = os.environ if env is None else env
+    return Observability.from_env(env, "ORDER_METRICS_PORT", DEFAULT_PORTS["order_metrics"])
+
+
 def start(
-    app: OrderApp, port: int | None = None, *, follow: bool = True, sweep: bool = True
+    app: OrderApp,
+    port: int | None = None,
+    *,
+    follow: bool = True,
+    sweep: bool = True,
+    observability: Observability | None = None,
 ) -> RunningOrderServer:
+    """`observability`: RPC metrics, tracing and the /metrics endpoint (with
+    the pool collector); None for none of them."""
     settings = app.settings
+    if observability is not None:
+        observability.collectors.append(DbPoolCollector({"order": app.engine}))
     servicer = OrderServicer(app.use_cases)
     serving = start_grpc_server(
         lambda server: order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server),
@@ -62,6 +84,7 @@ def start(
         host=settings.host,
         port=settings.order_grpc_port if port is None else port,
         max_workers=settings.grpc_workers,
+        observability=observability,
     )
     running = RunningOrderServer(serving=serving, app=app)
     if follow:
@@ -83,13 +106,22 @@ def follow_payment_events(running: RunningOrderServer) -> None:
     while not running.stopping.is_set():
         try:
             for event in use_cases.payment_events():
-                use_cases.apply_payment_event(event)
+                # One trace from the callback that wrote the event to here.
+                with tracing.continue_trace(
+                    "apply payment event",
+                    event.traceparent,
+                    event_type=event.type,
+                    payment_id=event.payment_id,
+                ):
+                    applied = use_cases.apply_payment_event(event)
+                metrics.event_handled(applied, event.create_time)
                 backoff = 0.2
                 if running.stopping.is_set():
                     return
         except grpc.RpcError as error:
             if running.stopping.is_set():
                 return
+            metrics.reconnected()
             log.warning("payment event stream interrupted; reconnecting", extra={"code": str(error.code())})
         except Exception:
             log.exception("applying payment events failed; retrying from the checkpoint")

@@ -155,6 +155,9 @@ class OutboxEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     publish_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # W3C trace context of the writing transaction's span ("" or NULL when
+    # untraced): the stream hands it on, so the consumer continues the trace.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_outbox_events_unpublished", "seq", postgresql_where=text("publish_time IS NULL")),

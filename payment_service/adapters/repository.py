@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from paykit.tracing import current_traceparent
 from payment_service.adapters.orm import OutboxEvent, payments
 from payment_service.adapters.protobuf import payment_event
 from payment_service.domain.callbacks import JournalEntry
@@ -79,6 +80,7 @@ class PaymentRepository:
                 type=event_type,
                 payload=payment_event(event_id, event_type, payment, now),
                 create_time=now,
+                traceparent=current_traceparent() or None,
             )
         )
 
@@ -105,18 +107,18 @@ class PaymentRepository:
         )
         return self.session.scalars(stmt).all()
 
-    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any]]]:
+    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any], str]]:
         """Outbox events after (txid, seq), oldest first, but only from
         transactions older than every transaction still running: those can
         no longer gain rows, so a reader that resumes after the last row it
         saw misses nothing that commits later."""
         rows = self.session.execute(
             text(
-                "SELECT txid::text::bigint, seq, payload FROM outbox_events"
+                "SELECT txid::text::bigint, seq, payload, traceparent FROM outbox_events"
                 " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq)"
                 " AND txid < pg_snapshot_xmin(pg_current_snapshot())"
                 " ORDER BY txid, seq LIMIT :limit"
             ),
             {"txid": txid, "seq": seq, "limit": limit},
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3] or "") for r in rows]

@@ -5,7 +5,9 @@ goes NOT_SERVING, stops with grace, then closes the pool."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -13,6 +15,10 @@ from grpc_health.v1 import health
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
 from paykit.grpc_server import GrpcServer, start_grpc_server
+from paykit.metrics import DbPoolCollector
+from paykit.observability import Observability
+from paykit.settings import DEFAULT_PORTS
+from payment_service.adapters.metrics import OutboxCollector
 from payment_service.bootstrap import App
 from payment_service.entrypoints.pages import return_renderer
 from payment_service.entrypoints.servicer import PaymentServicer
@@ -52,7 +58,17 @@ class RunningServer:
         log.info("stopped", extra={"port": self.port})
 
 
-def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningServer:
+def observability_from_env(env: Mapping[str, str] | None = None) -> Observability:
+    """PAYMENT_METRICS_PORT (default 9464; 0: a free port; empty or "off": none)."""
+    env = os.environ if env is None else env
+    return Observability.from_env(env, "PAYMENT_METRICS_PORT", DEFAULT_PORTS["payment_metrics"])
+
+
+def start(
+    app: App, port: int | None = None, *, sweep: bool = True, observability: Observability | None = None
+) -> RunningServer:
+    """`observability`: RPC metrics, tracing and the /metrics endpoint (with
+    the pool and outbox collectors); None for none of them."""
     settings = app.settings
     stopping = threading.Event()
     servicer = PaymentServicer(
@@ -64,12 +80,24 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
         host=settings.host,
         port=settings.payment_grpc_port if port is None else port,
         max_workers=settings.grpc_workers,
+        observability=_with_collectors(observability, app, servicer),
     )
     running = RunningServer(serving=serving, app=app, servicer=servicer, stopping=stopping)
     if sweep:
         running.sweeper = threading.Thread(target=_sweep, args=(running,), name="expiry-sweeper", daemon=True)
         running.sweeper.start()
     return running
+
+
+def _with_collectors(
+    observability: Observability | None, app: App, servicer: PaymentServicer
+) -> Observability | None:
+    if observability is not None:
+        observability.collectors += [
+            DbPoolCollector({"payment": app.engine}),
+            OutboxCollector(app.engine, servicer.streams),
+        ]
+    return observability
 
 
 def _sweep(running: RunningServer) -> None:

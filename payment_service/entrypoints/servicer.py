@@ -13,6 +13,7 @@ from payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grp
 
 from paykit.cursor import parse_cursor
 from paykit.grpc_errors import grpc_errors
+from payment_service.adapters.metrics import StreamPositions
 from payment_service.adapters.protobuf import payment_to_proto
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
@@ -49,7 +50,9 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         stopping: threading.Event | None = None,
         poll_seconds: float = 0.1,
         render_return: Callable[[ReturnView], HttpReply] | None = None,
+        streams: StreamPositions | None = None,
     ) -> None:
+        self.streams = streams or StreamPositions()
         self.use_cases = use_cases
         self.callbacks = callbacks
         self.render_return = render_return or return_renderer("")
@@ -62,15 +65,24 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     ) -> Iterator[payment_service_pb2.StreamPaymentEventsResponse]:
         cursor = request.after_cursor
         parse_cursor(cursor)  # a bad cursor fails now, not on the first event
-        while context.is_active() and not self.stopping.is_set():
-            batch = self.use_cases.events_after(cursor)
-            for cursor, payload in batch:
-                event = json_format.ParseDict(payload, payment_pb2.PaymentEvent(), ignore_unknown_fields=True)
-                yield payment_service_pb2.StreamPaymentEventsResponse(cursor=cursor, event=event)
-            if not batch:
-                # Polling a covering index is cheap and survives database
-                # restarts without a listener connection to babysit.
-                self.stopping.wait(self.poll_seconds)
+        stream = self.streams.open(cursor)
+        try:
+            while context.is_active() and not self.stopping.is_set():
+                batch = self.use_cases.events_after(cursor)
+                for cursor, payload, traceparent in batch:
+                    event = json_format.ParseDict(
+                        payload, payment_pb2.PaymentEvent(), ignore_unknown_fields=True
+                    )
+                    yield payment_service_pb2.StreamPaymentEventsResponse(
+                        cursor=cursor, event=event, traceparent=traceparent
+                    )
+                    self.streams.moved(stream, cursor)
+                if not batch:
+                    # Polling a covering index is cheap and survives database
+                    # restarts without a listener connection to babysit.
+                    self.stopping.wait(self.poll_seconds)
+        finally:
+            self.streams.close(stream)
 
     @grpc_errors
     def CreateOrGetPayment(

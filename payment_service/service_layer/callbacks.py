@@ -21,6 +21,7 @@ from payment_service.gateways.port import (
     Verified,
 )
 from payment_service.service_layer.services import Clock
+from payment_service.service_layer.telemetry import NO_TELEMETRY, Telemetry
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 log = logging.getLogger("payment_service.callbacks")
@@ -45,7 +46,9 @@ class CallbackUseCases:
         clock: Clock,
         policy: Policy,
         routes: Mapping[str, tuple[Provider, CallbackKind]],
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
+        self.telemetry = telemetry
         self.policy = policy
         self.routes = routes
         self.uow_factory = uow_factory
@@ -109,6 +112,7 @@ class CallbackUseCases:
             uow.payments.add_journal_entry(_entry(raw, now, provider, kind, verdict, outcome, reply, payment))
             uow.commit()
         log.info("callback", extra={"provider": provider.value, "outcome": outcome.value})
+        self._count(provider, kind, outcome)
         return reply
 
     def reconcile_due(self, limit: int = 20) -> int:
@@ -127,13 +131,16 @@ class CallbackUseCases:
             provider = Provider(payment.provider)
             gateway = self.gateways.get(provider)
             if gateway is None:
+                self.telemetry.reconciliation(provider.value.lower(), "not_enabled")
                 continue
             try:
                 notification = gateway.query(payment, now)
             except Exception:
                 log.warning("reconciliation query failed", extra={"provider": provider.value}, exc_info=True)
+                self.telemetry.reconciliation(provider.value.lower(), "query_failed")
                 continue
             if notification is None:
+                self.telemetry.reconciliation(provider.value.lower(), "no_answer")
                 continue
             raw = RawCallback(
                 path=f"reconcile:{provider.value.lower()}",
@@ -189,6 +196,14 @@ class CallbackUseCases:
                 uow.commit()
         except Exception:
             log.exception("could not journal callback", extra={"path": raw.path, "outcome": str(outcome)})
+        self._count(provider, kind, outcome)
+
+    def _count(self, provider: Provider | None, kind: CallbackKind | None, outcome: str) -> None:
+        gateway = provider.value.lower() if provider else "unknown"
+        if kind == CallbackKind.RECONCILE:
+            self.telemetry.reconciliation(gateway, str(outcome))
+        else:
+            self.telemetry.callback(gateway, kind.value if kind else "unknown", str(outcome))
 
 
 def _return_view(payment: Payment | None, gateway_says_paid: bool) -> ReturnView:

@@ -191,10 +191,11 @@ class PaymentUseCases:
             uow.commit()
         return len(due)
 
-    def events_after(self, cursor: str, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
+    def events_after(self, cursor: str, limit: int = 500) -> list[tuple[str, dict[str, Any], str]]:
         """The next outbox events after cursor (see paykit.cursor), each with
-        its own cursor; InvalidArgument on after_cursor for a bad one."""
+        its own cursor and trace context; InvalidArgument on after_cursor for
+        a bad one."""
         txid, seq = parse_cursor(cursor)
         with self.uow_factory() as uow:
             batch = uow.payments.events_after(txid, seq, limit)
-        return [(format_cursor(t, s), payload) for t, s, payload in batch]
+        return [(format_cursor(t, s), payload, traceparent) for t, s, payload, traceparent in batch]

@@ -32,8 +32,9 @@ class PaymentRepository(Protocol):
     ) -> Payment | None: ...
     def add_journal_entry(self, entry: JournalEntry) -> None: ...
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]: ...
-    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any]]]:
-        """Outbox events after (txid, seq) that can no longer be overtaken."""
+    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any], str]]:
+        """Outbox events after (txid, seq) that can no longer be overtaken,
+        each with the trace context it was written in ("" if none)."""
 
 
 class UnitOfWork(Protocol):

@@ -67,6 +67,9 @@ class ServerProcess(ServiceProcess):
             "DATABASE_URL": db_url,
             "PAYMENT_GRPC_PORT": "0",
             "ORDER_GRPC_PORT": "0",
+            # Any free port: tests run several servers at once.
+            "PAYMENT_METRICS_PORT": "0",
+            "ORDER_METRICS_PORT": "0",
             "PAYMENTS_AUTO_MIGRATE": "0",
             "VNPAY_TMN_CODE": TEST_VNPAY.tmn_code,
             "VNPAY_HASH_SECRET": TEST_VNPAY.hash_secret,

@@ -108,9 +108,11 @@ class StreamPaymentEventsRequest(_message.Message):
     def __init__(self, after_cursor: _Optional[str] = ...) -> None: ...
 
 class StreamPaymentEventsResponse(_message.Message):
-    __slots__ = ("cursor", "event")
+    __slots__ = ("cursor", "event", "traceparent")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     cursor: str
     event: _payment_pb2.PaymentEvent
-    def __init__(self, cursor: _Optional[str] = ..., event: _Optional[_Union[_payment_pb2.PaymentEvent, _Mapping]] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, cursor: _Optional[str] = ..., event: _Optional[_Union[_payment_pb2.PaymentEvent, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
