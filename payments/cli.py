@@ -140,8 +140,12 @@ def run_until_signal(stops: list[Callable[[], None]]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from paykit import metrics, tracing
+
     stop = start_payment() if args.service == "payment" else start_order()
-    run_until_signal([stop])
+    # Last: the final spans are flushed and, in multi-process mode, this
+    # process's live gauges leave /metrics.
+    run_until_signal([metrics.mark_process_dead, tracing.shutdown, stop])
 
 
 class _Stopping(BaseException):
