@@ -45,6 +45,9 @@ PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/", ORDER_CLUSTER),
 )
 
+# The first route: Envoy's own 404 for any native gRPC request.
+NATIVE_GRPC_ROUTE = "refuse_native_grpc"
+
 # The identity the order service trusts. Envoy removes any client-sent copy
 # (Lua, first on the request path) before jwt_authn sets it from the token.
 USER_HEADER = "x-user-id"
@@ -82,12 +85,6 @@ function envoy_on_response(handle)
     -- Envoy's own refusal of a native gRPC call: its grpc-status is what
     -- the client reads (UNIMPLEMENTED rather than "no status received").
     return
-  end
-  local challenge = handle:headers():get("www-authenticate") or ""
-  if handle:headers():get(":status") == "403" and string.find(challenge, "invalid_token", 1, true) then
-    -- jwt_authn answers a token for another audience with 403; to the
-    -- caller it is a token this API does not accept: 401, like the others.
-    handle:headers():replace(":status", "401")
   end
   local status = handle:headers():get("$override")
   local valid = status ~= nil and string.match(status, "^[2-5]%d%d$$") ~= nil
@@ -150,7 +147,7 @@ class IngressSettings:
     jwt_issuer: str = "payments-dev"
     jwt_audience: str = "payments"
     descriptor_path: Path = DEFAULT_DESCRIPTOR
-    route_timeout_seconds: int = 10
+    route_timeout_seconds: float = 10
     max_request_body_bytes: int = 65536
     max_request_headers_kb: int = 8
     max_response_body_bytes: int = 1 << 20
@@ -236,7 +233,7 @@ def _grpc_cluster(upstream: Upstream) -> dict[str, Any]:
 
 def _routes(s: IngressSettings) -> list[dict[str, Any]]:
     grpc_refused: dict[str, Any] = {
-        "name": "refuse_native_grpc",
+        "name": NATIVE_GRPC_ROUTE,
         "match": {
             "prefix": "/",
             "headers": [
@@ -334,6 +331,165 @@ def _http_filters(s: IngressSettings) -> list[dict[str, Any]]:
     ]
 
 
+# --- one error shape -------------------------------------------------------------------------------
+#
+# gRPC errors from the services already reach callers as the transcoder's
+# {"code", "message", "details"} (convert_grpc_status). Every reply Envoy
+# makes itself (unknown route, transcoder failure, body and header limits,
+# JWT, no healthy upstream, timeouts) is a "local reply", which these mappers
+# rewrite into the same shape: `code` is the gRPC code number, as the
+# transcoder writes it; `details` holds one google.rpc.ErrorInfo (domain
+# "ingress", a stable reason, Envoy's response code details) and, for 503,
+# a google.rpc.RetryInfo. Successful replies, including the gateways' HttpBody
+# acknowledgements on /webhooks/, are never local replies and pass verbatim.
+
+ERROR_DOMAIN = "ingress"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
+_CEL_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+_REQ_WITHOUT_QUERY_TYPE = (
+    "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"
+)
+_METHOD_AND_PATH = "%REQ(:METHOD)% %REQ_WITHOUT_QUERY(:PATH):200%"
+
+
+@dataclass(frozen=True)
+class LocalReply:
+    """One kind of reply Envoy makes itself: which (a CEL expression over the
+    response, e.g. its code and code details), and how it is worded."""
+
+    reason: str  # google.rpc.ErrorInfo.reason: UPPER_SNAKE_CASE, stable
+    when: str  # CEL
+    code: int  # google.rpc.Code number
+    message: str  # an Envoy substitution format string
+    status: int | None = None  # rewrites the HTTP status
+    retry_after_seconds: int | None = None
+
+
+def local_replies(s: IngressSettings) -> tuple[LocalReply, ...]:
+    """First match wins; the last one catches every other local reply."""
+    details = "response.code_details"
+    body_kib = s.max_request_body_bytes / 1024
+    return (
+        LocalReply(
+            "PATH_NOT_ALLOWED",
+            f'{details} == "path_normalization_failed"',
+            3,
+            "the request path is not allowed: escaped slashes and backslashes are refused",
+        ),
+        LocalReply(
+            "INVALID_REQUEST",
+            f'response.code == 400 && {details}.contains("grpc_json_transcode_failure")',
+            3,
+            "invalid request: %LOCAL_REPLY_BODY%",
+        ),
+        LocalReply("BAD_REQUEST", "response.code == 400", 3, "malformed HTTP request: %LOCAL_REPLY_BODY%"),
+        LocalReply(
+            "TOKEN_MISSING",
+            f'{details} == "jwt_authn_access_denied{{Jwt_is_missing}}"',
+            16,
+            "this API needs a bearer token: send Authorization: Bearer <JWT>",
+            status=401,
+        ),
+        # jwt_authn answers a token for another audience with 403; to the
+        # caller it is a token this API does not accept: 401, like the others.
+        LocalReply(
+            "TOKEN_INVALID",
+            f'{details}.startsWith("jwt_authn_access_denied")',
+            16,
+            "the bearer token was refused: %LOCAL_REPLY_BODY%",
+            status=401,
+        ),
+        LocalReply("UNAUTHENTICATED", "response.code == 401", 16, "unauthenticated: %LOCAL_REPLY_BODY%"),
+        LocalReply("FORBIDDEN", "response.code == 403", 7, "forbidden: %LOCAL_REPLY_BODY%"),
+        LocalReply("NOT_FOUND", "response.code == 404", 5, f"no API method answers {_METHOD_AND_PATH}"),
+        LocalReply("REQUEST_TIMEOUT", "response.code == 408", 4, "the request was not received in time"),
+        LocalReply(
+            "BODY_TOO_LARGE",
+            "response.code == 413",
+            8,
+            f"the request body is larger than the {body_kib:g} KiB allowed",
+        ),
+        LocalReply("RATE_LIMITED", "response.code == 429", 8, "too many requests: %LOCAL_REPLY_BODY%"),
+        LocalReply(
+            "HEADERS_TOO_LARGE",
+            "response.code == 431",
+            8,
+            "the request headers, query string included,"
+            f" are larger than the {s.max_request_headers_kb} KiB allowed",
+        ),
+        LocalReply(
+            "UPSTREAM_UNAVAILABLE",
+            "response.code == 503",
+            14,
+            "the service is unavailable, retry later: %LOCAL_REPLY_BODY%",
+            retry_after_seconds=1,
+        ),
+        LocalReply(
+            "UPSTREAM_TIMEOUT",
+            "response.code == 504",
+            4,
+            f"the service did not answer within {s.route_timeout_seconds:g} s",
+        ),
+        LocalReply("BAD_GATEWAY", "response.code == 502", 14, "the service failed: %LOCAL_REPLY_BODY%"),
+        LocalReply("INTERNAL", "response.code >= 500", 13, "the ingress failed: %LOCAL_REPLY_BODY%"),
+        LocalReply("HTTP_ERROR", "true", 2, "HTTP status %RESPONSE_CODE%: %LOCAL_REPLY_BODY%"),
+    )
+
+
+def _error_format(reply: LocalReply) -> dict[str, Any]:
+    details: list[dict[str, Any]] = [
+        {
+            "@type": _ERROR_INFO,
+            "reason": reply.reason,
+            "domain": ERROR_DOMAIN,
+            "metadata": {"envoy_details": "%RESPONSE_CODE_DETAILS%"},
+        }
+    ]
+    if reply.retry_after_seconds is not None:
+        details.append({"@type": _RETRY_INFO, "retry_delay": f"{reply.retry_after_seconds}s"})
+    return {
+        "json_format": {"code": reply.code, "message": reply.message, "details": details},
+        "formatters": [
+            {
+                "name": "envoy.formatter.req_without_query",
+                "typed_config": {"@type": _REQ_WITHOUT_QUERY_TYPE},
+            }
+        ],
+    }
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    return {
+        "extension_filter": {
+            "name": _CEL_FILTER,
+            "typed_config": {"@type": _CEL_TYPE, "expression": expression},
+        }
+    }
+
+
+def local_reply_config(s: IngressSettings) -> dict[str, Any]:
+    native_grpc: dict[str, Any] = {
+        # Envoy's own refusal of a native gRPC call: grpc-status is what the
+        # client reads, and a JSON body would only become its grpc-message.
+        # (By route: the transcoder rewrites the content type of every request
+        # it transcodes to application/grpc, so the header cannot tell.)
+        "filter": _cel(f'xds.route_name == "{NATIVE_GRPC_ROUTE}"'),
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+    }
+    mappers = [native_grpc]
+    for reply in local_replies(s):
+        mapper: dict[str, Any] = {
+            "filter": _cel(reply.when),
+            "body_format_override": _error_format(reply),
+        }
+        if reply.status is not None:
+            mapper["status_code"] = reply.status
+        mappers.append(mapper)
+    return {"mappers": mappers}
+
+
 def render_config(s: IngressSettings) -> dict[str, Any]:
     """The Envoy v3 bootstrap for these settings."""
     clusters = upstreams(s)
@@ -359,6 +515,7 @@ def render_config(s: IngressSettings) -> dict[str, Any]:
             "virtual_hosts": [{"name": "public", "domains": ["*"], "routes": _routes(s)}],
         },
         "http_filters": _http_filters(s),
+        "local_reply_config": local_reply_config(s),
     }
     return {
         # The admin can stop Envoy and dump its config: loopback only, always.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent import futures
@@ -51,6 +52,8 @@ def _echo_callback(request: httpbody_pb2.HttpBody, context: grpc.ServicerContext
     metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
     target = metadata.get("x-envoy-original-path", "")
     query = urllib.parse.parse_qs(target.partition("?")[2], errors="replace")
+    if "sleep" in query:
+        time.sleep(float(query["sleep"][0]))
     if "fail" in query:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, "echo: provider is not enabled")
     if "status" in query:

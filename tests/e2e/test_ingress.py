@@ -156,7 +156,10 @@ def test_hostile_queries_reach_the_handler(ingress: EnvoyProcess, query: str) ->
 
 @pytest.mark.parametrize("target", ["/", "/health", "/v1/payments", "/webhooks", "/webhooks/unknown"])
 def test_other_paths_are_not_found(ingress: EnvoyProcess, target: str) -> None:
-    assert send(ingress, "GET", target).status == 404
+    reply = send(ingress, "GET", target)
+    assert reply.status == 404
+    assert reply.json()["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert reply.json()["message"] == f"no API method answers GET {target}"
 
 
 def test_wrong_method_on_a_callback_path_is_not_found(ingress: EnvoyProcess) -> None:
@@ -178,7 +181,9 @@ def test_unhealthy_upstream_gets_503_quickly(
         assert reply.status == 200, reply
         assert time.monotonic() < deadline, "upstream still used 5 s after NOT_SERVING"
         time.sleep(0.1)
-    assert b"no healthy upstream" in reply.body
+    error = reply.json()
+    assert error["code"] == grpc.StatusCode.UNAVAILABLE.value[0], error
+    assert error["message"] == "the service is unavailable, retry later: no healthy upstream"
 
 
 # --- through the echoing upstream --------------------------------------------------------------------
