@@ -28,7 +28,10 @@ from payment_service.entrypoints import server as grpc_server
 
 
 def start_ingress(workdir: Path, upstream_port: int) -> EnvoyProcess:
-    settings = IngressSettings(ingress_port=0, admin_port=0, payment_upstream_port=upstream_port)
+    # The webhooks only: no JWKS, which only development allows.
+    settings = IngressSettings(
+        ingress_port=0, admin_port=0, payment_upstream_port=upstream_port, development=True
+    )
     envoy = EnvoyProcess(settings, workdir).start()
     try:
         envoy.wait_healthy(PAYMENT_CLUSTER, timeout=10)

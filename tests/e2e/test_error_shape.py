@@ -158,7 +158,11 @@ def test_gateway_reply_with_an_error_status_passes_verbatim(echo_ingress: EnvoyP
 @pytest.fixture
 def impatient_ingress(echo_upstream: EchoUpstream, tmp_path: Path) -> Iterator[EnvoyProcess]:
     settings = IngressSettings(
-        ingress_port=0, admin_port=0, payment_upstream_port=echo_upstream.port, route_timeout_seconds=0.5
+        ingress_port=0,
+        admin_port=0,
+        payment_upstream_port=echo_upstream.port,
+        route_timeout_seconds=0.5,
+        development=True,
     )
     with EnvoyProcess(settings, tmp_path) as envoy:
         envoy.wait_healthy(PAYMENT_CLUSTER)
@@ -173,7 +177,9 @@ def test_upstream_timeout(impatient_ingress: EnvoyProcess) -> None:
 def test_upstream_unavailable(echo_upstream: EchoUpstream, tmp_path: Path) -> None:
     from tests.e2e.conftest import _free_port
 
-    settings = IngressSettings(ingress_port=0, admin_port=0, payment_upstream_port=_free_port())
+    settings = IngressSettings(
+        ingress_port=0, admin_port=0, payment_upstream_port=_free_port(), development=True
+    )
     with EnvoyProcess(settings, tmp_path) as envoy:
         reply = send(envoy, "GET", "/webhooks/vnpay/ipn")
     error = assert_error(reply, 503, "UNAVAILABLE", "UPSTREAM_UNAVAILABLE", says="retry later")
