@@ -20,6 +20,7 @@ from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
 from ingress import auth
 from ingress.envoy import (
+    EXAMPLE_PATH,
     JWKS_CLUSTER,
     LUA_RESPONSE_CODE,
     PAYMENT_CLUSTER,
@@ -28,6 +29,7 @@ from ingress.envoy import (
     IngressSettings,
     envoy_binary,
     render_config,
+    render_example,
     render_yaml,
 )
 from paykit.settings import ConfigError
@@ -359,6 +361,30 @@ JWT_SETTINGS = {
 def test_envoy_accepts_the_rendered_config(name: str, tmp_path: Path) -> None:
     result = _validate(render_yaml(JWT_SETTINGS[name]), tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_the_example_configuration_loads_in_envoy() -> None:
+    # As the README says to run it: from the repository root, where its
+    # relative descriptor path points.
+    result = subprocess.run(
+        [
+            str(envoy_binary()),
+            "--mode",
+            "validate",
+            "--base-id",
+            str(os.getpid() % 100_000 + 7_100_000),
+            "-c",
+            str(EXAMPLE_PATH.relative_to(ROOT)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert EXAMPLE_PATH.read_text() == render_example()
+    assert str(ROOT) not in EXAMPLE_PATH.read_text()  # nothing of this machine in it
 
 
 def test_settings_from_env() -> None:
