@@ -182,10 +182,18 @@ def read_jwks_file(path: str) -> str:
     return json.dumps({"keys": keys})
 
 
-def _jwks_url(raw: str) -> str:
+def _jwks_url(raw: str, development: bool) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"JWT_JWKS_URL must be an http(s) URL, got {raw!r}")
+    loopback = parts.hostname == "localhost" or (
+        _is_ip(parts.hostname) and ipaddress.ip_address(parts.hostname).is_loopback
+    )
+    if parts.scheme == "http" and not (development or loopback):
+        # Whoever can alter the keys in transit can sign any token.
+        raise ConfigError(
+            f"JWT_JWKS_URL must be https outside development (plain http only on loopback), got {raw!r}"
+        )
     return raw
 
 
@@ -249,7 +257,7 @@ class IngressSettings:
             order_upstream_port=_int(env, "ORDER_GRPC_PORT", DEFAULT_PORTS["order"]),
             development=development,
             jwks_json=read_jwks_file(jwks_file) if jwks_file else "",
-            jwks_url=_jwks_url(jwks_url) if jwks_url else "",
+            jwks_url=_jwks_url(jwks_url, development) if jwks_url else "",
             jwks_cache_seconds=env_int(env, "JWT_JWKS_CACHE_SECONDS", 600, minimum=1),
             jwks_ca_file=env.get("JWT_JWKS_CA_FILE", "").strip() or _default_ca_file(),
             jwt_issuer=issuer or "payments-dev",

@@ -185,7 +185,8 @@ class Stack:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     simulator: bool = True
     seed_catalog: bool = True
-    keys: auth.DevKeys | None = None  # default: the development keys kept in data_dir
+    # Default: JWT_JWKS_URL/JWT_JWKS_FILE, else (development only) the keys kept in data_dir.
+    keys: auth.DevKeys | None = None
     echo: IO[str] | None = None  # where the children's log lines go (besides data_dir/logs)
     keep_lines: int | None = 200  # of each child's stderr, in memory (None: all)
     argv: Callable[[str], list[str]] = serve_argv

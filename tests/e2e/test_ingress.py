@@ -509,6 +509,10 @@ def test_jwks_url_is_fetched_by_envoy() -> None:
     [
         ({"JWT_JWKS_URL": "https://a/k", "JWT_JWKS_FILE": "/k.json"}, "not both"),
         ({"JWT_JWKS_URL": "ftp://a/k", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"}, "JWT_JWKS_URL"),
+        (
+            {"JWT_JWKS_URL": "http://idp.example.com/k", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+            "must be https",
+        ),
         ({"JWT_JWKS_URL": "https://a/k", "JWT_AUDIENCE": "a"}, "JWT_ISSUER"),
         ({"JWT_JWKS_URL": "https://a/k", "JWT_ISSUER": "i"}, "JWT_AUDIENCE"),
         (
