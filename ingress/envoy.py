@@ -8,27 +8,34 @@ itself. The reasons for each option are in envoy/README.md.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
+import ipaddress
 import itertools
 import json
+import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import sysconfig
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from paykit.process import die_with_parent
-from paykit.settings import DEFAULT_PORTS
+from paykit.settings import DEFAULT_PORTS, ConfigError, env_int
+
+log = logging.getLogger("ingress")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DESCRIPTOR = REPO_ROOT / "gen" / "descriptor.pb"
@@ -44,6 +51,9 @@ PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1/", ORDER_CLUSTER),
     ("/api/", ORDER_CLUSTER),
 )
+
+# The first route: Envoy's own 404 for any native gRPC request.
+NATIVE_GRPC_ROUTE = "refuse_native_grpc"
 
 # The identity the order service trusts. Envoy removes any client-sent copy
 # (Lua, first on the request path) before jwt_authn sets it from the token.
@@ -82,12 +92,6 @@ function envoy_on_response(handle)
     -- Envoy's own refusal of a native gRPC call: its grpc-status is what
     -- the client reads (UNIMPLEMENTED rather than "no status received").
     return
-  end
-  local challenge = handle:headers():get("www-authenticate") or ""
-  if handle:headers():get(":status") == "403" and string.find(challenge, "invalid_token", 1, true) then
-    -- jwt_authn answers a token for another audience with 403; to the
-    -- caller it is a token this API does not accept: 401, like the others.
-    handle:headers():replace(":status", "401")
   end
   local status = handle:headers():get("$override")
   local valid = status ~= nil and string.match(status, "^[2-5]%d%d$$") ~= nil
@@ -129,28 +133,98 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer port, got {raw!r}") from None
+        raise ConfigError(f"{name} must be an integer port, got {raw!r}") from None
     if not 0 <= value <= 65535:
-        raise ValueError(f"{name} must be a port between 0 and 65535, got {value}")
+        raise ConfigError(f"{name} must be a port between 0 and 65535, got {value}")
     return value
+
+
+WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 - recognised, not bound
+JWKS_CLUSTER = "jwks"
+JWT_VARIABLES = "JWT_JWKS_URL or JWT_JWKS_FILE, with JWT_ISSUER and JWT_AUDIENCE"
+DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def _upstream_host(env: Mapping[str, str], own: str, bind: str) -> str:
+    """Where Envoy reaches a service: `own` (PAYMENT_UPSTREAM_HOST), else
+    the service's bind (PAYMENT_GRPC_HOST) unless it is a wildcard, else
+    loopback."""
+    explicit = env.get(own, "").strip()
+    if explicit:
+        return explicit
+    bound = env.get(bind, "").strip()
+    return "127.0.0.1" if bound in WILDCARDS else bound
+
+
+def _ingress_host(env: Mapping[str, str]) -> str:
+    host = env.get("INGRESS_HOST", "").strip()
+    if host:
+        return host
+    legacy = env.get("PAYMENTS_HOST", "").strip()
+    if legacy:
+        log.warning("PAYMENTS_HOST is deprecated for the ingress; set INGRESS_HOST instead")
+        return legacy
+    return "127.0.0.1"
+
+
+def read_jwks_file(path: str) -> str:
+    """The JWKS in `path` (JWT_JWKS_FILE), checked to hold at least one key."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"JWT_JWKS_FILE {path!r} cannot be read: {error.strerror}") from None
+    try:
+        keys = json.loads(text).get("keys")
+    except (ValueError, AttributeError):
+        keys = None
+    if not isinstance(keys, list) or not keys:
+        raise ConfigError(f'JWT_JWKS_FILE {path!r} is not a JWKS: a JSON object with a non-empty "keys" list')
+    return json.dumps({"keys": keys})
+
+
+def _jwks_url(raw: str, development: bool) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"JWT_JWKS_URL must be an http(s) URL, got {raw!r}")
+    loopback = parts.hostname == "localhost" or (
+        _is_ip(parts.hostname) and ipaddress.ip_address(parts.hostname).is_loopback
+    )
+    if parts.scheme == "http" and not (development or loopback):
+        # Whoever can alter the keys in transit can sign any token.
+        raise ConfigError(
+            f"JWT_JWKS_URL must be https outside development (plain http only on loopback), got {raw!r}"
+        )
+    return raw
+
+
+def _default_ca_file() -> str:
+    return ssl.get_default_verify_paths().cafile or DEFAULT_CA_FILE
 
 
 @dataclass(frozen=True)
 class IngressSettings:
+    # The public listener's bind (INGRESS_HOST). The admin is always 127.0.0.1.
     host: str = "127.0.0.1"
     ingress_port: int = DEFAULT_PORTS["ingress"]  # 0: pick a free port (EnvoyProcess reports it)
     admin_port: int = DEFAULT_PORTS["admin"]  # 0: pick a free port
-    payment_upstream_host: str = "127.0.0.1"
+    payment_upstream_host: str = "127.0.0.1"  # an IP, or a DNS name (resolved by Envoy)
     payment_upstream_port: int = DEFAULT_PORTS["payment"]
     order_upstream_host: str = "127.0.0.1"
     order_upstream_port: int = DEFAULT_PORTS["order"]
-    # JWKS (JSON) that signs the order API's bearer tokens; without one every
-    # protected route answers 401.
+    # PAYMENTS_ENV=development. Outside development a JWKS source is required.
+    development: bool = False
+    # Where the keys that sign the order API's bearer tokens come from: an
+    # inline JWKS (JWT_JWKS_FILE, or the development keys) or the identity
+    # provider's JWKS endpoint (JWT_JWKS_URL). In development without either,
+    # there is no jwt_authn and every protected route is refused.
     jwks_json: str = ""
+    jwks_url: str = ""
+    jwks_cache_seconds: int = 600
+    jwks_ca_file: str = field(default_factory=_default_ca_file)  # trusted CAs for an https JWKS endpoint
     jwt_issuer: str = "payments-dev"
     jwt_audience: str = "payments"
     descriptor_path: Path = DEFAULT_DESCRIPTOR
-    route_timeout_seconds: int = 10
+    route_timeout_seconds: float = 10
     max_request_body_bytes: int = 65536
     max_request_headers_kb: int = 8
     max_response_body_bytes: int = 1 << 20
@@ -161,18 +235,47 @@ class IngressSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngressSettings:
         env = os.environ if env is None else env
+        development = env.get("PAYMENTS_ENV", "production") == "development"
+        jwks_file = env.get("JWT_JWKS_FILE", "").strip()
+        jwks_url = env.get("JWT_JWKS_URL", "").strip()
+        if jwks_file and jwks_url:
+            raise ConfigError("set one of JWT_JWKS_URL and JWT_JWKS_FILE, not both")
+        issuer = env.get("JWT_ISSUER", "").strip()
+        audience = env.get("JWT_AUDIENCE", "").strip()
+        if (jwks_file or jwks_url) and not development and not (issuer and audience):
+            missing = " and ".join(
+                name for name, value in (("JWT_ISSUER", issuer), ("JWT_AUDIENCE", audience)) if not value
+            )
+            raise ConfigError(f"{missing} must be set with JWT_JWKS_URL or JWT_JWKS_FILE outside development")
         return cls(
-            host=env.get("PAYMENTS_HOST", "") or "127.0.0.1",
+            host=_ingress_host(env),
             ingress_port=_int(env, "INGRESS_PORT", DEFAULT_PORTS["ingress"]),
             admin_port=_int(env, "ENVOY_ADMIN_PORT", DEFAULT_PORTS["admin"]),
+            payment_upstream_host=_upstream_host(env, "PAYMENT_UPSTREAM_HOST", "PAYMENT_GRPC_HOST"),
             payment_upstream_port=_int(env, "PAYMENT_GRPC_PORT", DEFAULT_PORTS["payment"]),
+            order_upstream_host=_upstream_host(env, "ORDER_UPSTREAM_HOST", "ORDER_GRPC_HOST"),
             order_upstream_port=_int(env, "ORDER_GRPC_PORT", DEFAULT_PORTS["order"]),
-            jwt_issuer=env.get("JWT_ISSUER", "") or "payments-dev",
-            jwt_audience=env.get("JWT_AUDIENCE", "") or "payments",
+            development=development,
+            jwks_json=read_jwks_file(jwks_file) if jwks_file else "",
+            jwks_url=_jwks_url(jwks_url, development) if jwks_url else "",
+            jwks_cache_seconds=env_int(env, "JWT_JWKS_CACHE_SECONDS", 600, minimum=1),
+            jwks_ca_file=env.get("JWT_JWKS_CA_FILE", "").strip() or _default_ca_file(),
+            jwt_issuer=issuer or "payments-dev",
+            jwt_audience=audience or "payments",
         )
 
+    @property
+    def has_jwks(self) -> bool:
+        return bool(self.jwks_json or self.jwks_url)
+
+    @property
+    def needs_development_keys(self) -> bool:
+        """True in development when no JWKS source is configured: the caller
+        then adds the development keys (ingress.auth.load_or_create)."""
+        return self.development and not self.has_jwks
+
     def with_jwks(self, jwks: Mapping[str, Any]) -> IngressSettings:
-        return replace(self, jwks_json=json.dumps(jwks))
+        return replace(self, jwks_json=json.dumps(jwks), jwks_url="")
 
 
 @dataclass(frozen=True)
@@ -200,11 +303,27 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _discovery(host: str) -> dict[str, Any]:
+    # A name (a Kubernetes Service, say) is resolved by Envoy and re-resolved
+    # as it changes; an address is used as is.
+    if _is_ip(host):
+        return {"type": "STATIC"}
+    return {"type": "STRICT_DNS", "dns_lookup_family": "V4_PREFERRED"}
+
+
 def _grpc_cluster(upstream: Upstream) -> dict[str, Any]:
     address = _address(upstream.host, upstream.port)
     return {
         "name": upstream.cluster,
-        "type": "STATIC",
+        **_discovery(upstream.host),
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": upstream.cluster,
@@ -236,7 +355,7 @@ def _grpc_cluster(upstream: Upstream) -> dict[str, Any]:
 
 def _routes(s: IngressSettings) -> list[dict[str, Any]]:
     grpc_refused: dict[str, Any] = {
-        "name": "refuse_native_grpc",
+        "name": NATIVE_GRPC_ROUTE,
         "match": {
             "prefix": "/",
             "headers": [
@@ -271,7 +390,7 @@ def _jwt_authn(s: IngressSettings) -> dict[str, Any]:
     provider: dict[str, Any] = {
         "issuer": s.jwt_issuer,
         "audiences": [s.jwt_audience],
-        "local_jwks": {"inline_string": s.jwks_json},
+        **_jwks_source(s),
         "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
         "forward": False,
         "claim_to_headers": [{"header_name": USER_HEADER, "claim_name": "sub"}],
@@ -287,10 +406,61 @@ def _jwt_authn(s: IngressSettings) -> dict[str, Any]:
     }
 
 
+def _jwks_source(s: IngressSettings) -> dict[str, Any]:
+    if not s.jwks_url:
+        return {"local_jwks": {"inline_string": s.jwks_json}}
+    # Fetched when the listener starts (async_fetch) rather than on the first
+    # request, kept for jwks_cache_seconds, refetched on failure with backoff.
+    return {
+        "remote_jwks": {
+            "http_uri": {"uri": s.jwks_url, "cluster": JWKS_CLUSTER, "timeout": "5s"},
+            "cache_duration": _seconds(s.jwks_cache_seconds),
+            "async_fetch": {"failed_refetch_duration": "5s"},
+            "retry_policy": {
+                "num_retries": 3,
+                "retry_back_off": {"base_interval": "0.5s", "max_interval": "5s"},
+            },
+        }
+    }
+
+
+def _jwks_cluster(s: IngressSettings) -> dict[str, Any]:
+    """The identity provider's JWKS endpoint: DNS, and TLS verified against
+    jwks_ca_file with the URL's host as SNI and expected name for https."""
+    url = urlsplit(s.jwks_url)
+    host = url.hostname or ""
+    https = url.scheme == "https"
+    port = url.port or (443 if https else 80)
+    cluster: dict[str, Any] = {
+        "name": JWKS_CLUSTER,
+        **(
+            _discovery(host) if _is_ip(host) else {"type": "LOGICAL_DNS", "dns_lookup_family": "V4_PREFERRED"}
+        ),
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": JWKS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(host, port)}}]}],
+        },
+    }
+    if https:
+        validation: dict[str, Any] = {"trusted_ca": {"filename": s.jwks_ca_file}}
+        if not _is_ip(host):
+            validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": host}}]
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": host,
+                "common_tls_context": {"validation_context": validation},
+            },
+        }
+    return cluster
+
+
 def _http_filters(s: IngressSettings) -> list[dict[str, Any]]:
     # Without a JWKS there is no jwt_authn: the Lua filter still strips any
     # client-sent identity, so the order service refuses every protected call.
-    jwt = [_jwt_authn(s)] if s.jwks_json else []
+    jwt = [_jwt_authn(s)] if s.has_jwks else []
     return [
         {
             "name": "envoy.filters.http.lua",
@@ -334,12 +504,176 @@ def _http_filters(s: IngressSettings) -> list[dict[str, Any]]:
     ]
 
 
+# --- one error shape -------------------------------------------------------------------------------
+#
+# gRPC errors from the services already reach callers as the transcoder's
+# {"code", "message", "details"} (convert_grpc_status). Every reply Envoy
+# makes itself (unknown route, transcoder failure, body and header limits,
+# JWT, no healthy upstream, timeouts) is a "local reply", which these mappers
+# rewrite into the same shape: `code` is the gRPC code number, as the
+# transcoder writes it; `details` holds one google.rpc.ErrorInfo (domain
+# "ingress", a stable reason, Envoy's response code details) and, for 503,
+# a google.rpc.RetryInfo. Successful replies, including the gateways' HttpBody
+# acknowledgements on /webhooks/, are never local replies and pass verbatim.
+
+ERROR_DOMAIN = "ingress"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
+_CEL_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+_REQ_WITHOUT_QUERY_TYPE = (
+    "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"
+)
+_METHOD_AND_PATH = "%REQ(:METHOD)% %REQ_WITHOUT_QUERY(:PATH):200%"
+
+
+@dataclass(frozen=True)
+class LocalReply:
+    """One kind of reply Envoy makes itself: which (a CEL expression over the
+    response, e.g. its code and code details), and how it is worded."""
+
+    reason: str  # google.rpc.ErrorInfo.reason: UPPER_SNAKE_CASE, stable
+    when: str  # CEL
+    code: int  # google.rpc.Code number
+    message: str  # an Envoy substitution format string
+    status: int | None = None  # rewrites the HTTP status
+    retry_after_seconds: int | None = None
+
+
+def local_replies(s: IngressSettings) -> tuple[LocalReply, ...]:
+    """First match wins; the last one catches every other local reply."""
+    details = "response.code_details"
+    body_kib = s.max_request_body_bytes / 1024
+    return (
+        LocalReply(
+            "PATH_NOT_ALLOWED",
+            f'{details} == "path_normalization_failed"',
+            3,
+            "the request path is not allowed: escaped slashes and backslashes are refused",
+        ),
+        LocalReply(
+            "INVALID_REQUEST",
+            f'response.code == 400 && {details}.contains("grpc_json_transcode_failure")',
+            3,
+            "invalid request: %LOCAL_REPLY_BODY%",
+        ),
+        LocalReply("BAD_REQUEST", "response.code == 400", 3, "malformed HTTP request: %LOCAL_REPLY_BODY%"),
+        LocalReply(
+            "TOKEN_MISSING",
+            f'{details} == "jwt_authn_access_denied{{Jwt_is_missing}}"',
+            16,
+            "this API needs a bearer token: send Authorization: Bearer <JWT>",
+            status=401,
+        ),
+        # jwt_authn answers a token for another audience with 403; to the
+        # caller it is a token this API does not accept: 401, like the others.
+        LocalReply(
+            "TOKEN_INVALID",
+            f'{details}.startsWith("jwt_authn_access_denied")',
+            16,
+            "the bearer token was refused: %LOCAL_REPLY_BODY%",
+            status=401,
+        ),
+        LocalReply("UNAUTHENTICATED", "response.code == 401", 16, "unauthenticated: %LOCAL_REPLY_BODY%"),
+        LocalReply("FORBIDDEN", "response.code == 403", 7, "forbidden: %LOCAL_REPLY_BODY%"),
+        LocalReply("NOT_FOUND", "response.code == 404", 5, f"no API method answers {_METHOD_AND_PATH}"),
+        LocalReply("REQUEST_TIMEOUT", "response.code == 408", 4, "the request was not received in time"),
+        LocalReply(
+            "BODY_TOO_LARGE",
+            "response.code == 413",
+            8,
+            f"the request body is larger than the {body_kib:g} KiB allowed",
+        ),
+        LocalReply("RATE_LIMITED", "response.code == 429", 8, "too many requests: %LOCAL_REPLY_BODY%"),
+        LocalReply(
+            "HEADERS_TOO_LARGE",
+            "response.code == 431",
+            8,
+            "the request headers, query string included,"
+            f" are larger than the {s.max_request_headers_kb} KiB allowed",
+        ),
+        LocalReply(
+            "UPSTREAM_UNAVAILABLE",
+            "response.code == 503",
+            14,
+            "the service is unavailable, retry later: %LOCAL_REPLY_BODY%",
+            retry_after_seconds=1,
+        ),
+        LocalReply(
+            "UPSTREAM_TIMEOUT",
+            "response.code == 504",
+            4,
+            f"the service did not answer within {s.route_timeout_seconds:g} s",
+        ),
+        LocalReply("BAD_GATEWAY", "response.code == 502", 14, "the service failed: %LOCAL_REPLY_BODY%"),
+        LocalReply("INTERNAL", "response.code >= 500", 13, "the ingress failed: %LOCAL_REPLY_BODY%"),
+        LocalReply("HTTP_ERROR", "true", 2, "HTTP status %RESPONSE_CODE%: %LOCAL_REPLY_BODY%"),
+    )
+
+
+def _error_format(reply: LocalReply) -> dict[str, Any]:
+    details: list[dict[str, Any]] = [
+        {
+            "@type": _ERROR_INFO,
+            "reason": reply.reason,
+            "domain": ERROR_DOMAIN,
+            "metadata": {"envoy_details": "%RESPONSE_CODE_DETAILS%"},
+        }
+    ]
+    if reply.retry_after_seconds is not None:
+        details.append({"@type": _RETRY_INFO, "retry_delay": f"{reply.retry_after_seconds}s"})
+    return {
+        "json_format": {"code": reply.code, "message": reply.message, "details": details},
+        "formatters": [
+            {
+                "name": "envoy.formatter.req_without_query",
+                "typed_config": {"@type": _REQ_WITHOUT_QUERY_TYPE},
+            }
+        ],
+    }
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    return {
+        "extension_filter": {
+            "name": _CEL_FILTER,
+            "typed_config": {"@type": _CEL_TYPE, "expression": expression},
+        }
+    }
+
+
+def local_reply_config(s: IngressSettings) -> dict[str, Any]:
+    native_grpc: dict[str, Any] = {
+        # Envoy's own refusal of a native gRPC call: grpc-status is what the
+        # client reads, and a JSON body would only become its grpc-message.
+        # (By route: the transcoder rewrites the content type of every request
+        # it transcodes to application/grpc, so the header cannot tell.)
+        "filter": _cel(f'xds.route_name == "{NATIVE_GRPC_ROUTE}"'),
+        "body_format_override": {"text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"}},
+    }
+    mappers = [native_grpc]
+    for reply in local_replies(s):
+        mapper: dict[str, Any] = {
+            "filter": _cel(reply.when),
+            "body_format_override": _error_format(reply),
+        }
+        if reply.status is not None:
+            mapper["status_code"] = reply.status
+        mappers.append(mapper)
+    return {"mappers": mappers}
+
+
 def render_config(s: IngressSettings) -> dict[str, Any]:
     """The Envoy v3 bootstrap for these settings."""
     clusters = upstreams(s)
     unknown = {cluster for _prefix, cluster in s.routes} - {u.cluster for u in clusters}
     if unknown:
-        raise ValueError(f"routes name unknown clusters: {sorted(unknown)}")
+        raise ConfigError(f"routes name unknown clusters: {sorted(unknown)}")
+    if not s.has_jwks and not s.development:
+        raise ConfigError(
+            f"the ingress has no keys to check bearer tokens with: set {JWT_VARIABLES}"
+            " (the development keys are used only with PAYMENTS_ENV=development)"
+        )
     hcm = {
         "@type": (
             "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -359,6 +693,7 @@ def render_config(s: IngressSettings) -> dict[str, Any]:
             "virtual_hosts": [{"name": "public", "domains": ["*"], "routes": _routes(s)}],
         },
         "http_filters": _http_filters(s),
+        "local_reply_config": local_reply_config(s),
     }
     return {
         # The admin can stop Envoy and dump its config: loopback only, always.
@@ -392,7 +727,10 @@ def render_config(s: IngressSettings) -> dict[str, Any]:
                     ],
                 }
             ],
-            "clusters": [_grpc_cluster(upstream) for upstream in clusters],
+            "clusters": [
+                *(_grpc_cluster(upstream) for upstream in clusters),
+                *([_jwks_cluster(s)] if s.jwks_url else []),
+            ],
         },
     }
 
@@ -411,6 +749,49 @@ _Dumper.add_representer(str, _str)
 
 def render_yaml(s: IngressSettings) -> str:
     return yaml.dump(render_config(s), Dumper=_Dumper, sort_keys=False)
+
+
+# --- the example in envoy/ --------------------------------------------------------------------------
+
+EXAMPLE_PATH = REPO_ROOT / "envoy" / "envoy.example.yaml"
+# Deliberately not a key anyone holds: a 2048-bit "modulus" whose bytes spell
+# the words below (base64url-decode it), so that the example loads in Envoy
+# yet no token verifies against it.
+_PLACEHOLDER_TEXT = b"~PLACEHOLDER, NOT A REAL KEY: REPLACE WITH YOUR IDENTITY PROVIDER'S JWKS. "
+_PLACEHOLDER_MODULUS = base64.urlsafe_b64encode((_PLACEHOLDER_TEXT * 4)[:255] + b"S").rstrip(b"=").decode()
+EXAMPLE_JWKS = {
+    "keys": [
+        {
+            "kty": "RSA",
+            "kid": "placeholder-not-a-real-key",
+            "alg": "RS256",
+            "use": "sig",
+            "n": _PLACEHOLDER_MODULUS,
+            "e": "AQAB",
+        }
+    ]
+}
+EXAMPLE_HEADER = """\
+# Generated by `make gen` (ingress/envoy.py, render_example) from the default
+# IngressSettings; `make gen-check` fails when it is stale. Do not edit.
+#
+# The JWKS below is a PLACEHOLDER that accepts no token. Render the real
+# configuration with `payments envoy-config` and JWT_JWKS_URL or JWT_JWKS_FILE
+# (with JWT_ISSUER and JWT_AUDIENCE) set; see envoy/README.md.
+# Paths are relative to the repository root: run Envoy from there.
+"""
+
+
+def example_settings() -> IngressSettings:
+    return IngressSettings(
+        descriptor_path=Path("gen") / "descriptor.pb",
+        jwks_json=json.dumps(EXAMPLE_JWKS),
+        jwks_ca_file=DEFAULT_CA_FILE,
+    )
+
+
+def render_example() -> str:
+    return EXAMPLE_HEADER + render_yaml(example_settings())
 
 
 def envoy_binary() -> Path:
@@ -501,7 +882,8 @@ class EnvoyProcess:
         return self._admin_port
 
     def url(self, path: str) -> str:
-        return f"http://{_url_host(self.settings.host)}:{self.ingress_port}{path}"
+        host = "127.0.0.1" if self.settings.host in WILDCARDS else self.settings.host
+        return f"http://{_url_host(host)}:{self.ingress_port}{path}"
 
     def admin_get(self, path: str, timeout: float = 2.0) -> tuple[int, str]:
         """GET an admin endpoint; returns (status, body)."""

@@ -53,15 +53,52 @@ def _packed(message: Any) -> any_pb2.Any:
     return packed
 
 
+# google.rpc.ErrorInfo.domain of every error the services raise.
+ERROR_DOMAIN = "payments"
+
+# FieldViolation.reason (UPPER_SNAKE_CASE, stable for clients to branch on),
+# from the wording of the description when the violation names none: the
+# first phrase found wins.
+_VIOLATION_REASONS: tuple[tuple[str, str], ...] = (
+    ("required", "REQUIRED"),
+    ("longer than", "TOO_LONG"),
+    ("at most", "TOO_MANY"),
+    ("more than once", "DUPLICATE"),
+    ("between", "OUT_OF_RANGE"),
+    ("greater than", "OUT_OF_RANGE"),
+    ("unknown", "UNKNOWN_VALUE"),
+    ("control characters", "INVALID_CHARACTERS"),
+    ("accepts only", "UNSUPPORTED_VALUE"),
+    ("not an", "INVALID_FORMAT"),
+    ("must be", "INVALID_FORMAT"),
+    ("may contain only", "INVALID_FORMAT"),
+)
+
+
+def violation_reason(violation: Any) -> str:
+    explicit = getattr(violation, "reason", "")
+    if explicit:
+        return str(explicit)
+    description = str(violation.description).lower()
+    return next((reason for phrase, reason in _VIOLATION_REASONS if phrase in description), "INVALID_VALUE")
+
+
+def error_info(reason: str, **metadata: str) -> any_pb2.Any:
+    return _packed(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
+
+
 def domain_status(error: DomainError) -> status_pb2.Status:
     code = next(c for cls, c in ERROR_CODES if isinstance(error, cls))
     details = []
+    reason = str(code_pb2.Code.Name(code))
     if isinstance(error, InvalidArgument):
         details.append(
             _packed(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description, reason=violation_reason(v)
+                        )
                         for v in error.violations
                     ]
                 )
@@ -72,11 +109,18 @@ def domain_status(error: DomainError) -> status_pb2.Status:
             type=error.type, subject=error.subject, description=error.message
         )
         details.append(_packed(error_details_pb2.PreconditionFailure(violations=[violation])))
+        reason = error.type or reason
     elif isinstance(error, RetryLater | ResourceExhausted):
         delay = duration_pb2.Duration()
         delay.FromTimedelta(error.retry_after)
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
+    # Last, after the detail callers already unpack first.
+    details.append(error_info(reason))
     return status_pb2.Status(code=code, message=error.message, details=details)
+
+
+def _status(code: int, message: str, reason: str) -> grpc.Status:
+    return rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[error_info(reason)]))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,9 +132,11 @@ def _abort(error: Exception, rpc: str, context: grpc.ServicerContext) -> None:
         context.abort_with_status(rpc_status.to_status(domain_status(error)))
     if isinstance(error, UNAVAILABLE_ERRORS):
         log.warning("database unavailable", exc_info=error, extra={"rpc": rpc})
-        context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable; retry with backoff")
+        context.abort_with_status(
+            _status(code_pb2.UNAVAILABLE, "database unavailable; retry with backoff", "DATABASE_UNAVAILABLE")
+        )
     log.error("unhandled error", exc_info=error, extra={"rpc": rpc})
-    context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    context.abort_with_status(_status(code_pb2.INTERNAL, "internal error", "INTERNAL"))
 
 
 def _code(error: Exception) -> str:
@@ -161,9 +207,12 @@ class RejectUndecodableRequests(grpc.ServerInterceptor):  # type: ignore[misc]
 
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
             if request is _UNDECODABLE:
-                context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "the request could not be parsed (text must be valid UTF-8)",
+                context.abort_with_status(
+                    _status(
+                        code_pb2.INVALID_ARGUMENT,
+                        "the request could not be parsed (text must be valid UTF-8)",
+                        "UNPARSABLE_REQUEST",
+                    )
                 )
             return behaviour(request, context)
 

@@ -243,10 +243,12 @@ def cmd_envoy_config(_args: argparse.Namespace) -> None:
 
     try:
         settings = ingress.IngressSettings.from_env()
-    except ValueError as error:
+        if settings.needs_development_keys:
+            keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
+            settings = settings.with_jwks(keys.jwks)
+        print(ingress.render_yaml(settings))
+    except ValueError as error:  # ConfigError
         sys.exit(f"configuration error: {error}")
-    keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
-    print(ingress.render_yaml(settings.with_jwks(keys.jwks)))
 
 
 DEV_BANNER = """

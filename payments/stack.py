@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -185,7 +185,8 @@ class Stack:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     simulator: bool = True
     seed_catalog: bool = True
-    keys: auth.DevKeys | None = None  # default: the development keys kept in data_dir
+    # Default: JWT_JWKS_URL/JWT_JWKS_FILE, else (development only) the keys kept in data_dir.
+    keys: auth.DevKeys | None = None
     echo: IO[str] | None = None  # where the children's log lines go (besides data_dir/logs)
     keep_lines: int | None = 200  # of each child's stderr, in memory (None: all)
     argv: Callable[[str], list[str]] = serve_argv
@@ -294,20 +295,24 @@ class Stack:
 
     def _start_ingress(self) -> None:
         assert self.payment is not None and self.order is not None
-        keys = self.keys or auth.load_or_create(self.data_dir)
         try:
-            settings = ingress.IngressSettings.from_env(self.env)
-        except ValueError as error:
+            settings = replace(
+                ingress.IngressSettings.from_env(self.env),
+                ingress_port=self.ports.ingress,
+                admin_port=self.ports.admin,
+                payment_upstream_port=self.payment.port,
+                order_upstream_port=self.order.port,
+            )
+            # Keys given to the stack (tests, bench) win; then JWT_JWKS_URL or
+            # JWT_JWKS_FILE; the development keys only in development.
+            if self.keys is not None:
+                settings = settings.with_jwks(self.keys.jwks)
+            elif settings.needs_development_keys:
+                self.keys = auth.load_or_create(self.data_dir)
+                settings = settings.with_jwks(self.keys.jwks)
+            ingress.render_config(settings)  # refuses an unsafe configuration before anything starts
+        except ValueError as error:  # ConfigError
             raise StartupError(f"configuration error: {error}") from None
-        settings = ingress.IngressSettings(
-            host=settings.host,
-            ingress_port=self.ports.ingress,
-            admin_port=self.ports.admin,
-            payment_upstream_port=self.payment.port,
-            order_upstream_port=self.order.port,
-            jwt_issuer=settings.jwt_issuer,
-            jwt_audience=settings.jwt_audience,
-        ).with_jwks(keys.jwks)
         self.envoy = ingress.EnvoyProcess(settings, self.data_dir / "envoy", die_with_parent=True)
         try:
             self.envoy.start()

@@ -1,5 +1,6 @@
 """Regenerate gen/ from proto/: Python messages, .pyi stubs, gRPC stubs and the
-descriptor set Envoy's transcoder loads. `--check` fails when gen/ is stale."""
+descriptor set Envoy's transcoder loads; and envoy/envoy.example.yaml from the
+default ingress settings. `--check` fails when either is stale."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import grpc_tools
 from grpc_tools import protoc
+
+from ingress.envoy import EXAMPLE_PATH, render_example
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
@@ -75,17 +78,21 @@ def main() -> int:
         fresh = Path(tmp) / "gen"
         fresh.mkdir()
         generate(fresh)
+        example = render_example()
         if args.check:
             problems = differences(GEN, fresh) if GEN.exists() else ["gen/ does not exist"]
+            if not EXAMPLE_PATH.exists() or EXAMPLE_PATH.read_text() != example:
+                problems.append(f"stale: {EXAMPLE_PATH.relative_to(ROOT)}")
             if problems:
                 print("gen/ is stale; run `make gen`:\n  " + "\n  ".join(problems), file=sys.stderr)
                 return 1
-            print("gen/ is up to date")
+            print("gen/ and the example Envoy configuration are up to date")
             return 0
         if GEN.exists():
             shutil.rmtree(GEN)
         shutil.copytree(fresh, GEN)
-    print(f"regenerated {GEN.relative_to(ROOT)}/")
+        EXAMPLE_PATH.write_text(example)
+    print(f"regenerated {GEN.relative_to(ROOT)}/ and {EXAMPLE_PATH.relative_to(ROOT)}")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent import futures
@@ -27,7 +28,10 @@ from payment_service.entrypoints import server as grpc_server
 
 
 def start_ingress(workdir: Path, upstream_port: int) -> EnvoyProcess:
-    settings = IngressSettings(ingress_port=0, admin_port=0, payment_upstream_port=upstream_port)
+    # The webhooks only: no JWKS, which only development allows.
+    settings = IngressSettings(
+        ingress_port=0, admin_port=0, payment_upstream_port=upstream_port, development=True
+    )
     envoy = EnvoyProcess(settings, workdir).start()
     try:
         envoy.wait_healthy(PAYMENT_CLUSTER, timeout=10)
@@ -51,6 +55,8 @@ def _echo_callback(request: httpbody_pb2.HttpBody, context: grpc.ServicerContext
     metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
     target = metadata.get("x-envoy-original-path", "")
     query = urllib.parse.parse_qs(target.partition("?")[2], errors="replace")
+    if "sleep" in query:
+        time.sleep(float(query["sleep"][0]))
     if "fail" in query:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, "echo: provider is not enabled")
     if "status" in query:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
 from ingress import auth
 from ingress.envoy import (
+    EXAMPLE_PATH,
+    JWKS_CLUSTER,
     LUA_RESPONSE_CODE,
     PAYMENT_CLUSTER,
     STRIPPED_RESPONSE_HEADERS,
@@ -26,8 +29,10 @@ from ingress.envoy import (
     IngressSettings,
     envoy_binary,
     render_config,
+    render_example,
     render_yaml,
 )
+from paykit.settings import ConfigError
 from payment_service.entrypoints import server as grpc_server
 from tests.e2e.client import send
 
@@ -156,7 +161,10 @@ def test_hostile_queries_reach_the_handler(ingress: EnvoyProcess, query: str) ->
 
 @pytest.mark.parametrize("target", ["/", "/health", "/v1/payments", "/webhooks", "/webhooks/unknown"])
 def test_other_paths_are_not_found(ingress: EnvoyProcess, target: str) -> None:
-    assert send(ingress, "GET", target).status == 404
+    reply = send(ingress, "GET", target)
+    assert reply.status == 404
+    assert reply.json()["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert reply.json()["message"] == f"no API method answers GET {target}"
 
 
 def test_wrong_method_on_a_callback_path_is_not_found(ingress: EnvoyProcess) -> None:
@@ -178,7 +186,9 @@ def test_unhealthy_upstream_gets_503_quickly(
         assert reply.status == 200, reply
         assert time.monotonic() < deadline, "upstream still used 5 s after NOT_SERVING"
         time.sleep(0.1)
-    assert b"no healthy upstream" in reply.body
+    error = reply.json()
+    assert error["code"] == grpc.StatusCode.UNAVAILABLE.value[0], error
+    assert error["message"] == "the service is unavailable, retry later: no healthy upstream"
 
 
 # --- through the echoing upstream --------------------------------------------------------------------
@@ -269,7 +279,7 @@ def _hcm(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_render_config_shape() -> None:
-    config = render_config(IngressSettings(payment_upstream_port=50999))
+    config = render_config(IngressSettings(payment_upstream_port=50999, development=True))
     hcm = _hcm(config)
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.lua",
@@ -311,14 +321,14 @@ def test_render_config_shape() -> None:
 
 
 def test_render_yaml_round_trips() -> None:
-    settings = IngressSettings()
+    settings = IngressSettings(jwks_json=json.dumps(auth.generate_keys().jwks))
     assert yaml.safe_load(render_yaml(settings)) == render_config(settings)
 
 
-def test_envoy_accepts_the_rendered_config(tmp_path: Path) -> None:
+def _validate(config_yaml: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "envoy.yaml"
-    path.write_text(render_yaml(IngressSettings()))
-    result = subprocess.run(
+    path.write_text(config_yaml)
+    return subprocess.run(
         [
             str(envoy_binary()),
             "--mode",
@@ -333,7 +343,48 @@ def test_envoy_accepts_the_rendered_config(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+JWKS = json.dumps(auth.generate_keys().jwks)
+JWT_SETTINGS = {
+    "development, no keys": IngressSettings(development=True),
+    "inline JWKS": IngressSettings(jwks_json=JWKS),
+    "JWKS endpoint over https": IngressSettings(jwks_url="https://idp.example.com/.well-known/jwks.json"),
+    "JWKS endpoint by address": IngressSettings(jwks_url="http://10.0.0.7:8081/jwks"),
+    "upstreams by name": IngressSettings(
+        jwks_json=JWKS, payment_upstream_host="payment.payments.svc", order_upstream_host="order"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(JWT_SETTINGS))
+def test_envoy_accepts_the_rendered_config(name: str, tmp_path: Path) -> None:
+    result = _validate(render_yaml(JWT_SETTINGS[name]), tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_the_example_configuration_loads_in_envoy() -> None:
+    # As the README says to run it: from the repository root, where its
+    # relative descriptor path points.
+    result = subprocess.run(
+        [
+            str(envoy_binary()),
+            "--mode",
+            "validate",
+            "--base-id",
+            str(os.getpid() % 100_000 + 7_100_000),
+            "-c",
+            str(EXAMPLE_PATH.relative_to(ROOT)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert EXAMPLE_PATH.read_text() == render_example()
+    assert str(ROOT) not in EXAMPLE_PATH.read_text()  # nothing of this machine in it
 
 
 def test_settings_from_env() -> None:
@@ -342,38 +393,153 @@ def test_settings_from_env() -> None:
             "INGRESS_PORT": "18080",
             "ENVOY_ADMIN_PORT": "0",
             "PAYMENT_GRPC_PORT": "50052",
-            "PAYMENTS_HOST": "::1",
+            "INGRESS_HOST": "::1",
         }
     )
     assert (settings.ingress_port, settings.admin_port, settings.payment_upstream_port) == (18080, 0, 50052)
     assert settings.host == "::1"
+    assert not settings.development
     assert IngressSettings.from_env({}) == IngressSettings()
+    assert IngressSettings.from_env({"PAYMENTS_ENV": "development"}).needs_development_keys
+
+
+def test_public_bind_is_separate_from_admin_and_upstreams() -> None:
+    settings = IngressSettings.from_env({"INGRESS_HOST": "0.0.0.0", "PAYMENT_GRPC_HOST": "0.0.0.0"})
+    config = render_config(settings.with_jwks({"keys": []}))
+    listener = config["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    hosts = {
+        c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        for c in config["static_resources"]["clusters"]
+    }
+    # A wildcard bind of the service is no address to connect to: loopback.
+    assert hosts["payment_service"]["socket_address"]["address"] == "127.0.0.1"
+    assert hosts["order_service"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_upstream_hosts() -> None:
+    settings = IngressSettings.from_env(
+        {
+            "PAYMENT_UPSTREAM_HOST": "payment.internal",
+            "PAYMENT_GRPC_HOST": "10.0.0.5",
+            "ORDER_GRPC_HOST": "10.0.0.6",
+        }
+    )
+    assert (settings.payment_upstream_host, settings.order_upstream_host) == ("payment.internal", "10.0.0.6")
+    clusters = {
+        c["name"]: c for c in render_config(settings.with_jwks({"keys": []}))["static_resources"]["clusters"]
+    }
+    assert clusters["payment_service"]["type"] == "STRICT_DNS"
+    assert clusters["order_service"]["type"] == "STATIC"
+
+
+def test_payments_host_is_a_deprecated_fallback(caplog: pytest.LogCaptureFixture) -> None:
+    assert IngressSettings.from_env({"PAYMENTS_HOST": "::1"}).host == "::1"
+    assert "INGRESS_HOST" in caplog.text
+    assert IngressSettings.from_env({"PAYMENTS_HOST": "::1", "INGRESS_HOST": "127.0.0.2"}).host == "127.0.0.2"
 
 
 @pytest.mark.parametrize("name", ["INGRESS_PORT", "ENVOY_ADMIN_PORT", "PAYMENT_GRPC_PORT"])
 @pytest.mark.parametrize("value", ["abc", "80.5", "-1", "65536"])
 def test_settings_from_env_rejects_bad_ports(name: str, value: str) -> None:
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ConfigError, match=name):
         IngressSettings.from_env({name: value})
 
 
-def test_envoy_config_cli_prints_yaml_for_the_environment(tmp_path: Path) -> None:
-    env = {**os.environ, "INGRESS_PORT": "18081", "PAYMENT_GRPC_PORT": "50053", "DATA_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "payments.cli", "envoy-config"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
-    keys = auth.load_or_create(tmp_path)
-    assert yaml.safe_load(result.stdout) == render_config(IngressSettings.from_env(env).with_jwks(keys.jwks))
+# --- JWT key sources ---------------------------------------------------------------------------------
 
 
-def test_envoy_config_cli_reports_bad_ports(tmp_path: Path) -> None:
-    env = {**os.environ, "INGRESS_PORT": "eighty", "DATA_DIR": str(tmp_path)}
-    result = subprocess.run(
+def _provider(config: dict[str, Any]) -> dict[str, Any]:
+    jwt = next(f for f in _hcm(config)["http_filters"] if f["name"] == "envoy.filters.http.jwt_authn")
+    provider: dict[str, Any] = jwt["typed_config"]["providers"]["payments"]
+    return provider
+
+
+def test_outside_development_without_keys_is_a_config_error() -> None:
+    settings = IngressSettings.from_env({})
+    assert not settings.needs_development_keys
+    with pytest.raises(ConfigError) as raised:
+        render_config(settings)
+    for name in ("JWT_JWKS_URL", "JWT_JWKS_FILE", "JWT_ISSUER", "JWT_AUDIENCE", "PAYMENTS_ENV=development"):
+        assert name in str(raised.value)
+
+
+def test_jwks_file_is_inlined(tmp_path: Path) -> None:
+    keys = auth.generate_keys()
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({**keys.jwks, "extra": 1}))
+    env = {"JWT_JWKS_FILE": str(path), "JWT_ISSUER": "https://idp.example/", "JWT_AUDIENCE": "shop"}
+    settings = IngressSettings.from_env(env)
+    assert not settings.needs_development_keys
+    provider = _provider(render_config(settings))
+    assert json.loads(provider["local_jwks"]["inline_string"]) == keys.jwks
+    assert (provider["issuer"], provider["audiences"]) == ("https://idp.example/", ["shop"])
+    assert "remote_jwks" not in provider
+
+
+def test_jwks_url_is_fetched_by_envoy() -> None:
+    env = {
+        "JWT_JWKS_URL": "https://idp.example.com:8443/keys",
+        "JWT_ISSUER": "https://idp.example.com/",
+        "JWT_AUDIENCE": "shop",
+        "JWT_JWKS_CACHE_SECONDS": "300",
+        "JWT_JWKS_CA_FILE": "/etc/idp-ca.pem",
+    }
+    config = render_config(IngressSettings.from_env(env))
+    remote = _provider(config)["remote_jwks"]
+    assert remote["http_uri"] == {"uri": env["JWT_JWKS_URL"], "cluster": JWKS_CLUSTER, "timeout": "5s"}
+    assert remote["cache_duration"] == "300s"
+    assert "async_fetch" in remote and remote["retry_policy"]["num_retries"] == 3
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == JWKS_CLUSTER]
+    assert cluster["type"] == "LOGICAL_DNS"
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address == {"socket_address": {"address": "idp.example.com", "port_value": 8443}}
+    tls = cluster["transport_socket"]["typed_config"]
+    assert tls["sni"] == "idp.example.com"
+    validation = tls["common_tls_context"]["validation_context"]
+    assert validation["trusted_ca"] == {"filename": "/etc/idp-ca.pem"}
+    assert validation["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": "idp.example.com"}}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"JWT_JWKS_URL": "https://a/k", "JWT_JWKS_FILE": "/k.json"}, "not both"),
+        ({"JWT_JWKS_URL": "ftp://a/k", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"}, "JWT_JWKS_URL"),
+        (
+            {"JWT_JWKS_URL": "http://idp.example.com/k", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+            "must be https",
+        ),
+        ({"JWT_JWKS_URL": "https://a/k", "JWT_AUDIENCE": "a"}, "JWT_ISSUER"),
+        ({"JWT_JWKS_URL": "https://a/k", "JWT_ISSUER": "i"}, "JWT_AUDIENCE"),
+        (
+            {"JWT_JWKS_FILE": "/nonexistent/jwks.json", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"},
+            "cannot be read",
+        ),
+        ({"JWT_JWKS_FILE": __file__, "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"}, "not a JWKS"),
+    ],
+)
+def test_bad_jwt_settings_are_config_errors(env: dict[str, str], complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        IngressSettings.from_env(env)
+
+
+def test_development_allows_default_issuer_and_audience(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(JWKS)
+    settings = IngressSettings.from_env({"PAYMENTS_ENV": "development", "JWT_JWKS_FILE": str(path)})
+    assert (settings.jwt_issuer, settings.jwt_audience) == (auth.ISSUER, auth.AUDIENCE)
+    assert not settings.needs_development_keys
+
+
+# --- the CLI -----------------------------------------------------------------------------------------
+
+
+def _envoy_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "payments.cli", "envoy-config"],
         capture_output=True,
         text=True,
@@ -381,12 +547,52 @@ def test_envoy_config_cli_reports_bad_ports(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    drop = ("PAYMENTS_ENV", "JWT_", "INGRESS_", "PAYMENTS_HOST", "PAYMENT_", "ORDER_")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(drop)}, **extra}
+
+
+def test_envoy_config_cli_prints_yaml_for_the_environment(tmp_path: Path) -> None:
+    env = _clean_env(
+        PAYMENTS_ENV="development", INGRESS_PORT="18081", PAYMENT_GRPC_PORT="50053", DATA_DIR=str(tmp_path)
+    )
+    result = _envoy_config(env)
+    assert result.returncode == 0, result.stderr
+    keys = auth.load_or_create(tmp_path)
+    assert yaml.safe_load(result.stdout) == render_config(IngressSettings.from_env(env).with_jwks(keys.jwks))
+
+
+def test_envoy_config_cli_uses_the_jwks_file_and_not_the_development_keys(tmp_path: Path) -> None:
+    path = tmp_path / "idp.json"
+    path.write_text(JWKS)
+    env = _clean_env(JWT_JWKS_FILE=str(path), JWT_ISSUER="i", JWT_AUDIENCE="a", DATA_DIR=str(tmp_path))
+    result = _envoy_config(env)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout) == render_config(IngressSettings.from_env(env))
+    assert not (tmp_path / "auth").exists()
+
+
+def test_envoy_config_cli_refuses_production_without_keys(tmp_path: Path) -> None:
+    result = _envoy_config(_clean_env(DATA_DIR=str(tmp_path)))
+    assert result.returncode != 0
+    assert "JWT_JWKS_URL or JWT_JWKS_FILE" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "auth").exists()
+
+
+def test_envoy_config_cli_reports_bad_ports(tmp_path: Path) -> None:
+    result = _envoy_config(
+        _clean_env(PAYMENTS_ENV="development", INGRESS_PORT="eighty", DATA_DIR=str(tmp_path))
+    )
     assert result.returncode != 0
     assert "INGRESS_PORT" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_stop_terminates_envoy(echo_upstream: Any, tmp_path: Path) -> None:
-    settings = IngressSettings(ingress_port=0, admin_port=0, payment_upstream_port=echo_upstream.port)
+    settings = IngressSettings(
+        ingress_port=0, admin_port=0, payment_upstream_port=echo_upstream.port, development=True
+    )
     with EnvoyProcess(settings, tmp_path) as envoy:
         pid = envoy.pid
         assert envoy.url("/x") == f"http://127.0.0.1:{envoy.ingress_port}/x"
@@ -398,6 +604,8 @@ def test_stop_terminates_envoy(echo_upstream: Any, tmp_path: Path) -> None:
 
 
 def test_start_failure_shows_the_log(tmp_path: Path) -> None:
-    settings = IngressSettings(ingress_port=0, admin_port=0, descriptor_path=tmp_path / "missing.pb")
+    settings = IngressSettings(
+        ingress_port=0, admin_port=0, descriptor_path=tmp_path / "missing.pb", development=True
+    )
     with pytest.raises(RuntimeError, match=r"missing\.pb"):
         EnvoyProcess(settings, tmp_path).start()

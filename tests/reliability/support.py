@@ -89,6 +89,7 @@ def start_envoy(
         payment_upstream_port=payment_port,
         # Without an order service, a port nobody listens on: its routes answer 503.
         order_upstream_port=order_port or free_port(),
+        development=jwks is None,  # no JWT filter at all, as in development without keys
     )
     if jwks is not None:
         settings = settings.with_jwks(jwks)

@@ -28,6 +28,7 @@ from order.v1 import order_service_pb2 as os_pb2
 from order.v1 import order_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
+from ingress.envoy import ERROR_DOMAIN
 from paykit.database import libpq_url
 from tests.conftest import TEST_VNPAY
 from tests.integration.helpers import signed_vnpay_query, vnpay_ipn_params
@@ -254,7 +255,14 @@ def _from_service(reply: HttpResult) -> bool:
             doc = json.loads(reply.body)
         except ValueError:
             return False
-        return isinstance(doc, dict) and ("RspCode" in doc or {"code", "message"} <= doc.keys())
+        if not isinstance(doc, dict):
+            return False
+        # Envoy's own errors have the services' shape, told apart by ErrorInfo's domain.
+        details = doc.get("details")
+        from_envoy = isinstance(details, list) and any(
+            isinstance(d, dict) and d.get("domain") == ERROR_DOMAIN for d in details
+        )
+        return "RspCode" in doc or ({"code", "message"} <= doc.keys() and not from_envoy)
     return content_type.startswith("text/html") and b"<title>Payment" in reply.body
 
 
