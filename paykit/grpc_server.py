@@ -15,6 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from paykit.grpc_errors import RejectUndecodableRequests
+from paykit.settings import ServerTls, host_port
+from paykit.tls import server_credentials
 
 log = logging.getLogger("paykit.grpc_server")
 
@@ -52,11 +54,13 @@ def start_grpc_server(
     max_workers: int,
     options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS,
     interceptors: Sequence[grpc.ServerInterceptor] | None = None,
+    tls: ServerTls | None = None,
 ) -> GrpcServer:
     """Builds, binds and starts a server. `register` adds the servicers
     (e.g. `lambda s: add_FooServicer_to_server(FooServicer(...), s)`);
     `service_names` are their full names, for health and reflection.
-    Interceptors default to refusing undecodable requests as INVALID_ARGUMENT."""
+    Interceptors default to refusing undecodable requests as INVALID_ARGUMENT.
+    With `tls` the port speaks TLS only (paykit.tls)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         options=list(options),
@@ -69,7 +73,11 @@ def start_grpc_server(
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = host_port(host, port)
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials(tls))
     if bound == 0:
         raise OSError(f"cannot bind {host}:{port}")
     server.start()

@@ -14,7 +14,9 @@ from order.v1 import order_service_pb2, order_service_pb2_grpc
 
 from order_service.bootstrap import OrderApp
 from order_service.entrypoints.servicer import OrderServicer
+from paykit import tls
 from paykit.grpc_server import GrpcServer, start_grpc_server
+from paykit.settings import GrpcBind
 
 log = logging.getLogger("order_service.server")
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
@@ -55,6 +57,10 @@ def start(
     app: OrderApp, port: int | None = None, *, follow: bool = True, sweep: bool = True
 ) -> RunningOrderServer:
     settings = app.settings
+    tls.warn_if_exposed(
+        "order_service",
+        GrpcBind(settings.host, settings.order_grpc_port, settings.grpc_tls, settings.grpc_insecure),
+    )
     servicer = OrderServicer(app.use_cases)
     serving = start_grpc_server(
         lambda server: order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server),
@@ -62,6 +68,7 @@ def start(
         host=settings.host,
         port=settings.order_grpc_port if port is None else port,
         max_workers=settings.grpc_workers,
+        tls=settings.grpc_tls,
     )
     running = RunningOrderServer(serving=serving, app=app)
     if follow:

@@ -12,7 +12,9 @@ import grpc
 from grpc_health.v1 import health
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
+from paykit import tls
 from paykit.grpc_server import GrpcServer, start_grpc_server
+from paykit.settings import GrpcBind
 from payment_service.bootstrap import App
 from payment_service.entrypoints.pages import return_renderer
 from payment_service.entrypoints.servicer import PaymentServicer
@@ -54,6 +56,10 @@ class RunningServer:
 
 def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningServer:
     settings = app.settings
+    tls.warn_if_exposed(
+        "payment_service",
+        GrpcBind(settings.host, settings.payment_grpc_port, settings.grpc_tls, settings.grpc_insecure),
+    )
     stopping = threading.Event()
     servicer = PaymentServicer(
         app.use_cases, app.callbacks, stopping, render_return=return_renderer(settings.payment_result_url)
@@ -64,6 +70,7 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
         host=settings.host,
         port=settings.payment_grpc_port if port is None else port,
         max_workers=settings.grpc_workers,
+        tls=settings.grpc_tls,
     )
     running = RunningServer(serving=serving, app=app, servicer=servicer, stopping=stopping)
     if sweep:
