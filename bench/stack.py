@@ -88,6 +88,9 @@ def _service_env(**extra: str) -> dict[str, str]:
         # Loopback only: reconciliation still runs, but its gateway queries
         # go to a closed local port instead of VNPay's sandbox.
         "VNPAY_QUERY_URL": "http://127.0.0.1:9/vnpay/querydr-not-reachable-from-the-bench",
+        # Production mode needs both; the pay URL is only signed, never fetched.
+        "VNPAY_SANDBOX": "1",
+        "PUBLIC_BASE_URL": "https://shop.example",
         # What a deployment logs: one JSON line per callback, for instance.
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         **extra,

@@ -16,7 +16,7 @@ from order_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from order_service.config import OrderSettings
 from order_service.service_layer.services import Clock, OrderUseCases
 from order_service.service_layer.unit_of_work import UnitOfWork
-from paykit import tracing
+from paykit import tls, tracing
 from paykit.database import create_db_engine
 
 
@@ -40,7 +40,7 @@ def bootstrap(settings: OrderSettings, database_url: str, clock: Clock = utc_now
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size, application_name="order_service")
     session_factory = sessionmaker(engine, expire_on_commit=False)
     tracing.instrument_engine(engine)
-    channel = tracing.traced_channel(grpc.insecure_channel(settings.payment_target))
+    channel = tracing.traced_channel(tls.channel(settings.payment_target, settings.payment_tls))
     payments = PaymentClient(channel, timeout_seconds=settings.payment_timeout_seconds)
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = OrderUseCases(uow_factory, payments, clock, settings.policy)

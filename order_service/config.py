@@ -9,14 +9,24 @@ from datetime import timedelta
 from pathlib import Path
 
 from order_service.domain.model import OrderPolicy
-from paykit.settings import env_int
+from paykit.settings import (
+    ClientTls,
+    ConfigError,
+    ServerTls,
+    client_tls_from_env,
+    env_int,
+    grpc_bind_from_env,
+    host_port,
+    is_loopback,
+    is_wildcard,
+)
 
 
 @dataclass(frozen=True)
 class OrderSettings:
     database_url: str
     data_dir: Path
-    host: str
+    host: str  # ORDER_GRPC_HOST
     order_grpc_port: int
     payment_target: str  # host:port of payment.v1.PaymentService
     policy: OrderPolicy
@@ -26,17 +36,23 @@ class OrderSettings:
     db_pool_size: int = 10
     shutdown_grace_seconds: float = 5.0
     seed_catalog: bool = False
+    grpc_tls: ServerTls | None = None  # ORDER_GRPC_TLS_*: the gRPC port speaks TLS only
+    grpc_insecure: bool = False  # ORDER_GRPC_INSECURE=1: a non-loopback bind without TLS, by choice
+    payment_tls: ClientTls | None = None  # PAYMENT_TLS_*: reach the payment service over TLS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OrderSettings:
         env = os.environ if env is None else env
-        host = env.get("PAYMENTS_HOST", "127.0.0.1")
+        bind = grpc_bind_from_env(env, "ORDER", 50052)
         return cls(
             database_url=env.get("ORDER_DATABASE_URL", ""),
             data_dir=Path(env.get("DATA_DIR", ".data")),
-            host=host,
-            order_grpc_port=env_int(env, "ORDER_GRPC_PORT", 50052),
-            payment_target=env.get("PAYMENT_TARGET") or f"{host}:{env_int(env, 'PAYMENT_GRPC_PORT', 50051)}",
+            host=bind.host,
+            order_grpc_port=bind.port,
+            grpc_tls=bind.tls,
+            grpc_insecure=bind.insecure,
+            payment_target=payment_target(env),
+            payment_tls=client_tls_from_env(env, "PAYMENT"),
             policy=OrderPolicy(
                 order_ttl=timedelta(minutes=env_int(env, "ORDER_TTL_MINUTES", 30, minimum=1)),
                 retry_limit=env_int(env, "RETRY_PAYMENT_LIMIT_PER_MINUTE", 10, minimum=1),
@@ -45,3 +61,40 @@ class OrderSettings:
             grpc_workers=env_int(env, "ORDER_GRPC_WORKERS", 16, minimum=1),
             db_pool_size=env_int(env, "ORDER_DB_POOL_SIZE", 10, minimum=1),
         )
+
+
+def payment_target(env: Mapping[str, str]) -> str:
+    """PAYMENT_TARGET; else PAYMENT_GRPC_HOST (127.0.0.1 for a wildcard
+    bind) and PAYMENT_GRPC_PORT, as the payment service on this host binds them."""
+    if target := env.get("PAYMENT_TARGET", "").strip():
+        return target
+    host = env.get("PAYMENT_GRPC_HOST", "").strip()
+    return host_port("127.0.0.1" if is_wildcard(host) else host, env_int(env, "PAYMENT_GRPC_PORT", 50051))
+
+
+def production_problems(env: Mapping[str, str]) -> list[str]:
+    """Every unsafe or missing production setting of the order service, one line each."""
+    problems: list[str] = []
+    if not env.get("ORDER_DATABASE_URL") and not env.get("DATABASE_URL"):
+        problems.append(
+            "ORDER_DATABASE_URL and DATABASE_URL are not set: the order service would use embedded PostgreSQL"
+        )
+    try:
+        bind = grpc_bind_from_env(env, "ORDER", 50052)
+        if bind.exposed_without_tls:
+            problems.append(
+                f"ORDER_GRPC_HOST={bind.host} has no TLS (ORDER_GRPC_INSECURE=1): internal API exposed"
+            )
+    except ConfigError as error:
+        problems.append(str(error))
+    try:
+        tls = client_tls_from_env(env, "PAYMENT")
+    except ConfigError as error:
+        problems.append(str(error))
+    else:
+        target = payment_target(env)
+        if tls is None and not is_loopback(target.rpartition(":")[0]):
+            problems.append(
+                f"PAYMENT_TARGET={target} is not on this host and PAYMENT_TLS_CA is not set: plaintext gRPC"
+            )
+    return problems

@@ -16,6 +16,8 @@ from grpc_reflection.v1alpha import reflection
 
 from paykit.grpc_errors import RejectUndecodableRequests
 from paykit.observability import Observability
+from paykit.settings import ServerTls, host_port
+from paykit.tls import server_credentials
 
 log = logging.getLogger("paykit.grpc_server")
 
@@ -57,13 +59,15 @@ def start_grpc_server(
     options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS,
     interceptors: Sequence[grpc.ServerInterceptor] | None = None,
     observability: Observability | None = None,
+    tls: ServerTls | None = None,
 ) -> GrpcServer:
     """Builds, binds and starts a server. `register` adds the servicers
     (e.g. `lambda s: add_FooServicer_to_server(FooServicer(...), s)`);
     `service_names` are their full names, for health and reflection.
     Interceptors default to refusing undecodable requests as INVALID_ARGUMENT;
     `observability` puts tracing and RPC metrics in front of them and starts
-    the /metrics endpoint on `host` (its port in the "serving" log line)."""
+    the /metrics endpoint on `host` (its port in the "serving" log line).
+    With `tls` the port speaks TLS only (paykit.tls)."""
     chain = [RejectUndecodableRequests()] if interceptors is None else list(interceptors)
     if observability is not None:
         chain = [*observability.interceptors(), *chain]
@@ -79,7 +83,11 @@ def start_grpc_server(
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = host_port(host, port)
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials(tls))
     if bound == 0:
         raise OSError(f"cannot bind {host}:{port}")
     server.start()

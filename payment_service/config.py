@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from paykit.settings import ConfigError, env_int
+from paykit.origins import LOOPBACK_ORIGINS, parse_origins
+from paykit.settings import ConfigError, ServerTls, env_int, grpc_bind_from_env, is_development
 from payment_service.domain.model import Policy, Provider
 from payment_service.gateways import registry
 from payment_service.gateways.port import ServiceUrls
@@ -22,7 +23,7 @@ DEFAULT_DEV_PROVIDERS = "vnpay,cod,payos,momo,zalopay"
 class Settings:
     database_url: str  # empty: start the embedded PostgreSQL in data_dir
     data_dir: Path
-    host: str
+    host: str  # PAYMENT_GRPC_HOST
     payment_grpc_port: int
     # The config of each enabled gateway, from its settings module.
     gateways: Mapping[Provider, Any]
@@ -36,18 +37,23 @@ class Settings:
     db_pool_size: int = 16  # one connection per gRPC worker: no overflow churn
     shutdown_grace_seconds: float = 5.0
     expiry_sweep_seconds: float = 30.0
+    grpc_tls: ServerTls | None = None  # PAYMENT_GRPC_TLS_*: the gRPC port speaks TLS only
+    grpc_insecure: bool = False  # PAYMENT_GRPC_INSECURE=1: a non-loopback bind without TLS, by choice
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        development = env.get("PAYMENTS_ENV", "production") == "development"
+        development = is_development(env)
         enabled = _enabled_providers(env, development)
-        urls = _service_urls(env)
+        urls = _service_urls(env, development)
+        bind = grpc_bind_from_env(env, "PAYMENT", 50051)
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             data_dir=Path(env.get("DATA_DIR", ".data")),
-            host=env.get("PAYMENTS_HOST", "127.0.0.1"),
-            payment_grpc_port=env_int(env, "PAYMENT_GRPC_PORT", 50051),
+            host=bind.host,
+            payment_grpc_port=bind.port,
+            grpc_tls=bind.tls,
+            grpc_insecure=bind.insecure,
             gateways={
                 gateway.provider: gateway.from_env(env, development, urls)
                 for gateway in registry.all_settings()
@@ -59,6 +65,7 @@ class Settings:
                 max_attempts=env_int(env, "PAYMENT_MAX_ATTEMPTS", 5, minimum=1),
                 ttl=timedelta(minutes=env_int(env, "PAYMENT_TTL_MINUTES", 15, minimum=1)),
                 expiry_grace=timedelta(seconds=env_int(env, "PAYMENT_EXPIRY_GRACE_SECONDS", 60)),
+                return_url_origins=return_url_origins(env, development),
             ),
             development=development,
             payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
@@ -76,12 +83,80 @@ def _enabled_providers(env: Mapping[str, str], development: bool) -> frozenset[P
         raise ConfigError(f"PAYMENT_PROVIDERS has an unknown provider: {names!r}") from None
 
 
-def _service_urls(env: Mapping[str, str]) -> ServiceUrls:
+def return_url_origins(env: Mapping[str, str], development: bool) -> frozenset[str]:
+    """RETURN_URL_ALLOWED_ORIGINS; unset: this machine's origins in
+    development, none in production (return_url must then be empty)."""
+    raw = env.get("RETURN_URL_ALLOWED_ORIGINS")
+    if raw is None:
+        return LOOPBACK_ORIGINS if development else frozenset()
+    return parse_origins(raw)
+
+
+def public_base_url(env: Mapping[str, str], development: bool) -> str:
+    """PUBLIC_BASE_URL, how browsers and gateways reach the ingress: every
+    callback and return URL is built on it. Required, and https, outside
+    development; development defaults to the local ingress."""
+    raw = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    if development:
+        return raw or f"http://127.0.0.1:{env_int(env, 'INGRESS_PORT', 8080)}"
+    if not raw:
+        raise ConfigError(
+            "PUBLIC_BASE_URL is required outside development (https://, how gateways reach the ingress)"
+        )
+    if not raw.lower().startswith("https://"):
+        raise ConfigError(f"PUBLIC_BASE_URL must be https outside development, got {raw!r}")
+    return raw
+
+
+def _service_urls(env: Mapping[str, str], development: bool) -> ServiceUrls:
     local_ingress = f"http://127.0.0.1:{env_int(env, 'INGRESS_PORT', 8080)}"
-    public = (env.get("PUBLIC_BASE_URL") or local_ingress).rstrip("/")
+    public = public_base_url(env, development)
     return ServiceUrls(
         public_base_url=public,
         local_ingress_url=local_ingress,
         simulator_url=f"http://127.0.0.1:{env_int(env, 'SIM_PORT', 8090)}",
         result_url=env.get("PAYMENT_RESULT_URL") or f"{public}/result",
     )
+
+
+def development_keys_in_use(env: Mapping[str, str]) -> list[str]:
+    """Gateway key variables set to their public development value (any gateway)."""
+    return [name for gateway in registry.all_settings() for name in gateway.dev_keys_in_use(env)]
+
+
+def production_problems(env: Mapping[str, str]) -> list[str]:
+    """Every unsafe or missing production setting of the payment service, one
+    line each, as if PAYMENTS_ENV were production."""
+    problems: list[str] = []
+    if not env.get("DATABASE_URL"):
+        problems.append("DATABASE_URL is not set: the payment service would run the embedded PostgreSQL")
+    try:
+        public_base_url(env, development=False)
+    except ConfigError as error:
+        problems.append(str(error))
+    for name in ("PAYMENT_RESULT_URL", "VNPAY_RETURN_URL"):
+        if env.get(name) and not env[name].lower().startswith("https://"):
+            problems.append(f"{name} is not an https URL ({env[name]})")
+    problems += _bind_problems(env, "PAYMENT", 50051)
+    try:
+        enabled = _enabled_providers(env, development=False)
+        return_url_origins(env, development=False)
+    except ConfigError as error:
+        problems.append(str(error))
+        enabled = frozenset()
+    for gateway in registry.all_settings():
+        if gateway.provider in enabled:
+            problems += gateway.production_problems(env)
+        else:
+            problems += [f"{name} is the public development value" for name in gateway.dev_keys_in_use(env)]
+    return problems
+
+
+def _bind_problems(env: Mapping[str, str], prefix: str, port: int) -> list[str]:
+    try:
+        bind = grpc_bind_from_env(env, prefix, port)
+    except ConfigError as error:
+        return [str(error)]
+    if bind.exposed_without_tls:
+        return [f"{prefix}_GRPC_HOST={bind.host} has no TLS ({prefix}_GRPC_INSECURE=1): internal API exposed"]
+    return []

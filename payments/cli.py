@@ -44,37 +44,79 @@ def _order_settings() -> OrderSettings:
         sys.exit(f"configuration error: {error}")
 
 
-def payment_database(settings: Settings) -> str:
+def payment_database(settings: Settings | None = None) -> str:
+    """DATABASE_URL; else database `payments` on the embedded server."""
     from paykit import database
 
-    return database.resolve(settings.database_url, settings.data_dir, "payments")
+    if settings is None:
+        url, data_dir = os.environ.get("DATABASE_URL", ""), Path(os.environ.get("DATA_DIR", ".data"))
+    else:
+        url, data_dir = settings.database_url, settings.data_dir
+    return database.resolve(url, data_dir, "payments")
 
 
-def order_database(settings: OrderSettings) -> str:
+def order_database(settings: OrderSettings | None = None) -> str:
     """ORDER_DATABASE_URL; else database `orders` on the DATABASE_URL server;
     else `orders` on the embedded server."""
     from paykit import database
 
-    if settings.database_url:
-        return database.sqlalchemy_url(settings.database_url)
+    if settings is None:
+        url, data_dir = os.environ.get("ORDER_DATABASE_URL", ""), Path(os.environ.get("DATA_DIR", ".data"))
+    else:
+        url, data_dir = settings.database_url, settings.data_dir
+    if url:
+        return database.sqlalchemy_url(url)
     if os.environ.get("DATABASE_URL"):
         return database.ensure_database(os.environ["DATABASE_URL"], "orders")
-    return database.resolve("", settings.data_dir, "orders")
+    return database.resolve("", data_dir, "orders")
 
 
-def _auto_migrate(url: str, service: str) -> None:
+def _prepare_schema(url: str, service: str, development: bool) -> None:
+    """Development migrates at start; production only checks the revision
+    and refuses to serve on a mismatch (`payments migrate` is the deploy
+    step). PAYMENTS_AUTO_MIGRATE=1 or 0 overrides either way."""
     from paykit import migrations
+    from paykit.settings import ConfigError, env_flag
 
-    if os.environ.get("PAYMENTS_AUTO_MIGRATE", "1") != "0":
-        migrations.upgrade(url, service)
+    try:
+        explicit = os.environ.get("PAYMENTS_AUTO_MIGRATE", "")
+        migrate = env_flag(os.environ, "PAYMENTS_AUTO_MIGRATE") if explicit else development
+        if migrate:
+            migrations.upgrade(url, service)
+        else:
+            migrations.check_schema(url, service)
+    except (migrations.SchemaMismatch, ConfigError) as error:
+        sys.exit(f"payments serve {service}: refusing to start: {error}")
+
+
+def _refuse_development_keys(development: bool) -> None:
+    from payment_service.config import development_keys_in_use
+
+    if not development and (names := development_keys_in_use(os.environ)):
+        sys.exit(
+            f"payments serve: refusing to start: {', '.join(names)} "
+            f"{'is' if len(names) == 1 else 'are'} the public development value outside development "
+            "(set the gateway's real credentials, or PAYMENTS_ENV=development)"
+        )
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
-    from paykit import migrations
+    from sqlalchemy.exc import OperationalError
 
-    migrations.upgrade(payment_database(_payment_settings()), "payment")
-    migrations.upgrade(order_database(_order_settings()), "order")
-    log.info("databases migrated to head")
+    from paykit import migrations
+    from paykit.settings import ConfigError
+
+    try:
+        for url, service in ((payment_database(), "payment"), (order_database(), "order")):
+            migrations.upgrade(url, service)
+            log.info("database migrated to head", extra={"service": service})
+    except ConfigError as error:
+        sys.exit(f"payments migrate: configuration error: {error}")
+    except OperationalError as error:
+        first = str(error.orig or error).strip().splitlines()[0]
+        sys.exit(
+            f"payments migrate: {first} (MIGRATION_LOCK_TIMEOUT_SECONDS, MIGRATION_STATEMENT_TIMEOUT_SECONDS)"
+        )
 
 
 def start_payment() -> Callable[[], None]:
@@ -82,8 +124,9 @@ def start_payment() -> Callable[[], None]:
     from payment_service.entrypoints import server
 
     settings = _payment_settings()
+    _refuse_development_keys(settings.development)
     url = payment_database(settings)
-    _auto_migrate(url, "payment")
+    _prepare_schema(url, "payment", settings.development)
     observability = _observability(server.observability_from_env, "payment-service")
     return server.start(bootstrap(settings, url), observability=observability).stop
 
@@ -91,10 +134,11 @@ def start_payment() -> Callable[[], None]:
 def start_order() -> Callable[[], None]:
     from order_service.bootstrap import bootstrap
     from order_service.entrypoints import server
+    from paykit.settings import is_development
 
     settings = _order_settings()
     url = order_database(settings)
-    _auto_migrate(url, "order")
+    _prepare_schema(url, "order", is_development(os.environ))
     observability = _observability(server.observability_from_env, "order-service")
     return server.start(bootstrap(settings, url), observability=observability).stop
 
@@ -112,6 +156,19 @@ def _observability(from_env: Callable[[], Observability], service_name: str) -> 
     except (ConfigError, ValueError) as error:
         sys.exit(f"configuration error: {error}")
     return observability
+
+
+def cmd_check_config(_args: argparse.Namespace) -> None:
+    """Every unsafe or missing production setting, one line each; exit 1 if any."""
+    from payments.checks import production_problems
+
+    problems = production_problems(os.environ)
+    for problem in problems:
+        print(f"UNSAFE {problem}")
+    if problems:
+        print(f"{len(problems)} problem(s): not ready for production", file=sys.stderr)
+        sys.exit(1)
+    print("OK: no unsafe or missing production setting found")
 
 
 def cmd_sim(_args: argparse.Namespace) -> None:
@@ -276,6 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="upgrade both databases to the latest schema").set_defaults(
         func=cmd_migrate
     )
+    sub.add_parser(
+        "check-config", help="report every unsafe or missing production setting (exit 1 if any)"
+    ).set_defaults(func=cmd_check_config)
     token = sub.add_parser("token", help="print a development JWT the ingress accepts")
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")

@@ -120,6 +120,10 @@ def _domain_error(error: grpc.RpcError) -> DomainError:
     code, details = error.code(), error.details() or ""
     if code in _PASS_THROUGH:
         if code == grpc.StatusCode.INVALID_ARGUMENT:
+            # return_url is the caller's own field: name it, not the order.
+            field, _, reason = details.partition(": ")
+            if field == "return_url" and ";" not in details:
+                return InvalidArgument.one("return_url", reason)
             return InvalidArgument.one("order", details)
         return PaymentRefused(details)
     if code == grpc.StatusCode.ABORTED:

@@ -17,11 +17,11 @@ from order.v1 import order_service_pb2, order_service_pb2_grpc
 from order_service.adapters import metrics
 from order_service.bootstrap import OrderApp
 from order_service.entrypoints.servicer import OrderServicer
-from paykit import tracing
+from paykit import tls, tracing
 from paykit.grpc_server import GrpcServer, start_grpc_server
 from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
-from paykit.settings import DEFAULT_PORTS
+from paykit.settings import DEFAULT_PORTS, GrpcBind
 
 log = logging.getLogger("order_service.server")
 SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
@@ -77,6 +77,10 @@ def start(
     settings = app.settings
     if observability is not None:
         observability.collectors.append(DbPoolCollector({"order": app.engine}))
+    tls.warn_if_exposed(
+        "order_service",
+        GrpcBind(settings.host, settings.order_grpc_port, settings.grpc_tls, settings.grpc_insecure),
+    )
     servicer = OrderServicer(app.use_cases)
     serving = start_grpc_server(
         lambda server: order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server),
@@ -85,6 +89,7 @@ def start(
         port=settings.order_grpc_port if port is None else port,
         max_workers=settings.grpc_workers,
         observability=observability,
+        tls=settings.grpc_tls,
     )
     running = RunningOrderServer(serving=serving, app=app)
     if follow:

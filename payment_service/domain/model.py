@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from paykit.origins import allowed as allowed_origin
 from payment_service.domain import currency as iso4217
 from payment_service.domain.errors import (
     AlreadyPaid,
@@ -102,6 +103,9 @@ class Policy:
     # shopper started just before it. Opening a new attempt inside this window
     # could let one shopper pay twice, so callers are asked to retry after it.
     expiry_grace: timedelta = timedelta(seconds=60)
+    # Origins a caller's return_url may point at (paykit.origins; an entry's
+    # port may be *). None: any http(s) URL. Empty: none, return_url must be empty.
+    return_url_origins: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         unknown = self.enabled_providers - set(self.traits)
@@ -189,6 +193,7 @@ def validate_request(
         # Built from order_id, which is checked above.
         description = f"Thanh toan don hang {order_id}"
     _check_client(v, client_ip, user_agent, return_url)
+    _check_return_origin(v, return_url, policy.return_url_origins)
 
     if v:
         raise InvalidArgument(v)
@@ -262,6 +267,21 @@ def _check_client(v: list[FieldViolation], client_ip: str, user_agent: str, retu
             v.append(FieldViolation("return_url", f"is longer than {MAX_URL_LENGTH} characters"))
         elif not re.fullmatch(r"https?://[^\s]+", return_url):
             v.append(FieldViolation("return_url", "must be an absolute http(s) URL"))
+
+
+def _check_return_origin(v: list[FieldViolation], return_url: str, origins: frozenset[str] | None) -> None:
+    """A caller's return_url is signed into the gateway's redirect: only to
+    the shop's own origins (RETURN_URL_ALLOWED_ORIGINS), never an open redirect."""
+    if not return_url or origins is None or any(f.field == "return_url" for f in v):
+        return
+    if not origins:
+        v.append(
+            FieldViolation(
+                "return_url", "must be empty: no return origins are allowed (the configured page is used)"
+            )
+        )
+    elif not allowed_origin(return_url, origins):
+        v.append(FieldViolation("return_url", "is not on an allowed origin (RETURN_URL_ALLOWED_ORIGINS)"))
 
 
 class PaymentLike(Protocol):

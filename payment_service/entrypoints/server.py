@@ -14,10 +14,11 @@ import grpc
 from grpc_health.v1 import health
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
+from paykit import tls
 from paykit.grpc_server import GrpcServer, start_grpc_server
 from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
-from paykit.settings import DEFAULT_PORTS
+from paykit.settings import DEFAULT_PORTS, GrpcBind
 from payment_service.adapters.metrics import OutboxCollector
 from payment_service.bootstrap import App
 from payment_service.entrypoints.pages import return_renderer
@@ -70,6 +71,10 @@ def start(
     """`observability`: RPC metrics, tracing and the /metrics endpoint (with
     the pool and outbox collectors); None for none of them."""
     settings = app.settings
+    tls.warn_if_exposed(
+        "payment_service",
+        GrpcBind(settings.host, settings.payment_grpc_port, settings.grpc_tls, settings.grpc_insecure),
+    )
     stopping = threading.Event()
     servicer = PaymentServicer(
         app.use_cases, app.callbacks, stopping, render_return=return_renderer(settings.payment_result_url)
@@ -81,6 +86,7 @@ def start(
         port=settings.payment_grpc_port if port is None else port,
         max_workers=settings.grpc_workers,
         observability=_with_collectors(observability, app, servicer),
+        tls=settings.grpc_tls,
     )
     running = RunningServer(serving=serving, app=app, servicer=servicer, stopping=stopping)
     if sweep:

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from paykit.errors import FailedPrecondition, Unavailable
-from paykit.settings import ConfigError
+from paykit.settings import ConfigError, env_flag
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.domain.model import Provider, ProviderTraits
 
@@ -158,6 +158,52 @@ class ServiceUrls:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One remote URL of a gateway: its variable, and where it points by
+    default. Development: the simulator. Otherwise the production URL, or
+    the sandbox with <PREFIX>_SANDBOX=1. The variable always wins."""
+
+    variable: str  # e.g. MOMO_ENDPOINT
+    simulator_path: str  # under the simulator's base URL
+    production: str = ""  # empty: none published; the variable is required outside development
+    sandbox: str = ""  # empty: the gateway has no sandbox
+
+    def resolve(
+        self, env: Mapping[str, str], development: bool, sandbox_variable: str, urls: ServiceUrls
+    ) -> str:
+        if explicit := env.get(self.variable, ""):
+            return explicit
+        if development:
+            return urls.simulator_url + self.simulator_path
+        if env_flag(env, sandbox_variable):
+            if not self.sandbox:
+                raise ConfigError(
+                    f"{sandbox_variable}=1, but this gateway has no sandbox for {self.variable}"
+                )
+            return self.sandbox
+        if not self.production:
+            raise ConfigError(
+                f"{self.variable} is required outside development (the gateway gives its production URL "
+                f"at go-live), or {sandbox_variable}=1 for its sandbox"
+            )
+        return self.production
+
+    def production_problems(self, env: Mapping[str, str], sandbox: bool) -> list[str]:
+        explicit = env.get(self.variable, "")
+        if not explicit:
+            if not self.production and not sandbox:
+                return [
+                    f"{self.variable} is not set (no published production URL; required outside development)"
+                ]
+            return []
+        if self.sandbox and explicit.rstrip("/").startswith(self.sandbox.rstrip("/")):
+            return [f"{self.variable} points at the sandbox ({self.sandbox})"]
+        if not explicit.lower().startswith("https://"):
+            return [f"{self.variable} is not an https URL ({explicit})"]
+        return []
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """Everything the service needs to know of one gateway, from its
     settings module (``SETTINGS``): the registry and config.py loop over these."""
@@ -168,6 +214,38 @@ class GatewaySettings:
     # The gateway's config from the environment; development fills in the
     # public development keys and points it at the simulator. Raises ConfigError.
     from_env: Callable[[Mapping[str, str], bool, ServiceUrls], Any]
+    # For `payments check-config` and the start-up refusal of development
+    # keys: PREFIX_<KEY> names, the public development values, the endpoints.
+    env_prefix: str = ""
+    dev_keys: Mapping[str, str] = field(default_factory=dict)
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def sandbox_variable(self) -> str:
+        return f"{self.env_prefix}_SANDBOX"
+
+    def dev_keys_in_use(self, env: Mapping[str, str]) -> list[str]:
+        """The PREFIX_<KEY> variables set to their public development value."""
+        return [
+            f"{self.env_prefix}_{key.upper()}"
+            for key, value in self.dev_keys.items()
+            if env.get(f"{self.env_prefix}_{key.upper()}") == value
+        ]
+
+    def production_problems(self, env: Mapping[str, str]) -> list[str]:
+        """What is unsafe or missing for production, one line each."""
+        problems = [f"{name} is the public development value" for name in self.dev_keys_in_use(env)]
+        problems += [
+            f"{self.env_prefix}_{key.upper()} is not set"
+            for key in self.dev_keys
+            if not env.get(f"{self.env_prefix}_{key.upper()}")
+        ]
+        sandbox = env_flag(env, self.sandbox_variable)
+        if sandbox:
+            problems.append(f"{self.sandbox_variable}=1: payments go to the gateway's sandbox")
+        for point in self.endpoints:
+            problems += point.production_problems(env, sandbox)
+        return problems
 
 
 def credentials(

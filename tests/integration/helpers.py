@@ -54,6 +54,17 @@ def bad_request_fields(error: grpc.RpcError) -> set[str]:
     return fields
 
 
+# What `payments serve` needs to start in production mode (PAYMENTS_ENV
+# unset) besides gateway keys: an https PUBLIC_BASE_URL, VNPay's sandbox by
+# the explicit switch, the test shop's return origin. The schema is checked,
+# not migrated: the test databases are migrated copies.
+PRODUCTION_TEST_ENV = {
+    "PUBLIC_BASE_URL": "https://shop.example",
+    "VNPAY_SANDBOX": "1",
+    "RETURN_URL_ALLOWED_ORIGINS": "https://shop.example",
+}
+
+
 class ServerProcess(ServiceProcess):
     """`payments serve <service>` in a child process on an ephemeral port, every
     stderr line kept in `lines`. Stopped by PID. For the order service pass
@@ -71,6 +82,7 @@ class ServerProcess(ServiceProcess):
             "PAYMENT_METRICS_PORT": "0",
             "ORDER_METRICS_PORT": "0",
             "PAYMENTS_AUTO_MIGRATE": "0",
+            **PRODUCTION_TEST_ENV,
             "VNPAY_TMN_CODE": TEST_VNPAY.tmn_code,
             "VNPAY_HASH_SECRET": TEST_VNPAY.hash_secret,
             "LOG_LEVEL": "INFO",

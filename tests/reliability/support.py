@@ -30,7 +30,7 @@ from payment.v1 import payment_service_pb2 as ps
 from ingress.envoy import EnvoyProcess, IngressSettings
 from payments import stack as platform
 from payments.stack import ServiceProcess
-from tests.integration.helpers import ServerProcess, signed_vnpay_query, vnpay_ipn_params
+from tests.integration.helpers import PRODUCTION_TEST_ENV, ServerProcess, signed_vnpay_query, vnpay_ipn_params
 
 # --- reports ---------------------------------------------------------------------------------------
 
@@ -377,6 +377,7 @@ def process_stack(pay_url: str, order_url: str, workdir: Path, **env: str) -> It
 
     child_env = {
         **os.environ,
+        **PRODUCTION_TEST_ENV,
         "VNPAY_TMN_CODE": TEST_VNPAY.tmn_code,
         "VNPAY_HASH_SECRET": TEST_VNPAY.hash_secret,
         "LOG_LEVEL": "INFO",

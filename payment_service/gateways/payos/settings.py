@@ -10,6 +10,7 @@ from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
 from payment_service.gateways.payos.protocol import PAYOS_BASE_URL, PAYOS_CHECKOUT_BASE, PayosConfig
 from payment_service.gateways.port import (
     CallbackKind,
+    Endpoint,
     GatewaySettings,
     ServiceUrls,
     WebhookRoute,
@@ -26,6 +27,10 @@ ENV_PREFIX: Final = "PAYOS"  # PAYOS_CLIENT_ID, PAYOS_API_KEY, PAYOS_CHECKSUM_KE
 # payOS has no sandbox: production is the only remote endpoint.
 SIM_PATH: Final = "/payos"
 SIM_CHECKOUT_PATH: Final = "/payos/web"
+# The variables win; else the simulator in development, production otherwise
+# (PAYOS_SANDBOX=1 is refused: there is no sandbox).
+API: Final = Endpoint("PAYOS_BASE_URL", SIM_PATH, PAYOS_BASE_URL)
+CHECKOUT: Final = Endpoint("PAYOS_CHECKOUT_URL", SIM_CHECKOUT_PATH, PAYOS_CHECKOUT_BASE)
 
 WEBHOOK_PATH: Final = "/webhooks/payos"
 ROUTES: Final = (WebhookRoute("POST", WEBHOOK_PATH, CallbackKind.IPN),)
@@ -34,15 +39,22 @@ TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
 
 def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> PayosConfig:
     """PAYOS_CLIENT_ID, PAYOS_API_KEY, PAYOS_CHECKSUM_KEY, PAYOS_BASE_URL, PAYOS_CHECKOUT_URL."""
-    sim = urls.simulator_url
+    sandbox = f"{ENV_PREFIX}_SANDBOX"
     return PayosConfig(
         **credentials(env, ENV_PREFIX, DEV_KEYS, development),
-        base_url=env.get("PAYOS_BASE_URL") or (sim + SIM_PATH if development else PAYOS_BASE_URL),
+        base_url=API.resolve(env, development, sandbox, urls),
         return_url=urls.result_url,
         cancel_url=urls.result_url,
-        checkout_base=env.get("PAYOS_CHECKOUT_URL")
-        or (sim + SIM_CHECKOUT_PATH if development else PAYOS_CHECKOUT_BASE),
+        checkout_base=CHECKOUT.resolve(env, development, sandbox, urls),
     )
 
 
-SETTINGS: Final = GatewaySettings(provider=Provider.PAYOS, traits=TRAITS, routes=ROUTES, from_env=from_env)
+SETTINGS: Final = GatewaySettings(
+    provider=Provider.PAYOS,
+    traits=TRAITS,
+    routes=ROUTES,
+    from_env=from_env,
+    env_prefix=ENV_PREFIX,
+    dev_keys=DEV_KEYS,
+    endpoints=(API, CHECKOUT),
+)

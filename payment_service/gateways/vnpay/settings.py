@@ -9,6 +9,7 @@ from typing import Final
 from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
 from payment_service.gateways.port import (
     CallbackKind,
+    Endpoint,
     GatewaySettings,
     ServiceUrls,
     WebhookRoute,
@@ -31,6 +32,11 @@ SANDBOX_QUERY_URL: Final = "https://sandbox.vnpayment.vn/merchant_webapi/api/tra
 # Where the simulator serves the same two endpoints, under its base URL.
 SIM_PAY_PATH: Final = "/vnpay/paymentv2/vpcpay.html"
 SIM_QUERY_PATH: Final = "/vnpay/merchant_webapi/api/transaction"
+# VNPay hands out its production URLs at go-live and publishes none
+# (GATEWAYS.md §1.1): outside development VNPAY_API_URL and VNPAY_QUERY_URL
+# are required, unless VNPAY_SANDBOX=1 points them at the sandbox.
+PAY: Final = Endpoint("VNPAY_API_URL", SIM_PAY_PATH, sandbox=SANDBOX_PAY_URL)
+QUERY: Final = Endpoint("VNPAY_QUERY_URL", SIM_QUERY_PATH, sandbox=SANDBOX_QUERY_URL)
 
 IPN_PATH: Final = "/webhooks/vnpay/ipn"
 RETURN_PATH: Final = "/webhooks/vnpay/return"
@@ -43,16 +49,25 @@ TRAITS: Final = ProviderTraits(limits=AmountLimits(5_000, 999_999_999))
 
 
 def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> VnpayConfig:
-    """VNPAY_TMN_CODE, VNPAY_HASH_SECRET, VNPAY_API_URL, VNPAY_QUERY_URL, VNPAY_RETURN_URL."""
+    """VNPAY_TMN_CODE, VNPAY_HASH_SECRET, VNPAY_API_URL, VNPAY_QUERY_URL, VNPAY_SANDBOX,
+    VNPAY_RETURN_URL (default: PUBLIC_BASE_URL + the return route)."""
     keys = credentials(env, ENV_PREFIX, DEV_KEYS, development)
-    sim = urls.simulator_url
+    sandbox = f"{ENV_PREFIX}_SANDBOX"
     return VnpayConfig(
         tmn_code=keys["tmn_code"],
         hash_secret=keys["hash_secret"],
-        pay_url=env.get("VNPAY_API_URL") or (sim + SIM_PAY_PATH if development else SANDBOX_PAY_URL),
-        return_url=env.get("VNPAY_RETURN_URL") or urls.local_ingress_url + RETURN_PATH,
-        query_url=env.get("VNPAY_QUERY_URL") or (sim + SIM_QUERY_PATH if development else SANDBOX_QUERY_URL),
+        pay_url=PAY.resolve(env, development, sandbox, urls),
+        return_url=env.get("VNPAY_RETURN_URL") or urls.public_base_url + RETURN_PATH,
+        query_url=QUERY.resolve(env, development, sandbox, urls),
     )
 
 
-SETTINGS: Final = GatewaySettings(provider=Provider.VNPAY, traits=TRAITS, routes=ROUTES, from_env=from_env)
+SETTINGS: Final = GatewaySettings(
+    provider=Provider.VNPAY,
+    traits=TRAITS,
+    routes=ROUTES,
+    from_env=from_env,
+    env_prefix=ENV_PREFIX,
+    dev_keys=DEV_KEYS,
+    endpoints=(PAY, QUERY),
+)

@@ -10,6 +10,7 @@ from paykit.settings import ConfigError
 from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
 from payment_service.gateways.port import (
     CallbackKind,
+    Endpoint,
     GatewaySettings,
     ServiceUrls,
     WebhookRoute,
@@ -26,6 +27,10 @@ DEV_KEYS: Final[Mapping[str, str]] = {
 DEV_APP_ID: Final = int(DEV_KEYS["app_id"])
 ENV_PREFIX: Final = "ZALOPAY"  # ZALOPAY_APP_ID, ZALOPAY_KEY1, ZALOPAY_KEY2
 SIM_PATH: Final = "/zalopay"
+PRODUCTION_ENDPOINT: Final = "https://openapi.zalopay.vn"  # GATEWAYS.md §4.1
+# ZALOPAY_ENDPOINT wins; else the simulator in development, production
+# otherwise, the sandbox with ZALOPAY_SANDBOX=1.
+ENDPOINT: Final = Endpoint("ZALOPAY_ENDPOINT", SIM_PATH, PRODUCTION_ENDPOINT, ZALOPAY_SANDBOX_ENDPOINT)
 
 CALLBACK_PATH: Final = "/webhooks/zalopay/callback"
 ROUTES: Final = (WebhookRoute("POST", CALLBACK_PATH, CallbackKind.IPN),)
@@ -33,7 +38,7 @@ TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
 
 
 def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> ZalopayConfig:
-    """ZALOPAY_APP_ID, ZALOPAY_KEY1, ZALOPAY_KEY2, ZALOPAY_ENDPOINT."""
+    """ZALOPAY_APP_ID, ZALOPAY_KEY1, ZALOPAY_KEY2, ZALOPAY_ENDPOINT, ZALOPAY_SANDBOX."""
     keys = credentials(env, ENV_PREFIX, DEV_KEYS, development)
     if not keys["app_id"].isdigit():
         raise ConfigError("ZALOPAY_APP_ID must be a number")
@@ -41,11 +46,18 @@ def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> Za
         app_id=int(keys["app_id"]),
         key1=keys["key1"],
         key2=keys["key2"],
-        endpoint=env.get("ZALOPAY_ENDPOINT")
-        or (urls.simulator_url + SIM_PATH if development else ZALOPAY_SANDBOX_ENDPOINT),
+        endpoint=ENDPOINT.resolve(env, development, f"{ENV_PREFIX}_SANDBOX", urls),
         callback_url=urls.public_base_url + CALLBACK_PATH,
         redirect_url=urls.result_url,
     )
 
 
-SETTINGS: Final = GatewaySettings(provider=Provider.ZALOPAY, traits=TRAITS, routes=ROUTES, from_env=from_env)
+SETTINGS: Final = GatewaySettings(
+    provider=Provider.ZALOPAY,
+    traits=TRAITS,
+    routes=ROUTES,
+    from_env=from_env,
+    env_prefix=ENV_PREFIX,
+    dev_keys=DEV_KEYS,
+    endpoints=(ENDPOINT,),
+)
