@@ -31,6 +31,8 @@ class Settings:
     # Where the browser return page redirects (with order_id and status);
     # empty: show a small result page instead.
     payment_result_url: str = ""
+    # The return page's "back to the shop" link (SHOP_URL).
+    shop_url: str = "/"
     gateway_timeout_seconds: float = 5.0
     grpc_workers: int = 16
     db_pool_size: int = 16  # one connection per gRPC worker: no overflow churn
@@ -62,6 +64,7 @@ class Settings:
             ),
             development=development,
             payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
+            shop_url=env.get("SHOP_URL", "/"),
             expiry_sweep_seconds=float(env_int(env, "SWEEP_INTERVAL", 60, minimum=1)),
             grpc_workers=env_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
             db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 16, minimum=1),

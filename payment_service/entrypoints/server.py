@@ -56,7 +56,10 @@ def start(app: App, port: int | None = None, *, sweep: bool = True) -> RunningSe
     settings = app.settings
     stopping = threading.Event()
     servicer = PaymentServicer(
-        app.use_cases, app.callbacks, stopping, render_return=return_renderer(settings.payment_result_url)
+        app.use_cases,
+        app.callbacks,
+        stopping,
+        render_return=return_renderer(settings.payment_result_url, settings.shop_url),
     )
     serving = start_grpc_server(
         lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),

@@ -37,7 +37,13 @@ def _payment_id(value: str) -> uuid.UUID:
 
 # Request headers worth keeping in the callback journal (Envoy forwards
 # request headers as metadata).
-JOURNALED_HEADERS = ("user-agent", "x-forwarded-for", "x-request-id", "x-envoy-external-address")
+JOURNALED_HEADERS = (
+    "user-agent",
+    "x-forwarded-for",
+    "x-request-id",
+    "x-envoy-external-address",
+    "accept-language",  # the return page's language
+)
 ORIGINAL_PATH = "x-envoy-original-path"
 
 
@@ -48,7 +54,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         callbacks: CallbackUseCases,
         stopping: threading.Event | None = None,
         poll_seconds: float = 0.1,
-        render_return: Callable[[ReturnView], HttpReply] | None = None,
+        render_return: Callable[[ReturnView, RawCallback], HttpReply] | None = None,
     ) -> None:
         self.use_cases = use_cases
         self.callbacks = callbacks
@@ -127,8 +133,9 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def HandleCallback(
         self, request: httpbody_pb2.HttpBody, context: grpc.ServicerContext
     ) -> httpbody_pb2.HttpBody:
-        result = self.callbacks.handle(_raw_callback(request, context))
-        reply = self.render_return(result) if isinstance(result, ReturnView) else result
+        raw = _raw_callback(request, context)
+        result = self.callbacks.handle(raw)
+        reply = self.render_return(result, raw) if isinstance(result, ReturnView) else result
         return _http_body(reply, context)
 
 

@@ -33,8 +33,19 @@ class ReturnView:
 
     verified: bool
     order_id: str
-    status: str  # paid | processing | failed | unknown | invalid
-    message: str
+    status: str  # paid | processing | failed | review | unknown | invalid
+    message: str  # in English, for the journal; the page words it itself
+    amount: int = 0  # minor units; 0 when unknown
+    currency: str = ""
+    # The payment's description as the shop wrote it ("Thanh toan don hang
+    # 100015"): the payment service does not store the order's number itself.
+    description: str = ""
+    provider: str = ""
+
+    @property
+    def final(self) -> bool:
+        """False while the page should keep checking."""
+        return self.status not in ("processing", "unknown")
 
 
 class CallbackUseCases:
@@ -193,16 +204,25 @@ class CallbackUseCases:
 
 def _return_view(payment: Payment | None, gateway_says_paid: bool) -> ReturnView:
     if payment is None:
-        return ReturnView(True, "", "unknown", "We do not know this payment.")
+        return ReturnView(True, "", "not_found", "We do not know this payment.")
     if payment.status == PaymentStatus.SUCCEEDED:
-        return ReturnView(True, payment.order_id, "paid", "Payment received. Thank you!")
-    if gateway_says_paid and payment.status == PaymentStatus.PENDING:
-        return ReturnView(True, payment.order_id, "processing", "Payment received; confirming with the bank.")
-    if payment.needs_review:
-        return ReturnView(
-            True, payment.order_id, "review", "Payment received after the order closed; we will contact you."
-        )
-    return ReturnView(True, payment.order_id, "failed", "The payment did not go through. You can try again.")
+        status, message = "paid", "Payment received. Thank you!"
+    elif gateway_says_paid and payment.status == PaymentStatus.PENDING:
+        status, message = "processing", "Payment received; confirming with the bank."
+    elif payment.needs_review:
+        status, message = "review", "Payment received after the order closed; we will contact you."
+    else:
+        status, message = "failed", "The payment did not go through. You can try again."
+    return ReturnView(
+        True,
+        payment.order_id,
+        status,
+        message,
+        amount=payment.amount,
+        currency=payment.currency,
+        description=payment.description,
+        provider=payment.provider,
+    )
 
 
 def _text(value: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
     VerifyResult,
@@ -375,6 +376,29 @@ def verify_ipn(raw_body: bytes, config: MomoConfig) -> IpnVerifyResult:
         body = parse_json_object(raw_body)
     except (ValueError, RecursionError) as exc:
         return rejected(f"body is not a JSON object: {exc}")
+    return _verify_signed_fields(body, config)
+
+
+_REDIRECT_NUMBERS: Final = ("amount", "transId", "resultCode", "responseTime")
+_INTEGER_RE: Final = re.compile(r"-?[0-9]{1,19}")
+
+
+def verify_redirect(raw_query: bytes, config: MomoConfig) -> IpnVerifyResult:
+    """Check the browser's return to redirectUrl: the IPN's fields in the
+    query string, signed exactly as the IPN is (numbers arrive as text)."""
+    try:
+        pairs = parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return rejected(f"query is not readable: {exc}")
+    body: dict[str, Any] = dict(pairs)
+    for name in _REDIRECT_NUMBERS:
+        value = body.get(name)
+        if isinstance(value, str) and _INTEGER_RE.fullmatch(value):
+            body[name] = int(value)
+    return _verify_signed_fields(body, config)
+
+
+def _verify_signed_fields(body: dict[str, Any], config: MomoConfig) -> IpnVerifyResult:
     received = body.pop("signature", None)
     if not isinstance(received, str) or not received:
         return rejected("missing signature", body)

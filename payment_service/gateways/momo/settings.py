@@ -26,7 +26,12 @@ ENV_PREFIX: Final = "MOMO"  # MOMO_PARTNER_CODE, MOMO_ACCESS_KEY, MOMO_SECRET_KE
 SIM_PATH: Final = "/momo"
 
 IPN_PATH: Final = "/webhooks/momo/ipn"
-ROUTES: Final = (WebhookRoute("POST", IPN_PATH, CallbackKind.IPN),)
+# The shopper's browser comes back here (signed like the IPN); shown, never applied.
+RETURN_PATH: Final = "/webhooks/momo/return"
+ROUTES: Final = (
+    WebhookRoute("POST", IPN_PATH, CallbackKind.IPN),
+    WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
+)
 TRAITS: Final = ProviderTraits(limits=AmountLimits(AMOUNT_MIN, AMOUNT_MAX))
 
 
@@ -36,7 +41,7 @@ def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> Mo
         **credentials(env, ENV_PREFIX, DEV_KEYS, development),
         endpoint=env.get("MOMO_ENDPOINT")
         or (urls.simulator_url + SIM_PATH if development else MOMO_TEST_ENDPOINT),
-        redirect_url=urls.result_url,
+        redirect_url=urls.public_base_url + RETURN_PATH,
         ipn_url=urls.public_base_url + IPN_PATH,
     )
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
     VerifyResult,
@@ -33,6 +34,34 @@ ORDER_CODE_MAX: Final = 2**53 - 1
 # linked through payOS; callers unsure of their account type should stay at 9.
 DESCRIPTION_MAX_LEN: Final = 25
 DESCRIPTION_UNLINKED_ACCOUNT_MAX_LEN: Final = 9
+
+
+def short_description(text: str, limit: int = DESCRIPTION_MAX_LEN) -> str:
+    """A description that fits payOS's limit without cutting the order
+    number: "Thanh toan don hang 100015" (26) becomes "Don hang 100015"; a
+    text without a trailing number is cut at a word boundary."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    last = text.rpartition(" ")[2]
+    if last.isdigit():
+        for candidate in (f"Don hang {last}", f"DH {last}", f"DH{last}", last):
+            if len(candidate) <= limit:
+                return candidate
+        return last[-limit:]
+    cut = text[: limit + 1].rpartition(" ")[0]
+    return cut or text[:limit]
+
+
+def parse_return(raw_query: bytes) -> dict[str, str]:
+    """The query payOS puts on returnUrl/cancelUrl (code, id, cancel, status,
+    orderCode). payOS does NOT sign it: show it, never act on it."""
+    try:
+        return dict(parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=64))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+
+
 # expiredAt is documented as Int32 Unix seconds.
 _INT32_MAX: Final = 2**31 - 1
 

@@ -28,7 +28,12 @@ SIM_PATH: Final = "/payos"
 SIM_CHECKOUT_PATH: Final = "/payos/web"
 
 WEBHOOK_PATH: Final = "/webhooks/payos"
-ROUTES: Final = (WebhookRoute("POST", WEBHOOK_PATH, CallbackKind.IPN),)
+# returnUrl and cancelUrl: the shopper's browser (unsigned; shown, never applied).
+RETURN_PATH: Final = "/webhooks/payos/return"
+ROUTES: Final = (
+    WebhookRoute("POST", WEBHOOK_PATH, CallbackKind.IPN),
+    WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
+)
 TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
 
 
@@ -38,8 +43,8 @@ def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> Pa
     return PayosConfig(
         **credentials(env, ENV_PREFIX, DEV_KEYS, development),
         base_url=env.get("PAYOS_BASE_URL") or (sim + SIM_PATH if development else PAYOS_BASE_URL),
-        return_url=urls.result_url,
-        cancel_url=urls.result_url,
+        return_url=urls.public_base_url + RETURN_PATH,
+        cancel_url=urls.public_base_url + RETURN_PATH,
         checkout_base=env.get("PAYOS_CHECKOUT_URL")
         or (sim + SIM_CHECKOUT_PATH if development else PAYOS_CHECKOUT_BASE),
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from payment_service.gateways._wire import VerifyResult, hmac_hex, same_hex, strict_loads
@@ -320,6 +321,29 @@ def verify_callback(raw_body: bytes, key2: str) -> CallbackVerifyResult:
     if not same_hex(expected, received):
         return CallbackVerifyResult(False, data, "mac mismatch", callback_type)
     return CallbackVerifyResult(True, data, None, callback_type)
+
+
+REDIRECT_FIELDS: Final = ("appid", "apptransid", "pmcid", "bankcode", "amount", "discountamount", "status")
+REDIRECT_PAID: Final = "1"
+
+
+def verify_redirect(raw_query: bytes, app_id: int, key2: str) -> VerifyResult:
+    """Check the browser's return to the redirect URL: ``checksum`` is
+    HMAC(key2) over the seven fields joined by ``|`` (see redirect_checksum)."""
+    try:
+        pairs = parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return VerifyResult(False, {}, f"query is not readable: {exc}")
+    data: dict[str, Any] = dict(pairs)
+    received = data.pop("checksum", "")
+    if not received:
+        return VerifyResult(False, data, "missing checksum")
+    expected = _hmac_sha256("|".join(str(data.get(name, "")) for name in REDIRECT_FIELDS), key2)
+    if not same_hex(expected, received):
+        return VerifyResult(False, data, "checksum mismatch")
+    if data.get("appid") != str(app_id):
+        return VerifyResult(False, data, "appid is not this merchant's")
+    return VerifyResult(True, data, None)
 
 
 # return_code values we answer a callback with.

@@ -28,7 +28,12 @@ ENV_PREFIX: Final = "ZALOPAY"  # ZALOPAY_APP_ID, ZALOPAY_KEY1, ZALOPAY_KEY2
 SIM_PATH: Final = "/zalopay"
 
 CALLBACK_PATH: Final = "/webhooks/zalopay/callback"
-ROUTES: Final = (WebhookRoute("POST", CALLBACK_PATH, CallbackKind.IPN),)
+# The shopper's browser comes back here (checksum with key2); shown, never applied.
+RETURN_PATH: Final = "/webhooks/zalopay/return"
+ROUTES: Final = (
+    WebhookRoute("POST", CALLBACK_PATH, CallbackKind.IPN),
+    WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
+)
 TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
 
 
@@ -44,7 +49,7 @@ def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> Za
         endpoint=env.get("ZALOPAY_ENDPOINT")
         or (urls.simulator_url + SIM_PATH if development else ZALOPAY_SANDBOX_ENDPOINT),
         callback_url=urls.public_base_url + CALLBACK_PATH,
-        redirect_url=urls.result_url,
+        redirect_url=urls.public_base_url + RETURN_PATH,
     )
 
 
