@@ -26,6 +26,8 @@ class OrderSettings:
     db_pool_size: int = 10
     shutdown_grace_seconds: float = 5.0
     seed_catalog: bool = False
+    applied_events_retention_days: int = 30  # APPLIED_EVENTS_RETENTION_DAYS
+    outbox_retention_days: int = 7  # OUTBOX_RETENTION_DAYS (its own outbox, order_events)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OrderSettings:
@@ -40,8 +42,11 @@ class OrderSettings:
             policy=OrderPolicy(
                 order_ttl=timedelta(minutes=env_int(env, "ORDER_TTL_MINUTES", 30, minimum=1)),
                 retry_limit=env_int(env, "RETRY_PAYMENT_LIMIT_PER_MINUTE", 10, minimum=1),
+                max_open_orders=env_int(env, "ORDER_MAX_OPEN_PER_USER", 10, minimum=1),
             ),
             sweep_interval_seconds=float(env_int(env, "SWEEP_INTERVAL", 60, minimum=1)),
             grpc_workers=env_int(env, "ORDER_GRPC_WORKERS", 16, minimum=1),
             db_pool_size=env_int(env, "ORDER_DB_POOL_SIZE", 10, minimum=1),
+            applied_events_retention_days=env_int(env, "APPLIED_EVENTS_RETENTION_DAYS", 30, minimum=1),
+            outbox_retention_days=env_int(env, "OUTBOX_RETENTION_DAYS", 7, minimum=1),
         )
