@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from order_service.domain.model import OrderPolicy
+from order_service.service_layer.services import Retention
 from paykit.settings import env_int
 
 
@@ -28,6 +29,13 @@ class OrderSettings:
     seed_catalog: bool = False
     applied_events_retention_days: int = 30  # APPLIED_EVENTS_RETENTION_DAYS
     outbox_retention_days: int = 7  # OUTBOX_RETENTION_DAYS (its own outbox, order_events)
+    prune_interval_seconds: float = 3600.0  # PRUNE_INTERVAL_SECONDS; 0: only `payments prune`
+
+    def retention(self) -> Retention:
+        return Retention(
+            applied_events=timedelta(days=self.applied_events_retention_days),
+            outbox=timedelta(days=self.outbox_retention_days),
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OrderSettings:
@@ -49,4 +57,5 @@ class OrderSettings:
             db_pool_size=env_int(env, "ORDER_DB_POOL_SIZE", 10, minimum=1),
             applied_events_retention_days=env_int(env, "APPLIED_EVENTS_RETENTION_DAYS", 30, minimum=1),
             outbox_retention_days=env_int(env, "OUTBOX_RETENTION_DAYS", 7, minimum=1),
+            prune_interval_seconds=float(env_int(env, "PRUNE_INTERVAL_SECONDS", 3600)),
         )

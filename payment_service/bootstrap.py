@@ -16,6 +16,7 @@ from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from payment_service.config import Settings
 from payment_service.gateways import registry
 from payment_service.service_layer.callbacks import CallbackUseCases
+from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
@@ -30,6 +31,7 @@ class App:
     engine: Engine
     use_cases: PaymentUseCases
     callbacks: CallbackUseCases
+    retention: RetentionUseCases
 
     def close(self) -> None:
         self.engine.dispose()
@@ -48,4 +50,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
     callbacks = CallbackUseCases(uow_factory, gateways, clock, settings.policy, registry.callback_routes())
-    return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)
+    retention = RetentionUseCases(uow_factory, clock, settings.retention)
+    return App(
+        settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks, retention=retention
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -19,6 +20,7 @@ from payment_service.domain.errors import InvalidArgument
 from payment_service.entrypoints.pages import return_renderer
 from payment_service.gateways.port import HttpReply, RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases, ReturnView
+from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import CreatePayment, PaymentUseCases
 
 
@@ -55,7 +57,11 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         stopping: threading.Event | None = None,
         poll_seconds: float = 0.1,
         render_return: Callable[[ReturnView, RawCallback], HttpReply] | None = None,
+        retention: RetentionUseCases | None = None,
+        stream_max_seconds: float = 300.0,
     ) -> None:
+        self.retention = retention
+        self.stream_max_seconds = stream_max_seconds
         self.use_cases = use_cases
         self.callbacks = callbacks
         self.render_return = render_return or return_renderer("")
@@ -68,7 +74,13 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     ) -> Iterator[payment_service_pb2.StreamPaymentEventsResponse]:
         cursor = request.after_cursor
         parse_cursor(cursor)  # a bad cursor fails now, not on the first event
-        while context.is_active() and not self.stopping.is_set():
+        if request.consumer and self.retention is not None:
+            # Its checkpoint: retention keeps every event after it.
+            self.retention.confirm_consumer(request.consumer, cursor)
+        # Named streams end now and then; the consumer reconnects from its
+        # checkpoint, which confirms it (and rebalances replicas).
+        deadline = time.monotonic() + self.stream_max_seconds if request.consumer else float("inf")
+        while context.is_active() and not self.stopping.is_set() and time.monotonic() < deadline:
             batch = self.use_cases.events_after(cursor)
             for cursor, payload in batch:
                 event = json_format.ParseDict(payload, payment_pb2.PaymentEvent(), ignore_unknown_fields=True)

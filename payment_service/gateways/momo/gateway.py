@@ -77,6 +77,9 @@ class MomoGateway:
             )
         )
 
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return momo.audit_fields(raw.body, raw.query)
+
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         body = momo.build_query_payload(
             self.config, order_id=payment.provider_reference, request_id=secrets.token_hex(16)

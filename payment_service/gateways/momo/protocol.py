@@ -18,7 +18,10 @@ from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
     VerifyResult,
+    audit_view,
     hmac_hex,
+    loose_json,
+    loose_query,
     parse_json_object,
     rejected,
     same_hex,
@@ -471,3 +474,30 @@ def is_pending(result_code: int) -> bool:
 
 def result_code_reason(result_code: int) -> str:
     return RESULT_CODES.get(result_code, f"Unknown MoMo resultCode {result_code!r}")
+
+
+# --- the callback journal's view --------------------------------------------
+
+_AUDIT_KEEP: Final = frozenset(
+    {
+        "partnerCode",
+        "orderId",
+        "requestId",
+        "amount",
+        "orderType",
+        "transId",
+        "resultCode",
+        "message",
+        "payType",
+        "responseTime",
+        "signature",
+    }
+)
+
+
+def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
+    """What the journal keeps of a MoMo IPN (body) or return (query):
+    references, amount, codes, signature; orderInfo and extraData (free text,
+    possibly the shopper's data) and anything unknown masked."""
+    fields: dict[str, Any] = loose_json(raw_body) if raw_body else loose_query(raw_query)
+    return audit_view(fields, _AUDIT_KEEP)

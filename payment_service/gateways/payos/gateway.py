@@ -103,6 +103,9 @@ class PayosGateway:
             )
         )
 
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return payos.audit_fields(raw.body, raw.query)
+
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         url = f"{self.config.base_url.rstrip('/')}{payos.PAYMENT_REQUESTS_PATH}/{payment.provider_reference}"
         try:

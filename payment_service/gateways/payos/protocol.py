@@ -16,7 +16,10 @@ from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
     VerifyResult,
+    audit_view,
     hmac_hex,
+    loose_json,
+    loose_query,
     parse_json_object,
     rejected,
     same_hex,
@@ -294,3 +297,47 @@ def is_registration_ping(data: Mapping[str, Any]) -> bool:
 def is_successful_payment(data: Mapping[str, Any]) -> bool:
     """A webhook reports a payment only when the signed ``data.code`` is "00"."""
     return data.get("code") == "00"
+
+
+# --- the callback journal's view --------------------------------------------
+
+_AUDIT_KEEP: Final = frozenset(
+    {
+        "code",
+        "desc",
+        "success",
+        "signature",
+        "id",
+        "cancel",
+        "status",
+        "orderCode",
+        "data.orderCode",
+        "data.amount",
+        "data.reference",
+        "data.transactionDateTime",
+        "data.currency",
+        "data.paymentLinkId",
+        "data.code",
+        "data.desc",
+        "data.counterAccountBankId",
+        "data.counterAccountBankName",
+    }
+)
+# Bank account numbers: the last digits only.
+_AUDIT_PARTIAL: Final = frozenset(
+    {"data.accountNumber", "data.counterAccountNumber", "data.virtualAccountNumber"}
+)
+
+
+def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
+    """What the journal keeps of a payOS webhook (body) or return (query):
+    order code, amount, references, codes; the payer's name and the
+    description masked, account numbers down to their last digits."""
+    if not raw_body:
+        return audit_view(loose_query(raw_query), _AUDIT_KEEP)
+    body = loose_json(raw_body)
+    fields: dict[str, Any] = {k: v for k, v in body.items() if k != "data"}
+    data = body.get("data")
+    if isinstance(data, dict):
+        fields.update({f"data.{k}": v for k, v in data.items()})
+    return audit_view(fields, _AUDIT_KEEP, _AUDIT_PARTIAL)

@@ -103,6 +103,9 @@ class ZalopayGateway:
             )
         )
 
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return zalopay.audit_fields(raw.body, raw.query)
+
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         body = zalopay.build_query_payload(self.config, app_trans_id=payment.provider_reference)
         try:

@@ -16,7 +16,15 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from payment_service.gateways._wire import VerifyResult, hmac_hex, same_hex, strict_loads
+from payment_service.gateways._wire import (
+    VerifyResult,
+    audit_view,
+    hmac_hex,
+    loose_json,
+    loose_query,
+    same_hex,
+    strict_loads,
+)
 
 ZALOPAY_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
 ZALOPAY_SANDBOX_ENDPOINT: Final = "https://sb-openapi.zalopay.vn"
@@ -390,3 +398,38 @@ def is_paid_query(return_code: int) -> bool:
 
 def sub_return_code_reason(code: int) -> str:
     return SUB_RETURN_CODES.get(code, f"Unknown ZaloPay sub_return_code {code!r}")
+
+
+# --- the callback journal's view --------------------------------------------
+
+_AUDIT_KEEP: Final = frozenset(
+    {
+        "type",
+        "mac",
+        "data.app_id",
+        "data.app_trans_id",
+        "data.app_time",
+        "data.amount",
+        "data.zp_trans_id",
+        "data.server_time",
+        "data.channel",
+        "data.user_fee_amount",
+        "data.discount_amount",
+        *REDIRECT_FIELDS,
+        "checksum",
+    }
+)
+
+
+def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
+    """What the journal keeps of a ZaloPay callback (body) or return (query):
+    ids, amounts, channel, mac; app_user, merchant_user_id, item and
+    embed_data (the shopper and free text) masked."""
+    if not raw_body:
+        return audit_view(loose_query(raw_query), _AUDIT_KEEP)
+    body = loose_json(raw_body)
+    fields: dict[str, Any] = {k: v for k, v in body.items() if k != "data"}
+    data = body.get("data")
+    inner = loose_json(data.encode("utf-8", "replace")) if isinstance(data, str) else {}
+    fields.update({f"data.{k}": v for k, v in inner.items()})
+    return audit_view(fields, _AUDIT_KEEP)
