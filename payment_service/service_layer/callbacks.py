@@ -290,7 +290,7 @@ _IP_HEADERS = ("x-forwarded-for", "x-envoy-external-address")
 
 
 def _masked_prefix(data: bytes) -> bytes:
-    return scrub(data[:UNVERIFIED_PREFIX].decode("utf-8", "replace")).encode()
+    return scrub(data[:UNVERIFIED_PREFIX].decode("utf-8", "replace")).encode()[:UNVERIFIED_PREFIX]
 
 
 def mask_ip(address: str) -> str:
