@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from order.v1 import order_service_pb2 as os_pb2
 from order.v1 import order_service_pb2_grpc
-from payment.v1 import payment_service_pb2 as ps
 
 from paykit.database import libpq_url
 from payment_service.bootstrap import App
