@@ -255,7 +255,7 @@ def _from_service(reply: HttpResult) -> bool:
         except ValueError:
             return False
         return isinstance(doc, dict) and ("RspCode" in doc or {"code", "message"} <= doc.keys())
-    return content_type.startswith("text/html") and b"<title>Payment" in reply.body
+    return content_type.startswith("text/html") and b"<body data-status=" in reply.body  # the result page
 
 
 def _nul(query: bytes, *texts: str) -> bool:
