@@ -43,7 +43,7 @@ def service_server_settings() -> dict[str, Any]:
         return real_server(executor, *args, **kwargs)
 
     # Only the server's construction matters: no database, no use cases.
-    app = App(Settings.from_env(), cast(Any, None), cast(Any, None), cast(Any, None))
+    app = App(Settings.from_env(), cast(Any, None), cast(Any, None), cast(Any, None), cast(Any, None))
     with mock.patch("grpc.server", recording):
         running = service_server.start(app, port=0, sweep=False)
     running.server.stop(0).wait()

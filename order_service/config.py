@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from order_service.domain.model import OrderPolicy
+from order_service.service_layer.services import Retention
 from paykit.settings import (
     ClientTls,
     ConfigError,
@@ -39,6 +40,15 @@ class OrderSettings:
     grpc_tls: ServerTls | None = None  # ORDER_GRPC_TLS_*: the gRPC port speaks TLS only
     grpc_insecure: bool = False  # ORDER_GRPC_INSECURE=1: a non-loopback bind without TLS, by choice
     payment_tls: ClientTls | None = None  # PAYMENT_TLS_*: reach the payment service over TLS
+    applied_events_retention_days: int = 30  # APPLIED_EVENTS_RETENTION_DAYS
+    outbox_retention_days: int = 7  # OUTBOX_RETENTION_DAYS (its own outbox, order_events)
+    prune_interval_seconds: float = 3600.0  # PRUNE_INTERVAL_SECONDS; 0: only `payments prune`
+
+    def retention(self) -> Retention:
+        return Retention(
+            applied_events=timedelta(days=self.applied_events_retention_days),
+            outbox=timedelta(days=self.outbox_retention_days),
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OrderSettings:
@@ -56,10 +66,14 @@ class OrderSettings:
             policy=OrderPolicy(
                 order_ttl=timedelta(minutes=env_int(env, "ORDER_TTL_MINUTES", 30, minimum=1)),
                 retry_limit=env_int(env, "RETRY_PAYMENT_LIMIT_PER_MINUTE", 10, minimum=1),
+                max_open_orders=env_int(env, "ORDER_MAX_OPEN_PER_USER", 10, minimum=1),
             ),
             sweep_interval_seconds=float(env_int(env, "SWEEP_INTERVAL", 60, minimum=1)),
             grpc_workers=env_int(env, "ORDER_GRPC_WORKERS", 16, minimum=1),
             db_pool_size=env_int(env, "ORDER_DB_POOL_SIZE", 10, minimum=1),
+            applied_events_retention_days=env_int(env, "APPLIED_EVENTS_RETENTION_DAYS", 30, minimum=1),
+            outbox_retention_days=env_int(env, "OUTBOX_RETENTION_DAYS", 7, minimum=1),
+            prune_interval_seconds=float(env_int(env, "PRUNE_INTERVAL_SECONDS", 3600)),
         )
 
 

@@ -18,6 +18,7 @@ from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from payment_service.config import Settings
 from payment_service.gateways import registry
 from payment_service.service_layer.callbacks import CallbackUseCases
+from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
@@ -32,6 +33,7 @@ class App:
     engine: Engine
     use_cases: PaymentUseCases
     callbacks: CallbackUseCases
+    retention: RetentionUseCases
 
     def close(self) -> None:
         self.engine.dispose()
@@ -53,4 +55,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     callbacks = CallbackUseCases(
         uow_factory, gateways, clock, settings.policy, registry.callback_routes(), PrometheusTelemetry()
     )
-    return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)
+    retention = RetentionUseCases(uow_factory, clock, settings.retention)
+    return App(
+        settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks, retention=retention
+    )

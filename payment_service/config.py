@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from paykit.settings import ConfigError, ServerTls, env_int, grpc_bind_from_env,
 from payment_service.domain.model import Policy, Provider
 from payment_service.gateways import registry
 from payment_service.gateways.port import ServiceUrls
+from payment_service.service_layer.retention import Retention
 
 DEFAULT_PROVIDERS = "vnpay,cod"
 DEFAULT_DEV_PROVIDERS = "vnpay,cod,payos,momo,zalopay"
@@ -32,6 +33,11 @@ class Settings:
     # Where the browser return page redirects (with order_id and status);
     # empty: show a small result page instead.
     payment_result_url: str = ""
+    # The return page's "back to the shop" link (SHOP_URL).
+    shop_url: str = "/"
+    retention: Retention = field(default_factory=Retention)
+    prune_interval_seconds: float = 3600.0  # PRUNE_INTERVAL_SECONDS; 0: only `payments prune`
+    stream_max_seconds: float = 300.0  # a consumer's stream ends after this; it reconnects and confirms
     gateway_timeout_seconds: float = 5.0
     grpc_workers: int = 16
     db_pool_size: int = 16  # one connection per gRPC worker: no overflow churn
@@ -69,10 +75,27 @@ class Settings:
             ),
             development=development,
             payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
+            shop_url=env.get("SHOP_URL", "/"),
+            retention=retention_from_env(env),
+            prune_interval_seconds=float(env_int(env, "PRUNE_INTERVAL_SECONDS", 3600)),
             expiry_sweep_seconds=float(env_int(env, "SWEEP_INTERVAL", 60, minimum=1)),
             grpc_workers=env_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
             db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 16, minimum=1),
         )
+
+
+def retention_from_env(env: Mapping[str, str]) -> Retention:
+    """JOURNAL_RETENTION_DAYS (400), JOURNAL_RAW_RETENTION_DAYS (30),
+    OUTBOX_RETENTION_DAYS (7), REQUEST_KEY_RETENTION_DAYS (2), OUTBOX_CONSUMERS
+    ("order_service"; empty: age alone decides, e.g. Debezium only)."""
+    consumers = env.get("OUTBOX_CONSUMERS", "order_service")
+    return Retention(
+        journal=timedelta(days=env_int(env, "JOURNAL_RETENTION_DAYS", 400, minimum=1)),
+        journal_raw=timedelta(days=env_int(env, "JOURNAL_RAW_RETENTION_DAYS", 30, minimum=1)),
+        outbox=timedelta(days=env_int(env, "OUTBOX_RETENTION_DAYS", 7, minimum=1)),
+        request_keys=timedelta(days=env_int(env, "REQUEST_KEY_RETENTION_DAYS", 2, minimum=1)),
+        required_consumers=tuple(name.strip() for name in consumers.split(",") if name.strip()),
+    )
 
 
 def _enabled_providers(env: Mapping[str, str], development: bool) -> frozenset[Provider]:

@@ -119,6 +119,30 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
         )
 
 
+def cmd_prune(_args: argparse.Namespace) -> None:
+    """Retention, once: what each service no longer keeps (see
+    payment_service/service_layer/retention.py). For a cron job or a
+    Kubernetes CronJob; the services also run it every PRUNE_INTERVAL_SECONDS."""
+    import json
+
+    from order_service.bootstrap import bootstrap as bootstrap_orders
+    from payment_service.bootstrap import bootstrap
+
+    payment_settings = _payment_settings()
+    payment_app = bootstrap(payment_settings, payment_database(payment_settings))
+    try:
+        payments = payment_app.retention.prune()
+    finally:
+        payment_app.close()
+    order_settings = _order_settings()
+    order_app = bootstrap_orders(order_settings, order_database(order_settings))
+    try:
+        orders = order_app.use_cases.prune(order_settings.retention())
+    finally:
+        order_app.close()
+    print(json.dumps({"payment": payments, "order": orders}))
+
+
 def start_payment() -> Callable[[], None]:
     from payment_service.bootstrap import bootstrap
     from payment_service.entrypoints import server
@@ -336,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser(
         "check-config", help="report every unsafe or missing production setting (exit 1 if any)"
     ).set_defaults(func=cmd_check_config)
+    sub.add_parser(
+        "prune", help="delete what retention no longer keeps (journal, outbox, keys)"
+    ).set_defaults(func=cmd_prune)
     token = sub.add_parser("token", help="print a development JWT the ingress accepts")
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")

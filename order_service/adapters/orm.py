@@ -117,7 +117,10 @@ class AppliedPaymentEvent(Base):
     apply_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     # Newest applied version per payment: older events are stale.
-    __table_args__ = (Index("ix_applied_payment_events_payment_id_version", "payment_id", "version"),)
+    __table_args__ = (
+        Index("ix_applied_payment_events_payment_id_version", "payment_id", "version"),
+        Index("ix_applied_payment_events_apply_time", "apply_time"),  # retention
+    )
 
 
 class StreamCheckpoint(Base):
@@ -144,3 +147,17 @@ class OrderEvent(Base):
     type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_order_events_create_time", "create_time"),)  # retention
+
+
+# RetryPayment's rate limit, shared by every replica: one row per key and
+# fixed window, counted up atomically; old windows are pruned.
+rate_limit_hits = Table(
+    "rate_limit_hits",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("window_start", DateTime(timezone=True), primary_key=True),
+    Column("hits", Integer, nullable=False),
+    Index("ix_rate_limit_hits_window_start", "window_start"),
+)

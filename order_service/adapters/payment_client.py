@@ -111,9 +111,15 @@ class PaymentClient:
     def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
         """Payment events after `after_cursor`, until the stream or the
         channel closes (grpc.RpcError)."""
-        responses = self.stub.StreamPaymentEvents(ps.StreamPaymentEventsRequest(after_cursor=after_cursor))
+        # Named: the payment service keeps every event this consumer has not
+        # confirmed (its after_cursor is our committed checkpoint).
+        request = ps.StreamPaymentEventsRequest(after_cursor=after_cursor, consumer=CONSUMER_NAME)
+        responses = self.stub.StreamPaymentEvents(request)
         for response in responses:
             yield payment_event_from_proto(response.cursor, response.event, response.traceparent)
+
+
+CONSUMER_NAME = "order_service"
 
 
 def _domain_error(error: grpc.RpcError) -> DomainError:

@@ -8,12 +8,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from order_service.adapters.orm import AppliedPaymentEvent, OrderEvent, StreamCheckpoint, orders, products
-from order_service.domain.model import Order, Product
+from order_service.adapters.orm import (
+    AppliedPaymentEvent,
+    OrderEvent,
+    StreamCheckpoint,
+    orders,
+    products,
+    rate_limit_hits,
+)
+from order_service.domain.model import PAYABLE, Order, Product
+
+# Namespaces the advisory-lock key of a user's order creation.
+_USER_LOCK_PREFIX = "order_service.user:"
 
 
 class OrderRepository:
@@ -110,6 +120,60 @@ class OrderRepository:
             where=func.row(StreamCheckpoint.txid, StreamCheckpoint.seq) < func.row(txid, seq),
         )
         self.session.execute(stmt)
+
+    def lock_user(self, user_id: str) -> None:
+        """Serialises this user's order creation until the transaction ends,
+        so that concurrent CreateOrder calls cannot all pass the limit."""
+        key = func.hashtextextended(_USER_LOCK_PREFIX + user_id, 0)
+        self.session.execute(select(func.pg_advisory_xact_lock(key)))
+
+    def open_orders(self, user_id: str) -> int:
+        stmt = select(func.count()).where(
+            orders.c.user_id == user_id, orders.c.status.in_([s.value for s in PAYABLE])
+        )
+        return int(self.session.scalar(stmt) or 0)
+
+    def hit(self, key: str, window_start: datetime, limit: int) -> bool:
+        """Counts one hit in the window; False (and nothing counted) when the
+        window already holds `limit` hits. One statement: atomic across replicas."""
+        stmt = (
+            insert(rate_limit_hits)
+            .values(key=key, window_start=window_start, hits=1)
+            .on_conflict_do_update(
+                index_elements=[rate_limit_hits.c.key, rate_limit_hits.c.window_start],
+                set_={"hits": rate_limit_hits.c.hits + 1},
+                where=rate_limit_hits.c.hits < limit,
+            )
+            .returning(rate_limit_hits.c.hits)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def prune_rate_limits(self, before: datetime) -> int:
+        result = self.session.execute(delete(rate_limit_hits).where(rate_limit_hits.c.window_start < before))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def prune_applied_events(self, before: datetime, limit: int) -> int:
+        newer = AppliedPaymentEvent.__table__.alias("newer")
+        doomed = (
+            select(AppliedPaymentEvent.event_id)
+            .where(
+                AppliedPaymentEvent.apply_time < before,
+                select(newer.c.event_id)
+                .where(
+                    newer.c.payment_id == AppliedPaymentEvent.payment_id,
+                    newer.c.version > AppliedPaymentEvent.version,
+                )
+                .exists(),
+            )
+            .limit(limit)
+        )
+        stmt = delete(AppliedPaymentEvent).where(AppliedPaymentEvent.event_id.in_(doomed.scalar_subquery()))
+        return int(self.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+
+    def prune_events(self, before: datetime, limit: int) -> int:
+        doomed = select(OrderEvent.id).where(OrderEvent.create_time < before).limit(limit)
+        stmt = delete(OrderEvent).where(OrderEvent.id.in_(doomed.scalar_subquery()))
+        return int(self.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
 
     def add_event(self, event_type: str, order: Order, now: datetime) -> None:
         """An order event in the outbox, in the caller's transaction."""

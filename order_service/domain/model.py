@@ -53,8 +53,9 @@ class OrderPolicy:
     """Business limits; built from configuration in bootstrap."""
 
     order_ttl: timedelta = timedelta(minutes=30)
-    retry_limit: int = 10  # RetryPayment calls per user per window, per replica
+    retry_limit: int = 10  # RetryPayment calls per user per window, over all replicas
     retry_window: timedelta = timedelta(minutes=1)
+    max_open_orders: int = 10  # orders a user may have awaiting payment at once
 
 
 @dataclass(frozen=True)

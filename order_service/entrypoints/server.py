@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -135,7 +136,15 @@ def follow_payment_events(running: RunningOrderServer) -> None:
 
 
 def _sweep(running: RunningOrderServer) -> None:
+    prune_every = running.app.settings.prune_interval_seconds
+    next_prune = time.monotonic() + min(prune_every, 300.0)
     while not running.stopping.wait(running.app.settings.sweep_interval_seconds):
+        if prune_every > 0 and time.monotonic() >= next_prune:
+            next_prune = time.monotonic() + prune_every
+            try:
+                running.app.use_cases.prune(running.app.settings.retention())
+            except Exception:
+                log.warning("order retention prune failed; will retry", exc_info=True)
         try:
             while running.app.use_cases.expire_due_orders() and not running.stopping.is_set():
                 pass

@@ -54,6 +54,30 @@ class Orders(Protocol):
         """An order event in the outbox."""
         ...
 
+    def lock_user(self, user_id: str) -> None:
+        """Serialises the user's order creation until the transaction ends."""
+        ...
+
+    def open_orders(self, user_id: str) -> int:
+        """How many of the user's orders still await payment."""
+        ...
+
+    def hit(self, key: str, window_start: datetime, limit: int) -> bool:
+        """Counts a hit in the window, atomically for every replica; False
+        when the window is full (the hit is not counted)."""
+        ...
+
+    def prune_rate_limits(self, before: datetime) -> int: ...
+
+    def prune_applied_events(self, before: datetime, limit: int) -> int:
+        """Deletes up to `limit` applied-event records older than `before`,
+        keeping each payment's newest (the version guard needs it)."""
+        ...
+
+    def prune_events(self, before: datetime, limit: int) -> int:
+        """Deletes up to `limit` outbox rows older than `before`."""
+        ...
+
 
 class Payments(Protocol):
     """payment.v1.PaymentService as the order service uses it; implemented

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
-import time
 import uuid
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from order_service.domain import model
 from order_service.domain.errors import InvalidArgument, NotFound, OutOfStock, ResourceExhausted
@@ -43,24 +41,19 @@ def _page_size(value: int, default: int) -> int:
     return value or default
 
 
-class RateLimiter:
-    """A sliding window per key, in this process."""
+@dataclass(frozen=True)
+class Retention:
+    """How long the order service keeps what it only needs for a while."""
 
-    def __init__(self, limit: int, window: timedelta) -> None:
-        self.limit, self.window = limit, window.total_seconds()
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
+    applied_events: timedelta = timedelta(days=30)  # APPLIED_EVENTS_RETENTION_DAYS
+    outbox: timedelta = timedelta(days=7)  # OUTBOX_RETENTION_DAYS
 
-    def check(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits[key]
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                retry = timedelta(seconds=hits[0] + self.window - now)
-                raise ResourceExhausted("too many payment retries; wait a moment", retry)
-            hits.append(now)
+
+def _window(now: datetime, window: timedelta) -> tuple[datetime, datetime]:
+    """The fixed window `now` falls in, aligned on the epoch: (start, end)."""
+    size = window.total_seconds()
+    start = datetime.fromtimestamp(now.timestamp() // size * size, tz=UTC)
+    return start, start + window
 
 
 def _take_stock(uow: UnitOfWork, new: model.NewOrder) -> None:
@@ -83,7 +76,6 @@ class OrderUseCases:
         self._payments = payments
         self._clock = clock
         self._policy = policy
-        self._retry_limiter = RateLimiter(policy.retry_limit, policy.retry_window)
 
     def list_products(self, page_size: int, page_token: str) -> tuple[Sequence[Product], str]:
         limit = _page_size(page_size, 50)
@@ -97,6 +89,13 @@ class OrderUseCases:
     def create_order(self, new: model.NewOrder) -> Order:
         now = self._clock()
         with self._uow_factory() as uow:
+            uow.orders.lock_user(new.user_id)
+            limit = self._policy.max_open_orders
+            if uow.orders.open_orders(new.user_id) >= limit:
+                raise ResourceExhausted(
+                    f"you already have {limit} orders awaiting payment; pay or cancel one first",
+                    self._policy.order_ttl,
+                )
             products = uow.orders.products_by_id([line.variant_id for line in new.lines])
             order = model.place_order(
                 new, products, order_id=uuid.uuid4(), now=now, ttl=self._policy.order_ttl
@@ -150,7 +149,7 @@ class OrderUseCases:
         with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id)
             model.check_payable(order)
-        self._retry_limiter.check(user_id)
+        self._check_retry_rate(user_id)
         checkout = self._payments.create_or_get_payment(
             PaymentAttempt(
                 order_id=str(order.id),
@@ -171,6 +170,17 @@ class OrderUseCases:
             if order.attach_payment(checkout.payment_id, now):
                 uow.commit()
         return order, checkout
+
+    def _check_retry_rate(self, user_id: str) -> None:
+        """At most policy.retry_limit RetryPayment calls per user and window,
+        counted in PostgreSQL so the limit holds over every replica."""
+        now = self._clock()
+        start, end = _window(now, self._policy.retry_window)
+        with self._uow_factory() as uow:
+            allowed = uow.orders.hit(f"retry_payment:{user_id}", start, self._policy.retry_limit)
+            uow.commit()
+        if not allowed:
+            raise ResourceExhausted("too many payment retries; wait a moment", end - now)
 
     def _close_unpaid(
         self, uow: UnitOfWork, order: Order, status: OrderStatus, reason: str, now: datetime
@@ -213,6 +223,33 @@ class OrderUseCases:
         for order in due:
             self._release_payment(order, "order expired")
         return len(due)
+
+    def prune(self, retention: Retention, batch: int = 1000) -> dict[str, int]:
+        """Drops what the order service no longer needs, in short batches
+        (one transaction each, so no lock is held long): rate-limit windows
+        past, applied-event records older than retention.applied_events (each
+        payment's newest kept), its own outbox older than retention.outbox."""
+        now = self._clock()
+        counts = {"rate_limit_hits": 0, "applied_payment_events": 0, "order_events": 0}
+        with self._uow_factory() as uow:
+            counts["rate_limit_hits"] = uow.orders.prune_rate_limits(now - 2 * self._policy.retry_window)
+            uow.commit()
+        steps: list[tuple[str, Callable[[UnitOfWork], int]]] = [
+            (
+                "applied_payment_events",
+                lambda u: u.orders.prune_applied_events(now - retention.applied_events, batch),
+            ),
+            ("order_events", lambda u: u.orders.prune_events(now - retention.outbox, batch)),
+        ]
+        for name, step in steps:
+            while True:
+                with self._uow_factory() as uow:
+                    deleted = step(uow)
+                    uow.commit()
+                counts[name] += deleted
+                if deleted < batch:
+                    break
+        return counts
 
     def stream_cursor(self) -> str:
         with self._uow_factory() as uow:

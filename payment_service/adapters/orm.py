@@ -120,6 +120,7 @@ payment_request_keys = Table(
     Column("payment_id", UUID(as_uuid=True), ForeignKey("payments.id"), nullable=False),
     Column("reused", Boolean, nullable=False),
     Column("create_time", DateTime(timezone=True), nullable=False),
+    Index("ix_payment_request_keys_create_time", "create_time"),  # retention
 )
 
 
@@ -163,6 +164,7 @@ class OutboxEvent(Base):
         Index("ix_outbox_events_unpublished", "seq", postgresql_where=text("publish_time IS NULL")),
         Index("ix_outbox_events_txid_seq", "txid", "seq"),
         Index("ix_outbox_events_aggregateid", "aggregateid"),
+        Index("ix_outbox_events_create_time", "create_time"),  # retention
     )
 
 
@@ -177,8 +179,9 @@ callback_journal = Table(
     Column("provider", String(16)),
     Column("kind", String(16)),
     Column("path", Text, nullable=False),
-    Column("raw_query", LargeBinary, nullable=False),
-    Column("raw_body", LargeBinary, nullable=False),
+    # NULL once JOURNAL_RAW_RETENTION_DAYS have passed (see retention).
+    Column("raw_query", LargeBinary),
+    Column("raw_body", LargeBinary),
     Column("headers", JSONB, nullable=False),
     Column("verified", Boolean, nullable=False),
     Column("verify_error", Text),
@@ -186,7 +189,21 @@ callback_journal = Table(
     Column("ack", Text, nullable=False),
     Column("payment_id", UUID(as_uuid=True)),
     Column("provider_reference", String(100)),
+    Column("body_sha256", String(64), nullable=False, server_default=""),
+    Column("audit", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Index("ix_callback_journal_payment_id", "payment_id"),
+    Index("ix_callback_journal_receive_time", "receive_time"),  # retention
+)
+
+# The confirmed position of each named reader of StreamPaymentEvents: the
+# outbox keeps every event after the slowest one (see retention).
+outbox_consumers = Table(
+    "outbox_consumers",
+    Base.metadata,
+    Column("name", String(64), primary_key=True),
+    Column("txid", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
 )
 
 Base.registry.map_imperatively(model.Payment, payments)

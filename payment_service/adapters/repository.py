@@ -122,3 +122,73 @@ class PaymentRepository:
             {"txid": txid, "seq": seq, "limit": limit},
         )
         return [(r[0], r[1], r[2], r[3] or "") for r in rows]
+
+    # --- retention: the only code that removes rows or raw bytes -------------
+
+    def confirm_consumer(self, name: str, txid: int, seq: int, now: datetime) -> None:
+        """Records a stream consumer's confirmed position; never moves it back."""
+        self.session.execute(
+            text(
+                "INSERT INTO outbox_consumers (name, txid, seq, update_time) VALUES (:n, :t, :s, :now)"
+                " ON CONFLICT (name) DO UPDATE SET txid = :t, seq = :s, update_time = :now"
+                " WHERE (outbox_consumers.txid, outbox_consumers.seq) <= (:t, :s)"
+            ),
+            {"n": name, "t": txid, "s": seq, "now": now},
+        )
+
+    def consumer_positions(self) -> dict[str, tuple[int, int]]:
+        rows = self.session.execute(text("SELECT name, txid, seq FROM outbox_consumers"))
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def prune_outbox(self, before: datetime, upto: tuple[int, int] | None, limit: int) -> int:
+        """Deletes up to `limit` outbox events created before `before` and,
+        when `upto` is given, at or below that (txid, seq) position."""
+        txid, seq = upto if upto is not None else (2**63 - 1, 2**63 - 1)
+        result = self.session.execute(
+            text(
+                "DELETE FROM outbox_events WHERE id IN (SELECT id FROM outbox_events"
+                " WHERE create_time < :before AND (txid, seq) <= (CAST(CAST(:txid AS text) AS xid8), :seq)"
+                " ORDER BY create_time LIMIT :limit)"
+            ),
+            {"before": before, "limit": limit, "txid": txid, "seq": seq},
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def prune_request_keys(self, before: datetime, limit: int) -> int:
+        result = self.session.execute(
+            text(
+                "DELETE FROM payment_request_keys WHERE (order_id, request_id) IN"
+                " (SELECT order_id, request_id FROM payment_request_keys WHERE create_time < :before"
+                " LIMIT :limit)"
+            ),
+            {"before": before, "limit": limit},
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def _journal_retention(self) -> None:
+        # The append-only trigger lets this transaction, and only it, delete
+        # rows or drop raw bytes (see the ret_0001 migration).
+        self.session.execute(text("SET LOCAL payments.journal_retention = 'on'"))
+
+    def prune_journal(self, before: datetime, limit: int) -> int:
+        self._journal_retention()
+        result = self.session.execute(
+            text(
+                "DELETE FROM callback_journal WHERE id IN (SELECT id FROM callback_journal"
+                " WHERE receive_time < :before ORDER BY id LIMIT :limit)"
+            ),
+            {"before": before, "limit": limit},
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def expire_journal_raw(self, before: datetime, limit: int) -> int:
+        self._journal_retention()
+        result = self.session.execute(
+            text(
+                "UPDATE callback_journal SET raw_body = NULL, raw_query = NULL WHERE id IN"
+                " (SELECT id FROM callback_journal WHERE receive_time < :before"
+                " AND (raw_body IS NOT NULL OR raw_query IS NOT NULL) ORDER BY id LIMIT :limit)"
+            ),
+            {"before": before, "limit": limit},
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

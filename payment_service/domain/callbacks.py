@@ -128,15 +128,18 @@ def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
 
 @dataclass(eq=False, kw_only=True)
 class JournalEntry:
-    """One gateway callback, valid or not, exactly as received, with what we
-    made of it: the audit trail, and the input of a replay. Append-only."""
+    """One gateway callback, valid or not, with what we made of it: the audit
+    trail, and the input of a replay. Append-only for the application; the
+    retention job alone drops old rows and, after a shorter period, the raw
+    bytes (raw_query/raw_body become None). Unverified requests keep only a
+    short masked prefix."""
 
     receive_time: datetime
     provider: str | None
     kind: str | None
     path: str
-    raw_query: bytes
-    raw_body: bytes
+    raw_query: bytes | None
+    raw_body: bytes | None
     headers: dict[str, Any]
     verified: bool
     verify_error: str | None
@@ -144,3 +147,7 @@ class JournalEntry:
     ack: str
     payment_id: uuid.UUID | None
     provider_reference: str | None
+    # What an audit needs once the raw bytes are gone: the SHA-256 of the raw
+    # body, and the gateway's fields with shopper data masked.
+    body_sha256: str = ""
+    audit: dict[str, Any] = field(default_factory=dict)

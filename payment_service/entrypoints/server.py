@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -77,7 +78,12 @@ def start(
     )
     stopping = threading.Event()
     servicer = PaymentServicer(
-        app.use_cases, app.callbacks, stopping, render_return=return_renderer(settings.payment_result_url)
+        app.use_cases,
+        app.callbacks,
+        stopping,
+        render_return=return_renderer(settings.payment_result_url, settings.shop_url),
+        retention=app.retention,
+        stream_max_seconds=settings.stream_max_seconds,
     )
     serving = start_grpc_server(
         lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
@@ -110,7 +116,16 @@ def _sweep(running: RunningServer) -> None:
     """Expires pending attempts whose checkout window (plus grace) has passed,
     so that payment.expired events flow even when nobody asks again."""
     interval = running.app.settings.expiry_sweep_seconds
+    prune_every = running.app.settings.prune_interval_seconds
+    next_prune = time.monotonic() + min(prune_every, 300.0)
     while not running.stopping.wait(interval):
+        if prune_every > 0 and time.monotonic() >= next_prune:
+            # Low frequency; replicas may overlap harmlessly (batched deletes).
+            next_prune = time.monotonic() + prune_every
+            try:
+                running.app.retention.prune()
+            except Exception:
+                log.warning("retention prune failed; will retry", exc_info=True)
         try:
             while running.app.use_cases.expire_due_payments() and not running.stopping.is_set():
                 pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -20,6 +21,7 @@ from payment_service.domain.errors import InvalidArgument
 from payment_service.entrypoints.pages import return_renderer
 from payment_service.gateways.port import HttpReply, RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases, ReturnView
+from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import CreatePayment, PaymentUseCases
 
 
@@ -38,7 +40,13 @@ def _payment_id(value: str) -> uuid.UUID:
 
 # Request headers worth keeping in the callback journal (Envoy forwards
 # request headers as metadata).
-JOURNALED_HEADERS = ("user-agent", "x-forwarded-for", "x-request-id", "x-envoy-external-address")
+JOURNALED_HEADERS = (
+    "user-agent",
+    "x-forwarded-for",
+    "x-request-id",
+    "x-envoy-external-address",
+    "accept-language",  # the return page's language
+)
 ORIGINAL_PATH = "x-envoy-original-path"
 
 
@@ -49,10 +57,14 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         callbacks: CallbackUseCases,
         stopping: threading.Event | None = None,
         poll_seconds: float = 0.1,
-        render_return: Callable[[ReturnView], HttpReply] | None = None,
+        render_return: Callable[[ReturnView, RawCallback], HttpReply] | None = None,
         streams: StreamPositions | None = None,
+        retention: RetentionUseCases | None = None,
+        stream_max_seconds: float = 300.0,
     ) -> None:
         self.streams = streams or StreamPositions()
+        self.retention = retention
+        self.stream_max_seconds = stream_max_seconds
         self.use_cases = use_cases
         self.callbacks = callbacks
         self.render_return = render_return or return_renderer("")
@@ -65,9 +77,15 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     ) -> Iterator[payment_service_pb2.StreamPaymentEventsResponse]:
         cursor = request.after_cursor
         parse_cursor(cursor)  # a bad cursor fails now, not on the first event
+        if request.consumer and self.retention is not None:
+            # Its checkpoint: retention keeps every event after it.
+            self.retention.confirm_consumer(request.consumer, cursor)
+        # Named streams end now and then; the consumer reconnects from its
+        # checkpoint, which confirms it (and rebalances replicas).
+        deadline = time.monotonic() + self.stream_max_seconds if request.consumer else float("inf")
         stream = self.streams.open(cursor)
         try:
-            while context.is_active() and not self.stopping.is_set():
+            while context.is_active() and not self.stopping.is_set() and time.monotonic() < deadline:
                 batch = self.use_cases.events_after(cursor)
                 for cursor, payload, traceparent in batch:
                     event = json_format.ParseDict(
@@ -139,8 +157,9 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def HandleCallback(
         self, request: httpbody_pb2.HttpBody, context: grpc.ServicerContext
     ) -> httpbody_pb2.HttpBody:
-        result = self.callbacks.handle(_raw_callback(request, context))
-        reply = self.render_return(result) if isinstance(result, ReturnView) else result
+        raw = _raw_callback(request, context)
+        result = self.callbacks.handle(raw)
+        reply = self.render_return(result, raw) if isinstance(result, ReturnView) else result
         return _http_body(reply, context)
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 Digest = Literal["sha256", "sha512"]
 
@@ -81,3 +84,64 @@ def verified(data: dict[str, Any]) -> VerifyResult:
 
 def rejected(reason: str, data: dict[str, Any] | None = None) -> VerifyResult:
     return VerifyResult(False, {} if data is None else data, reason)
+
+
+# --- the journal's view of a callback: audit fields kept, shopper data masked ---
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_DIGITS = re.compile(r"\d[\d .-]{6,}\d")  # phone, card and account numbers
+AUDIT_VALUE_MAX = 200
+
+
+def keep_last(value: Any, keep: int = 4) -> str:
+    """A card or account number as an audit may see it: ****6789."""
+    text = str(value)
+    return "*" * max(len(text) - keep, 0) + text[-keep:] if len(text) > keep else "*" * len(text)
+
+
+def masked(value: Any) -> str:
+    """Free text, names, addresses: only that something of this size was there."""
+    return f"<masked {len(str(value))} chars>"
+
+
+def scrub(text: str) -> str:
+    """Masks e-mail addresses and long digit runs (phones, cards, accounts)
+    in text nobody parsed: what an unverified request keeps."""
+    text = _EMAIL.sub("<email>", text)
+    return _DIGITS.sub(lambda m: keep_last(re.sub(r"\D", "", m.group()), 2), text)
+
+
+def audit_view(
+    fields: Mapping[str, Any], keep: Collection[str], partial: Collection[str] = ()
+) -> dict[str, str]:
+    """Each field as the journal keeps it: the audit fields as they are
+    (bounded), numbers in `partial` down to their last digits, anything else
+    (free text, names, phones, fields we do not know) masked."""
+    view: dict[str, str] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if name in keep:
+            view[name] = text[:AUDIT_VALUE_MAX]
+        elif name in partial:
+            view[name] = keep_last(text)
+        else:
+            view[name] = masked(text)
+    return view
+
+
+def loose_json(raw: bytes) -> dict[str, Any]:
+    """A JSON object for the journal's view, {} for anything else (never raises)."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def loose_query(raw: bytes) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=128))
+    except ValueError:
+        return {}

@@ -59,6 +59,9 @@ class CashOnDelivery:
     def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
         return Rejected("cash on delivery has no gateway callbacks")
 
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return {}
+
     def ack(self, outcome: Outcome) -> HttpReply:
         return HttpReply(404, "text/plain", b"cash on delivery has no gateway callbacks")
 

@@ -105,6 +105,12 @@ class Gateway(Protocol):
     def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
         """Checks the signature over the exact bytes received."""
 
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        """The callback's fields as the journal keeps them: what an audit
+        needs (references, amounts, codes, signatures) as received, shopper
+        data (names, phones, e-mails, account numbers, free text) masked.
+        Never raises; {} for a body it cannot read."""
+
     def ack(self, outcome: Outcome) -> HttpReply:
         """The acknowledgement the gateway expects for this outcome."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -12,6 +13,7 @@ from datetime import datetime
 from payment_service.domain.callbacks import JournalEntry, Outcome, apply_notification
 from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
 from payment_service.domain.model import Payment, PaymentStatus, Policy, Provider
+from payment_service.gateways._wire import scrub
 from payment_service.gateways.port import (
     CallbackKind,
     Gateway,
@@ -34,8 +36,19 @@ class ReturnView:
 
     verified: bool
     order_id: str
-    status: str  # paid | processing | failed | unknown | invalid
-    message: str
+    status: str  # paid | processing | failed | review | unknown | invalid
+    message: str  # in English, for the journal; the page words it itself
+    amount: int = 0  # minor units; 0 when unknown
+    currency: str = ""
+    # The payment's description as the shop wrote it ("Thanh toan don hang
+    # 100015"): the payment service does not store the order's number itself.
+    description: str = ""
+    provider: str = ""
+
+    @property
+    def final(self) -> bool:
+        """False while the page should keep checking."""
+        return self.status not in ("processing", "unknown")
 
 
 class CallbackUseCases:
@@ -71,10 +84,12 @@ class CallbackUseCases:
 
         verdict = gateway.verify_callback(raw)
         if kind == CallbackKind.RETURN:
-            return self._browser_return(raw, now, provider, verdict)
+            return self._browser_return(raw, now, provider, gateway, verdict)
         if isinstance(verdict, Rejected):
             reply = gateway.ack(Outcome.INVALID_SIGNATURE)
-            self._journal_alone(raw, now, provider, kind, verdict, Outcome.INVALID_SIGNATURE, reply)
+            self._journal_alone(
+                raw, now, provider, kind, verdict, Outcome.INVALID_SIGNATURE, reply, gateway=gateway
+            )
             return reply
         try:
             return self._apply(raw, now, provider, gateway, verdict)
@@ -82,7 +97,7 @@ class CallbackUseCases:
             # The gateway retries on this answer; the journal keeps the attempt.
             log.exception("callback failed", extra={"provider": provider.value})
             reply = gateway.ack(Outcome.ERROR)
-            self._journal_alone(raw, now, provider, kind, verdict, Outcome.ERROR, reply)
+            self._journal_alone(raw, now, provider, kind, verdict, Outcome.ERROR, reply, gateway=gateway)
             return reply
 
     def _apply(
@@ -109,7 +124,9 @@ class CallbackUseCases:
                 if decision.event:
                     uow.payments.add_event(decision.event, payment, now)
             reply = gateway.ack(outcome)
-            uow.payments.add_journal_entry(_entry(raw, now, provider, kind, verdict, outcome, reply, payment))
+            uow.payments.add_journal_entry(
+                _entry(raw, now, provider, kind, verdict, outcome, reply, payment, gateway)
+            )
             uow.commit()
         log.info("callback", extra={"provider": provider.value, "outcome": outcome.value})
         self._count(provider, kind, outcome)
@@ -153,7 +170,12 @@ class CallbackUseCases:
         return settled
 
     def _browser_return(
-        self, raw: RawCallback, now: datetime, provider: Provider, verdict: Verified | Rejected
+        self,
+        raw: RawCallback,
+        now: datetime,
+        provider: Provider,
+        gateway: Gateway,
+        verdict: Verified | Rejected,
     ) -> ReturnView:
         payment = None
         if isinstance(verdict, Rejected):
@@ -170,7 +192,7 @@ class CallbackUseCases:
         # The journal keeps what the shopper was told; the page is the entrypoint's.
         shown = f"{view.status}: {view.message}"
         self._journal_alone(
-            raw, now, provider, CallbackKind.RETURN, verdict, Outcome.RETURN_SHOWN, shown, payment
+            raw, now, provider, CallbackKind.RETURN, verdict, Outcome.RETURN_SHOWN, shown, payment, gateway
         )
         return view
 
@@ -184,6 +206,7 @@ class CallbackUseCases:
         outcome: str,
         reply: HttpReply | str,
         payment: Payment | None = None,
+        gateway: Gateway | None = None,
     ) -> None:
         """A journal entry in a transaction of its own, for callbacks that
         change nothing. Best effort: a journal failure must not turn a
@@ -191,7 +214,7 @@ class CallbackUseCases:
         try:
             with self.uow_factory() as uow:
                 uow.payments.add_journal_entry(
-                    _entry(raw, now, provider, kind, verdict, outcome, reply, payment)
+                    _entry(raw, now, provider, kind, verdict, outcome, reply, payment, gateway)
                 )
                 uow.commit()
         except Exception:
@@ -208,16 +231,25 @@ class CallbackUseCases:
 
 def _return_view(payment: Payment | None, gateway_says_paid: bool) -> ReturnView:
     if payment is None:
-        return ReturnView(True, "", "unknown", "We do not know this payment.")
+        return ReturnView(True, "", "not_found", "We do not know this payment.")
     if payment.status == PaymentStatus.SUCCEEDED:
-        return ReturnView(True, payment.order_id, "paid", "Payment received. Thank you!")
-    if gateway_says_paid and payment.status == PaymentStatus.PENDING:
-        return ReturnView(True, payment.order_id, "processing", "Payment received; confirming with the bank.")
-    if payment.needs_review:
-        return ReturnView(
-            True, payment.order_id, "review", "Payment received after the order closed; we will contact you."
-        )
-    return ReturnView(True, payment.order_id, "failed", "The payment did not go through. You can try again.")
+        status, message = "paid", "Payment received. Thank you!"
+    elif gateway_says_paid and payment.status == PaymentStatus.PENDING:
+        status, message = "processing", "Payment received; confirming with the bank."
+    elif payment.needs_review:
+        status, message = "review", "Payment received after the order closed; we will contact you."
+    else:
+        status, message = "failed", "The payment did not go through. You can try again."
+    return ReturnView(
+        True,
+        payment.order_id,
+        status,
+        message,
+        amount=payment.amount,
+        currency=payment.currency,
+        description=payment.description,
+        provider=payment.provider,
+    )
 
 
 def _text(value: str) -> str:
@@ -234,25 +266,70 @@ def _entry(
     outcome: str,
     reply: HttpReply | str,
     payment: Payment | None,
+    gateway: Gateway | None = None,
 ) -> JournalEntry:
+    """What the journal keeps (see JournalEntry): the raw bytes only of a
+    verified notification (a replay needs them; retention drops them after
+    JOURNAL_RAW_RETENTION_DAYS), otherwise a short masked prefix; always the
+    body's hash and the gateway's masked audit fields."""
     if isinstance(verdict, Verified):
         reference: str | None = verdict.notification.provider_reference
         error = None
     else:
         reference, error = verdict.provider_reference, verdict.reason
+    replayable = error is None and kind in (CallbackKind.IPN, CallbackKind.RECONCILE)
     return JournalEntry(
         receive_time=now,
         provider=provider.value if provider else None,
         kind=kind.value if kind else None,
         # Bounded: these come from the caller, and an entry must always fit.
         path=_text(raw.path)[:2048],
-        raw_query=raw.query,
-        raw_body=raw.body,
-        headers={k: _text(v) for k, v in {"content-type": raw.content_type, **raw.headers}.items()},
+        raw_query=raw.query if replayable else _masked_prefix(raw.query),
+        raw_body=raw.body if replayable else _masked_prefix(raw.body),
+        headers={k: _header(k, v) for k, v in {"content-type": raw.content_type, **raw.headers}.items()},
         verified=error is None,
         verify_error=_text(error) if error else None,
         outcome=str(outcome),
         ack=_text(reply if isinstance(reply, str) else reply.body.decode("utf-8", "replace"))[:1024],
         payment_id=payment.id if payment else None,
         provider_reference=_text(reference)[:100] if reference else None,
+        body_sha256=hashlib.sha256(raw.body).hexdigest(),
+        audit=_audit(gateway, raw),
     )
+
+
+# An unverified request (or a browser return) keeps at most this much of
+# its query and body, masked; the hash covers the whole body.
+UNVERIFIED_PREFIX = 2048
+_IP_HEADERS = ("x-forwarded-for", "x-envoy-external-address")
+
+
+def _masked_prefix(data: bytes) -> bytes:
+    return scrub(data[:UNVERIFIED_PREFIX].decode("utf-8", "replace")).encode()[:UNVERIFIED_PREFIX]
+
+
+def mask_ip(address: str) -> str:
+    """A client address down to its network: 203.0.113.0, 2001:db8:85a3::."""
+    address = address.strip()
+    if "." in address and ":" not in address:
+        parts = address.split(".")
+        return ".".join([*parts[:3], "0"]) if len(parts) == 4 else "<masked>"
+    if ":" in address:
+        return ":".join(address.split(":")[:3]) + "::"
+    return "<masked>"
+
+
+def _header(name: str, value: str) -> str:
+    if name in _IP_HEADERS:
+        return ", ".join(mask_ip(part) for part in value.split(","))
+    return _text(value)[:512]
+
+
+def _audit(gateway: Gateway | None, raw: RawCallback) -> dict[str, str]:
+    if gateway is None:
+        return {}
+    try:
+        return {k: _text(v) for k, v in gateway.audit_fields(raw).items()}
+    except Exception:
+        log.warning("audit_fields failed", exc_info=True)
+        return {}

@@ -176,3 +176,27 @@ def test_cash_on_delivery_through_the_api(sim_stack: SimStack, db_url: str) -> N
             )
         )
     wait_order(sim_stack, token, order["id"], "ORDER_STATUS_PAID")
+
+
+@pytest.mark.parametrize("provider", list(GATEWAYS))
+def test_the_shopper_comes_back_to_one_result_page_through_the_ingress(
+    sim_stack: SimStack, provider: str, db_url: str
+) -> None:
+    """Every gateway's redirect lands on its return route at the ingress (no
+    404): the same page, Vietnamese by default, the order's number, the
+    amount as 89.000 ₫, and English on request."""
+    token, order_id, url = checkout(sim_stack, f"return-{provider}", provider)
+    open_page(url)
+    result = sim_stack.sim.pay(GATEWAYS[provider], reference(db_url, order_id), "pay")
+    assert result.redirect_url and result.redirect_url.startswith(
+        f"http://127.0.0.1:{sim_stack.envoy.settings.ingress_port}/webhooks/{GATEWAYS[provider]}/return?"
+    ), result.redirect_url
+    wait_order(sim_stack, token, order_id, "ORDER_STATUS_PAID")
+    order_code = api(sim_stack, "GET", f"/v1/orders/{order_id}", token)["order"]["order_code"]
+    with urllib.request.urlopen(result.redirect_url, timeout=10) as response:
+        assert response.status == 200
+        page = response.read().decode()
+    assert 'data-status="paid"' in page and "Thanh toán thành công" in page
+    assert f"<dd>{order_code}</dd>" in page and "89.000 ₫" in page
+    with urllib.request.urlopen(result.redirect_url + "&lang=en", timeout=10) as response:
+        assert "Payment received" in response.read().decode()

@@ -228,16 +228,18 @@ def test_return_url_shows_the_result_and_changes_nothing(stub: Any, db_url: str)
     before = counts(db_url)
     headers, content_type, body = call(stub, "/webhooks/vnpay/return?" + query)
     assert content_type.startswith("text/html") and "x-http-status" not in headers
-    assert b"ORD-1" in body and b"processing" in body
+    assert b"ORD-1" in body and b'data-status="processing"' in body
+    assert "150.000 ₫".encode() in body and "Đang xác nhận".encode() in body  # Vietnamese by default
     assert payment_row(db_url, p.id)["status"] == "PENDING"
     assert counts(db_url)["outbox_events"] == before["outbox_events"]
     assert journal(db_url)[-1][:3] == ("return", True, "return_shown")
 
     ipn(stub, query)
-    _, _, body = call(stub, "/webhooks/vnpay/return?" + query)
-    assert b"paid" in body
+    _, _, body = call(stub, "/webhooks/vnpay/return?" + query + "&lang=en")
+    assert b'data-status="paid"' in body and b"Payment received" in body and b"<script" not in body
 
-    headers, _, body = call(stub, "/webhooks/vnpay/return?" + query.replace("vnp_Amount=", "vnp_Amount=1"))
+    tampered = query.replace("vnp_Amount=", "vnp_Amount=1")
+    headers, _, body = call(stub, "/webhooks/vnpay/return?" + tampered + "&lang=en")
     assert headers["x-http-status"] == "400" and b"could not verify" in body
 
 

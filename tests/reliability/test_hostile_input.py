@@ -263,7 +263,7 @@ def _from_service(reply: HttpResult) -> bool:
             isinstance(d, dict) and d.get("domain") == ERROR_DOMAIN for d in details
         )
         return "RspCode" in doc or ({"code", "message"} <= doc.keys() and not from_envoy)
-    return content_type.startswith("text/html") and b"<title>Payment" in reply.body
+    return content_type.startswith("text/html") and b"<body data-status=" in reply.body  # the result page
 
 
 def _nul(query: bytes, *texts: str) -> bool:

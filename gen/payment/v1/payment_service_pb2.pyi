@@ -102,10 +102,12 @@ class ConfirmCodPaymentResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
 
 class StreamPaymentEventsRequest(_message.Message):
-    __slots__ = ("after_cursor",)
+    __slots__ = ("after_cursor", "consumer")
     AFTER_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
     after_cursor: str
-    def __init__(self, after_cursor: _Optional[str] = ...) -> None: ...
+    consumer: str
+    def __init__(self, after_cursor: _Optional[str] = ..., consumer: _Optional[str] = ...) -> None: ...
 
 class StreamPaymentEventsResponse(_message.Message):
     __slots__ = ("cursor", "event", "traceparent")

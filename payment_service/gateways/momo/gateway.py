@@ -11,6 +11,7 @@ from datetime import datetime
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.gateways.momo import protocol as momo
+from payment_service.gateways.momo.settings import RETURN_PATH
 from payment_service.gateways.port import (
     PROCESSED,
     CheckoutContext,
@@ -53,7 +54,10 @@ class MomoGateway:
         return str(answer["payUrl"])
 
     def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
-        result = momo.verify_ipn(raw.body, self.config)
+        if raw.path == RETURN_PATH:
+            result = momo.verify_redirect(raw.query, self.config)
+        else:
+            result = momo.verify_ipn(raw.body, self.config)
         data = result.data
         if not result.valid:
             return Rejected(result.reason or "invalid signature", str(data.get("orderId", "")) or None)
@@ -72,6 +76,9 @@ class MomoGateway:
                 details={"card_type": str(data.get("payType", ""))},
             )
         )
+
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return momo.audit_fields(raw.body, raw.query)
 
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         body = momo.build_query_payload(

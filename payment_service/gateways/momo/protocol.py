@@ -14,10 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
     VerifyResult,
+    audit_view,
     hmac_hex,
+    loose_json,
+    loose_query,
     parse_json_object,
     rejected,
     same_hex,
@@ -375,6 +379,29 @@ def verify_ipn(raw_body: bytes, config: MomoConfig) -> IpnVerifyResult:
         body = parse_json_object(raw_body)
     except (ValueError, RecursionError) as exc:
         return rejected(f"body is not a JSON object: {exc}")
+    return _verify_signed_fields(body, config)
+
+
+_REDIRECT_NUMBERS: Final = ("amount", "transId", "resultCode", "responseTime")
+_INTEGER_RE: Final = re.compile(r"-?[0-9]{1,19}")
+
+
+def verify_redirect(raw_query: bytes, config: MomoConfig) -> IpnVerifyResult:
+    """Check the browser's return to redirectUrl: the IPN's fields in the
+    query string, signed exactly as the IPN is (numbers arrive as text)."""
+    try:
+        pairs = parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return rejected(f"query is not readable: {exc}")
+    body: dict[str, Any] = dict(pairs)
+    for name in _REDIRECT_NUMBERS:
+        value = body.get(name)
+        if isinstance(value, str) and _INTEGER_RE.fullmatch(value):
+            body[name] = int(value)
+    return _verify_signed_fields(body, config)
+
+
+def _verify_signed_fields(body: dict[str, Any], config: MomoConfig) -> IpnVerifyResult:
     received = body.pop("signature", None)
     if not isinstance(received, str) or not received:
         return rejected("missing signature", body)
@@ -447,3 +474,30 @@ def is_pending(result_code: int) -> bool:
 
 def result_code_reason(result_code: int) -> str:
     return RESULT_CODES.get(result_code, f"Unknown MoMo resultCode {result_code!r}")
+
+
+# --- the callback journal's view --------------------------------------------
+
+_AUDIT_KEEP: Final = frozenset(
+    {
+        "partnerCode",
+        "orderId",
+        "requestId",
+        "amount",
+        "orderType",
+        "transId",
+        "resultCode",
+        "message",
+        "payType",
+        "responseTime",
+        "signature",
+    }
+)
+
+
+def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
+    """What the journal keeps of a MoMo IPN (body) or return (query):
+    references, amount, codes, signature; orderInfo and extraData (free text,
+    possibly the shopper's data) and anything unknown masked."""
+    fields: dict[str, Any] = loose_json(raw_body) if raw_body else loose_query(raw_query)
+    return audit_view(fields, _AUDIT_KEEP)

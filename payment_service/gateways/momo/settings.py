@@ -31,7 +31,12 @@ PRODUCTION_ENDPOINT: Final = "https://payment.momo.vn"  # GATEWAYS.md §3.1
 ENDPOINT: Final = Endpoint("MOMO_ENDPOINT", SIM_PATH, PRODUCTION_ENDPOINT, MOMO_TEST_ENDPOINT)
 
 IPN_PATH: Final = "/webhooks/momo/ipn"
-ROUTES: Final = (WebhookRoute("POST", IPN_PATH, CallbackKind.IPN),)
+# The shopper's browser comes back here (signed like the IPN); shown, never applied.
+RETURN_PATH: Final = "/webhooks/momo/return"
+ROUTES: Final = (
+    WebhookRoute("POST", IPN_PATH, CallbackKind.IPN),
+    WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
+)
 TRAITS: Final = ProviderTraits(limits=AmountLimits(AMOUNT_MIN, AMOUNT_MAX))
 
 
@@ -40,7 +45,7 @@ def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> Mo
     return MomoConfig(
         **credentials(env, ENV_PREFIX, DEV_KEYS, development),
         endpoint=ENDPOINT.resolve(env, development, f"{ENV_PREFIX}_SANDBOX", urls),
-        redirect_url=urls.result_url,
+        redirect_url=urls.public_base_url + RETURN_PATH,
         ipn_url=urls.public_base_url + IPN_PATH,
     )
 

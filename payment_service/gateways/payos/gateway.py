@@ -11,6 +11,7 @@ from datetime import datetime
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.gateways.payos import protocol as payos
+from payment_service.gateways.payos.settings import RETURN_PATH
 from payment_service.gateways.port import (
     PROCESSED,
     CheckoutContext,
@@ -42,7 +43,7 @@ class PayosGateway:
             self.config,
             order_code=int(payment.provider_reference),
             amount=payment.amount,
-            description=payment.description[: payos.DESCRIPTION_MAX_LEN],
+            description=payos.short_description(payment.description),
             expired_at=payment.expire_time,
             return_url=ctx.return_url or None,
         )
@@ -63,6 +64,8 @@ class PayosGateway:
         return str(data.get("checkoutUrl") or f"{self.config.checkout_base.rstrip('/')}/{data['id']}")
 
     def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
+        if raw.path == RETURN_PATH:
+            return self._browser_return(raw)
         result = payos.verify_webhook(raw.body, self.config.checksum_key)
         data = result.data
         reference = str(data.get("orderCode", "")) or None
@@ -80,6 +83,28 @@ class PayosGateway:
                 details={"bank_code": str(data.get("counterAccountBankId") or "")},
             )
         )
+
+    def _browser_return(self, raw: RawCallback) -> Verified | Rejected:
+        """payOS signs nothing on the return: the page shows only what we
+        stored, and the query's "paid" merely says "keep checking"."""
+        query = payos.parse_return(raw.query)
+        reference = query.get("orderCode", "")
+        if not reference.isdigit():
+            return Rejected("orderCode missing from the return", reference or None)
+        paid = query.get("code") == "00" and query.get("status") == "PAID" and query.get("cancel") != "true"
+        return Verified(
+            Notification(
+                provider_reference=reference,
+                amount=-1,
+                succeeded=paid,
+                transaction_id="",
+                response_code=query.get("code", ""),
+                failure_reason="",
+            )
+        )
+
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return payos.audit_fields(raw.body, raw.query)
 
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         url = f"{self.config.base_url.rstrip('/')}{payos.PAYMENT_REQUESTS_PATH}/{payment.provider_reference}"

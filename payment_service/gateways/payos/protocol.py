@@ -12,10 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
     VerifyResult,
+    audit_view,
     hmac_hex,
+    loose_json,
+    loose_query,
     parse_json_object,
     rejected,
     same_hex,
@@ -33,6 +37,34 @@ ORDER_CODE_MAX: Final = 2**53 - 1
 # linked through payOS; callers unsure of their account type should stay at 9.
 DESCRIPTION_MAX_LEN: Final = 25
 DESCRIPTION_UNLINKED_ACCOUNT_MAX_LEN: Final = 9
+
+
+def short_description(text: str, limit: int = DESCRIPTION_MAX_LEN) -> str:
+    """A description that fits payOS's limit without cutting the order
+    number: "Thanh toan don hang 100015" (26) becomes "Don hang 100015"; a
+    text without a trailing number is cut at a word boundary."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    last = text.rpartition(" ")[2]
+    if last.isdigit():
+        for candidate in (f"Don hang {last}", f"DH {last}", f"DH{last}", last):
+            if len(candidate) <= limit:
+                return candidate
+        return last[-limit:]
+    cut = text[: limit + 1].rpartition(" ")[0]
+    return cut or text[:limit]
+
+
+def parse_return(raw_query: bytes) -> dict[str, str]:
+    """The query payOS puts on returnUrl/cancelUrl (code, id, cancel, status,
+    orderCode). payOS does NOT sign it: show it, never act on it."""
+    try:
+        return dict(parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=64))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+
+
 # expiredAt is documented as Int32 Unix seconds.
 _INT32_MAX: Final = 2**31 - 1
 
@@ -265,3 +297,47 @@ def is_registration_ping(data: Mapping[str, Any]) -> bool:
 def is_successful_payment(data: Mapping[str, Any]) -> bool:
     """A webhook reports a payment only when the signed ``data.code`` is "00"."""
     return data.get("code") == "00"
+
+
+# --- the callback journal's view --------------------------------------------
+
+_AUDIT_KEEP: Final = frozenset(
+    {
+        "code",
+        "desc",
+        "success",
+        "signature",
+        "id",
+        "cancel",
+        "status",
+        "orderCode",
+        "data.orderCode",
+        "data.amount",
+        "data.reference",
+        "data.transactionDateTime",
+        "data.currency",
+        "data.paymentLinkId",
+        "data.code",
+        "data.desc",
+        "data.counterAccountBankId",
+        "data.counterAccountBankName",
+    }
+)
+# Bank account numbers: the last digits only.
+_AUDIT_PARTIAL: Final = frozenset(
+    {"data.accountNumber", "data.counterAccountNumber", "data.virtualAccountNumber"}
+)
+
+
+def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
+    """What the journal keeps of a payOS webhook (body) or return (query):
+    order code, amount, references, codes; the payer's name and the
+    description masked, account numbers down to their last digits."""
+    if not raw_body:
+        return audit_view(loose_query(raw_query), _AUDIT_KEEP)
+    body = loose_json(raw_body)
+    fields: dict[str, Any] = {k: v for k, v in body.items() if k != "data"}
+    data = body.get("data")
+    if isinstance(data, dict):
+        fields.update({f"data.{k}": v for k, v in data.items()})
+    return audit_view(fields, _AUDIT_KEEP, _AUDIT_PARTIAL)

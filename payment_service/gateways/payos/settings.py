@@ -33,7 +33,12 @@ API: Final = Endpoint("PAYOS_BASE_URL", SIM_PATH, PAYOS_BASE_URL)
 CHECKOUT: Final = Endpoint("PAYOS_CHECKOUT_URL", SIM_CHECKOUT_PATH, PAYOS_CHECKOUT_BASE)
 
 WEBHOOK_PATH: Final = "/webhooks/payos"
-ROUTES: Final = (WebhookRoute("POST", WEBHOOK_PATH, CallbackKind.IPN),)
+# returnUrl and cancelUrl: the shopper's browser (unsigned; shown, never applied).
+RETURN_PATH: Final = "/webhooks/payos/return"
+ROUTES: Final = (
+    WebhookRoute("POST", WEBHOOK_PATH, CallbackKind.IPN),
+    WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
+)
 TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
 
 
@@ -43,8 +48,8 @@ def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> Pa
     return PayosConfig(
         **credentials(env, ENV_PREFIX, DEV_KEYS, development),
         base_url=API.resolve(env, development, sandbox, urls),
-        return_url=urls.result_url,
-        cancel_url=urls.result_url,
+        return_url=urls.public_base_url + RETURN_PATH,
+        cancel_url=urls.public_base_url + RETURN_PATH,
         checkout_base=CHECKOUT.resolve(env, development, sandbox, urls),
     )
 

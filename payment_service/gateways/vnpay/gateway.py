@@ -38,6 +38,9 @@ class VnpayGateway:
         self.query_url = config.query_url
         self.http = http or HttpJsonClient()
 
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return vnpay.audit_fields(raw.body, raw.query)
+
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         if not self.query_url:
             return None

@@ -16,7 +16,15 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, quote_plus
 from zoneinfo import ZoneInfo
 
-from payment_service.gateways._wire import VerifyResult, hmac_hex, rejected, same_hex, verified
+from payment_service.gateways._wire import (
+    VerifyResult,
+    audit_view,
+    hmac_hex,
+    loose_query,
+    rejected,
+    same_hex,
+    verified,
+)
 
 VNPAY_VERSION: Final = "2.1.0"
 VNPAY_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -364,3 +372,30 @@ def build_querydr(
 def verify_querydr_response(body: Mapping[str, Any], secret: str) -> bool:
     received = str(body.get("vnp_SecureHash", ""))
     return same_hex(querydr_response_hash(body, secret), received)
+
+
+# --- the callback journal's view --------------------------------------------
+
+_AUDIT_KEEP: Final = frozenset(
+    {
+        "vnp_Amount",
+        "vnp_TxnRef",
+        "vnp_TransactionNo",
+        "vnp_ResponseCode",
+        "vnp_TransactionStatus",
+        "vnp_BankCode",
+        "vnp_CardType",
+        "vnp_PayDate",
+        "vnp_TmnCode",
+        "vnp_SecureHash",
+        "vnp_SecureHashType",
+    }
+)
+_AUDIT_PARTIAL: Final = frozenset({"vnp_BankTranNo"})
+
+
+def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
+    """What the journal keeps of a VNPay IPN or return (the query): amounts,
+    references, codes and the hash; vnp_OrderInfo (free text) and anything
+    unknown masked, the bank's transaction number down to its last digits."""
+    return audit_view(loose_query(raw_query), _AUDIT_KEEP, _AUDIT_PARTIAL)

@@ -21,6 +21,7 @@ from payment_service.gateways.port import (
     unreachable,
 )
 from payment_service.gateways.zalopay import protocol as zalopay
+from payment_service.gateways.zalopay.settings import RETURN_PATH
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class ZalopayGateway:
         return str(answer["order_url"])
 
     def verify_callback(self, raw: RawCallback) -> Verified | Rejected:
+        if raw.path == RETURN_PATH:
+            return self._browser_return(raw)
         result = zalopay.verify_callback(raw.body, self.config.key2)
         data = result.data
         if not result.valid:
@@ -80,6 +83,28 @@ class ZalopayGateway:
                 details={"bank_code": str(data.get("channel", ""))},
             )
         )
+
+    def _browser_return(self, raw: RawCallback) -> Verified | Rejected:
+        result = zalopay.verify_redirect(raw.query, self.config.app_id, self.config.key2)
+        data = result.data
+        reference = str(data.get("apptransid", ""))
+        if not result.valid:
+            return Rejected(result.reason or "invalid checksum", reference or None)
+        amount = str(data.get("amount", ""))
+        status = str(data.get("status", ""))
+        return Verified(
+            Notification(
+                provider_reference=reference,
+                amount=int(amount) if amount.isdigit() else -1,
+                succeeded=status == zalopay.REDIRECT_PAID,
+                transaction_id="",
+                response_code=status,
+                failure_reason="",
+            )
+        )
+
+    def audit_fields(self, raw: RawCallback) -> dict[str, str]:
+        return zalopay.audit_fields(raw.body, raw.query)
 
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         body = zalopay.build_query_payload(self.config, app_trans_id=payment.provider_reference)

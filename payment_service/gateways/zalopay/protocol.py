@@ -13,9 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
+from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from payment_service.gateways._wire import VerifyResult, hmac_hex, same_hex, strict_loads
+from payment_service.gateways._wire import (
+    VerifyResult,
+    audit_view,
+    hmac_hex,
+    loose_json,
+    loose_query,
+    same_hex,
+    strict_loads,
+)
 
 ZALOPAY_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
 ZALOPAY_SANDBOX_ENDPOINT: Final = "https://sb-openapi.zalopay.vn"
@@ -322,6 +331,29 @@ def verify_callback(raw_body: bytes, key2: str) -> CallbackVerifyResult:
     return CallbackVerifyResult(True, data, None, callback_type)
 
 
+REDIRECT_FIELDS: Final = ("appid", "apptransid", "pmcid", "bankcode", "amount", "discountamount", "status")
+REDIRECT_PAID: Final = "1"
+
+
+def verify_redirect(raw_query: bytes, app_id: int, key2: str) -> VerifyResult:
+    """Check the browser's return to the redirect URL: ``checksum`` is
+    HMAC(key2) over the seven fields joined by ``|`` (see redirect_checksum)."""
+    try:
+        pairs = parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return VerifyResult(False, {}, f"query is not readable: {exc}")
+    data: dict[str, Any] = dict(pairs)
+    received = data.pop("checksum", "")
+    if not received:
+        return VerifyResult(False, data, "missing checksum")
+    expected = _hmac_sha256("|".join(str(data.get(name, "")) for name in REDIRECT_FIELDS), key2)
+    if not same_hex(expected, received):
+        return VerifyResult(False, data, "checksum mismatch")
+    if data.get("appid") != str(app_id):
+        return VerifyResult(False, data, "appid is not this merchant's")
+    return VerifyResult(True, data, None)
+
+
 # return_code values we answer a callback with.
 ACK_SUCCESS: Final = 1
 ACK_RETRY: Final = 0  # ZaloPay calls back again, up to 3 times
@@ -366,3 +398,38 @@ def is_paid_query(return_code: int) -> bool:
 
 def sub_return_code_reason(code: int) -> str:
     return SUB_RETURN_CODES.get(code, f"Unknown ZaloPay sub_return_code {code!r}")
+
+
+# --- the callback journal's view --------------------------------------------
+
+_AUDIT_KEEP: Final = frozenset(
+    {
+        "type",
+        "mac",
+        "data.app_id",
+        "data.app_trans_id",
+        "data.app_time",
+        "data.amount",
+        "data.zp_trans_id",
+        "data.server_time",
+        "data.channel",
+        "data.user_fee_amount",
+        "data.discount_amount",
+        *REDIRECT_FIELDS,
+        "checksum",
+    }
+)
+
+
+def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
+    """What the journal keeps of a ZaloPay callback (body) or return (query):
+    ids, amounts, channel, mac; app_user, merchant_user_id, item and
+    embed_data (the shopper and free text) masked."""
+    if not raw_body:
+        return audit_view(loose_query(raw_query), _AUDIT_KEEP)
+    body = loose_json(raw_body)
+    fields: dict[str, Any] = {k: v for k, v in body.items() if k != "data"}
+    data = body.get("data")
+    inner = loose_json(data.encode("utf-8", "replace")) if isinstance(data, str) else {}
+    fields.update({f"data.{k}": v for k, v in inner.items()})
+    return audit_view(fields, _AUDIT_KEEP)

@@ -33,7 +33,12 @@ PRODUCTION_ENDPOINT: Final = "https://openapi.zalopay.vn"  # GATEWAYS.md §4.1
 ENDPOINT: Final = Endpoint("ZALOPAY_ENDPOINT", SIM_PATH, PRODUCTION_ENDPOINT, ZALOPAY_SANDBOX_ENDPOINT)
 
 CALLBACK_PATH: Final = "/webhooks/zalopay/callback"
-ROUTES: Final = (WebhookRoute("POST", CALLBACK_PATH, CallbackKind.IPN),)
+# The shopper's browser comes back here (checksum with key2); shown, never applied.
+RETURN_PATH: Final = "/webhooks/zalopay/return"
+ROUTES: Final = (
+    WebhookRoute("POST", CALLBACK_PATH, CallbackKind.IPN),
+    WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
+)
 TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
 
 
@@ -48,7 +53,7 @@ def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> Za
         key2=keys["key2"],
         endpoint=ENDPOINT.resolve(env, development, f"{ENV_PREFIX}_SANDBOX", urls),
         callback_url=urls.public_base_url + CALLBACK_PATH,
-        redirect_url=urls.result_url,
+        redirect_url=urls.public_base_url + RETURN_PATH,
     )
 
 

@@ -37,6 +37,7 @@ class FakeOrders:
         self.events: list[tuple[str, uuid.UUID]] = []
         self.applied: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}
         self.cursors: dict[str, str] = {}
+        self.hits: dict[tuple[str, datetime], int] = {}
 
     def products(self, after: str, limit: int) -> Sequence[Product]:
         return [p for k, p in sorted(self.catalog.items()) if k > after][:limit]
@@ -87,6 +88,32 @@ class FakeOrders:
 
     def add_event(self, event_type: str, order: Order, now: datetime) -> None:
         self.events.append((event_type, order.id))
+
+    def lock_user(self, user_id: str) -> None:
+        pass
+
+    def open_orders(self, user_id: str) -> int:
+        payable = ("PENDING_PAYMENT", "PAYMENT_FAILED")
+        return sum(1 for o in self.orders.values() if o.user_id == user_id and o.status in payable)
+
+    def hit(self, key: str, window_start: datetime, limit: int) -> bool:
+        count = self.hits.get((key, window_start), 0)
+        if count >= limit:
+            return False
+        self.hits[(key, window_start)] = count + 1
+        return True
+
+    def prune_rate_limits(self, before: datetime) -> int:
+        old = [k for k in self.hits if k[1] < before]
+        for k in old:
+            del self.hits[k]
+        return len(old)
+
+    def prune_applied_events(self, before: datetime, limit: int) -> int:
+        return 0
+
+    def prune_events(self, before: datetime, limit: int) -> int:
+        return 0
 
 
 class FakeUnitOfWork:
