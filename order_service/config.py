@@ -11,6 +11,7 @@ from pathlib import Path
 from order_service.domain.model import OrderPolicy
 from order_service.service_layer.services import Retention
 from paykit.settings import (
+    DEFAULT_PORTS,
     ClientTls,
     ConfigError,
     ServerTls,
@@ -53,7 +54,7 @@ class OrderSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OrderSettings:
         env = os.environ if env is None else env
-        bind = grpc_bind_from_env(env, "ORDER", 50052)
+        bind = grpc_bind_from_env(env, "ORDER", DEFAULT_PORTS["order"])
         return cls(
             database_url=env.get("ORDER_DATABASE_URL", ""),
             data_dir=Path(env.get("DATA_DIR", ".data")),
@@ -83,7 +84,10 @@ def payment_target(env: Mapping[str, str]) -> str:
     if target := env.get("PAYMENT_TARGET", "").strip():
         return target
     host = env.get("PAYMENT_GRPC_HOST", "").strip()
-    return host_port("127.0.0.1" if is_wildcard(host) else host, env_int(env, "PAYMENT_GRPC_PORT", 50051))
+    return host_port(
+        "127.0.0.1" if is_wildcard(host) else host,
+        env_int(env, "PAYMENT_GRPC_PORT", DEFAULT_PORTS["payment"]),
+    )
 
 
 def production_problems(env: Mapping[str, str]) -> list[str]:
@@ -94,7 +98,7 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
             "ORDER_DATABASE_URL and DATABASE_URL are not set: the order service would use embedded PostgreSQL"
         )
     try:
-        bind = grpc_bind_from_env(env, "ORDER", 50052)
+        bind = grpc_bind_from_env(env, "ORDER", DEFAULT_PORTS["order"])
         if bind.exposed_without_tls:
             problems.append(
                 f"ORDER_GRPC_HOST={bind.host} has no TLS (ORDER_GRPC_INSECURE=1): internal API exposed"

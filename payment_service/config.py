@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from paykit.origins import LOOPBACK_ORIGINS, parse_origins
-from paykit.settings import ConfigError, ServerTls, env_int, grpc_bind_from_env, is_development
+from paykit.settings import DEFAULT_PORTS, ConfigError, ServerTls, env_int, grpc_bind_from_env, is_development
 from payment_service.domain.model import Policy, Provider
 from payment_service.gateways import registry
 from payment_service.gateways.port import ServiceUrls
@@ -52,7 +52,7 @@ class Settings:
         development = is_development(env)
         enabled = _enabled_providers(env, development)
         urls = _service_urls(env, development)
-        bind = grpc_bind_from_env(env, "PAYMENT", 50051)
+        bind = grpc_bind_from_env(env, "PAYMENT", DEFAULT_PORTS["payment"])
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             data_dir=Path(env.get("DATA_DIR", ".data")),
@@ -121,7 +121,7 @@ def public_base_url(env: Mapping[str, str], development: bool) -> str:
     development; development defaults to the local ingress."""
     raw = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
     if development:
-        return raw or f"http://127.0.0.1:{env_int(env, 'INGRESS_PORT', 8080)}"
+        return raw or f"http://127.0.0.1:{env_int(env, 'INGRESS_PORT', DEFAULT_PORTS['ingress'])}"
     if not raw:
         raise ConfigError(
             "PUBLIC_BASE_URL is required outside development (https://, how gateways reach the ingress)"
@@ -132,13 +132,12 @@ def public_base_url(env: Mapping[str, str], development: bool) -> str:
 
 
 def _service_urls(env: Mapping[str, str], development: bool) -> ServiceUrls:
-    local_ingress = f"http://127.0.0.1:{env_int(env, 'INGRESS_PORT', 8080)}"
+    local_ingress = f"http://127.0.0.1:{env_int(env, 'INGRESS_PORT', DEFAULT_PORTS['ingress'])}"
     public = public_base_url(env, development)
     return ServiceUrls(
         public_base_url=public,
         local_ingress_url=local_ingress,
-        simulator_url=f"http://127.0.0.1:{env_int(env, 'SIM_PORT', 8090)}",
-        result_url=env.get("PAYMENT_RESULT_URL") or f"{public}/result",
+        simulator_url=f"http://127.0.0.1:{env_int(env, 'SIM_PORT', DEFAULT_PORTS['sim'])}",
     )
 
 
@@ -160,7 +159,7 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
     for name in ("PAYMENT_RESULT_URL", "VNPAY_RETURN_URL"):
         if env.get(name) and not env[name].lower().startswith("https://"):
             problems.append(f"{name} is not an https URL ({env[name]})")
-    problems += _bind_problems(env, "PAYMENT", 50051)
+    problems += _bind_problems(env, "PAYMENT", DEFAULT_PORTS["payment"])
     try:
         enabled = _enabled_providers(env, development=False)
         return_url_origins(env, development=False)

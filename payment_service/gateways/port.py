@@ -160,7 +160,6 @@ class ServiceUrls:
     public_base_url: str  # where gateways reach our webhooks (the ingress), no trailing /
     local_ingress_url: str  # the ingress on this host, e.g. http://127.0.0.1:8080
     simulator_url: str  # the local gateway simulator, used in development
-    result_url: str  # where the shopper's browser lands after paying
 
 
 @dataclass(frozen=True)

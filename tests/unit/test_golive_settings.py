@@ -111,12 +111,13 @@ def test_production_uses_production_endpoints_and_the_public_base_url() -> None:
     assert vnpay.pay_url == PRODUCTION["VNPAY_API_URL"]
     base = "https://pay.shop.example"
     assert vnpay.return_url == f"{base}/webhooks/vnpay/return"
-    assert (momo.ipn_url, momo.redirect_url) == (f"{base}/webhooks/momo/ipn", f"{base}/result")
+    assert (momo.ipn_url, momo.redirect_url) == (f"{base}/webhooks/momo/ipn", f"{base}/webhooks/momo/return")
     assert (zalopay.callback_url, zalopay.redirect_url) == (
         f"{base}/webhooks/zalopay/callback",
-        f"{base}/result",
+        f"{base}/webhooks/zalopay/return",
     )
-    assert (payos.return_url, payos.cancel_url) == (f"{base}/result", f"{base}/result")
+    back = f"{base}/webhooks/payos/return"
+    assert (payos.return_url, payos.cancel_url) == (back, back)
 
 
 def test_sandboxes_only_by_their_explicit_switch() -> None:
