@@ -323,6 +323,9 @@ class Payment:
     # Reconciliation: when to ask the gateway next, and how often we have.
     reconcile_time: datetime | None = None
     reconcile_attempts: int = 0
+    # Closed here while its gateway session may still take money: watched
+    # (reconciled) until then, and any money on it is an extra payment.
+    closing_until: datetime | None = None
 
     def record_change(self, now: datetime) -> None:
         """Every change of a stored payment bumps its version (the event

@@ -154,8 +154,9 @@ def test_gateway_says_paid_for_what_we_expired(
     clock.advance(minutes=5)
     assert reconciling_app.callbacks.reconcile_due() == 1
     assert rows(db_url, "SELECT status, needs_review FROM payments") == [("EXPIRED", True)]
-    assert rows(db_url, "SELECT type FROM outbox_events ORDER BY seq DESC LIMIT 1") == [
-        ("payment.late_success",)
+    assert rows(db_url, "SELECT type FROM outbox_events ORDER BY seq DESC LIMIT 2") == [
+        ("payment.extra_received",),
+        ("payment.late_success",),
     ]
 
 
