@@ -48,4 +48,5 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
     callbacks = CallbackUseCases(uow_factory, gateways, clock, settings.policy, registry.callback_routes())
+    use_cases.on_gateway_answer = callbacks.apply_answer
     return App(settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks)

@@ -206,7 +206,7 @@ def test_success_for_a_closed_payment_is_kept_for_review(
 ) -> None:
     p = create(stub)
     if close == "expire":
-        clock.advance(minutes=20)
+        clock.advance(minutes=22)
         create(stub)  # expires the first attempt, opens a second
         closed_status = "EXPIRED"
     else:

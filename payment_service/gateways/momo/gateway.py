@@ -40,7 +40,11 @@ class MomoGateway:
 
     def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
         # requestId = orderId: MoMo answers a repeated request with its first
-        # result, which is how the live payUrl is fetched again.
+        # result, which is how the live payUrl is fetched again. The page
+        # closes no later than the attempt: whole minutes left, rounded down.
+        minutes = int((payment.expire_time - ctx.now).total_seconds()) // 60
+        if minutes < 1:
+            raise refused("MoMo", "this attempt closes within a minute; retry after it expires")
         body = momo.build_create_payload(
             self.config,
             order_id=payment.provider_reference,
@@ -48,6 +52,7 @@ class MomoGateway:
             amount=payment.amount,
             order_info=payment.description,
             redirect_url=ctx.return_url or None,
+            order_expire_minutes=minutes,
         )
         try:
             answer = self.http.request("POST", self.config.endpoint.rstrip("/") + momo.CREATE_PATH, body)

@@ -234,6 +234,7 @@ def build_create_payload(
     extra_data: str = "",
     redirect_url: str | None = None,
     ipn_url: str | None = None,
+    order_expire_minutes: int | None = None,
 ) -> dict[str, Any]:
     """Signed JSON body for ``POST /v2/gateway/api/create``. ``amount`` is integer VND.
 
@@ -273,6 +274,8 @@ def build_create_payload(
         "extraData": extra_data,
         "lang": config.lang,
         "signature": signature,
+        # How long the payUrl stays payable, in minutes (not signed; GATEWAYS.md §7).
+        **({"orderExpireTime": order_expire_minutes} if order_expire_minutes is not None else {}),
     }
 
 

@@ -37,7 +37,16 @@ class ZalopayGateway:
         return zalopay.app_trans_id(now, payment_intent_id)
 
     def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
+        # The session never outlives the attempt: what remains of it, and no
+        # session at all when less than ZaloPay's minimum remains.
         remaining = int((payment.expire_time - ctx.now).total_seconds())
+        if remaining < zalopay.EXPIRE_DURATION_MIN:
+            raise FailedPrecondition(
+                f"this attempt closes in {max(remaining, 0)} s, less than ZaloPay's shortest session"
+                f" ({zalopay.EXPIRE_DURATION_MIN} s); retry after it expires for a new attempt",
+                subject=f"payments/{payment.id}",
+                type_="SESSION_TOO_SHORT",
+            )
         body = zalopay.build_create_payload(
             self.config,
             app_trans_id=payment.provider_reference,
@@ -48,7 +57,7 @@ class ZalopayGateway:
             embed_data=zalopay.build_embed_data(
                 self.config, {"redirecturl": ctx.return_url} if ctx.return_url else None
             ),
-            expire_duration_seconds=max(300, remaining),
+            expire_duration_seconds=min(remaining, zalopay.EXPIRE_DURATION_MAX),
         )
         try:
             answer = self.http.request("POST", self.config.endpoint.rstrip("/") + "/v2/create", body)
