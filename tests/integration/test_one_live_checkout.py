@@ -124,7 +124,9 @@ def stub(db_url: str, clock: FakeClock, fake_payos: FakePayos) -> Iterator[Any]:
 
 
 def request(order_id: str, provider: int = payment_pb2.PROVIDER_UNSPECIFIED, **kw: Any) -> Any:
-    return ps.CreateOrGetPaymentRequest(order_id=order_id, user_id="u1", amount=150_000, provider=provider, **kw)
+    return ps.CreateOrGetPaymentRequest(
+        order_id=order_id, user_id="u1", amount=150_000, provider=provider, **kw
+    )
 
 
 def at(clock: FakeClock, delta: timedelta) -> Timestamp:
@@ -194,7 +196,9 @@ def test_a_cancelled_vnpay_attempt_is_watched_until_its_session_ends(
         db_url, "SELECT closing_until, reconcile_time FROM payments WHERE id = %s", p.id
     )
     # Its VNPay page stays payable until expire_time; VNPay retries its IPN 5 minutes later.
-    assert closing_until >= p.expire_time.ToDatetime().replace(tzinfo=closing_until.tzinfo) + timedelta(minutes=5)
+    assert closing_until >= p.expire_time.ToDatetime().replace(tzinfo=closing_until.tzinfo) + timedelta(
+        minutes=5
+    )
     assert reconcile_time is not None
 
 
