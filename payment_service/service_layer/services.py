@@ -70,7 +70,7 @@ class PaymentUseCases:
         transaction is open: the checkout URL is fetched after commit, and a
         replaced attempt's session is closed at its gateway after commit."""
         now = self.clock()
-        closed: Payment | None = None
+        fast: model.PaymentLike | None = None
         with self.uow_factory() as uow:
             provider = call.provider
             if provider is None and call.order_id:
@@ -83,33 +83,43 @@ class PaymentUseCases:
                 # is handed out again as it is.
                 decision = model.decide(uow.payments.for_order(req.order_id), req, now, self.policy)
                 if isinstance(decision, model.Reuse):
-                    reused_payment = decision.payment
-                    uow.commit()
-                    return self._result(reused_payment, req, now, reused=True)
-
-            uow.payments.lock_order(req.order_id)
-            key = uow.payments.request_key(req.order_id, req.request_id) if req.request_id else None
-            if key is not None:
-                payment, reused = self._replay(uow, key, req), key.reused
-            else:
-                attempts = uow.payments.for_order(req.order_id, for_update=True)
-                decision = model.decide(attempts, req, now, self.policy)
-                if isinstance(decision, model.Reuse):
-                    assert isinstance(decision.payment, Payment)
-                    payment, reused = decision.payment, True
-                else:
-                    payment, reused = self._open_attempt(uow, decision, req, now, call.not_after), False
-                    if decision.close is not None:
-                        assert isinstance(decision.close.payment, Payment)
-                        closed = decision.close.payment
-                if req.request_id:
-                    uow.payments.add_request_key(
-                        RequestKey(req.order_id, req.request_id, req.fingerprint(), payment.id, reused, now)
-                    )
-            uow.commit()
+                    fast = decision.payment
+            if fast is None:
+                payment, reused, closed = self._locked_create(uow, req, call, now)
+        if fast is not None:
+            # Outside the transaction: the gateway may be slow.
+            return self._result(fast, req, now, reused=True)
         if closed is not None:
             self.close_at_gateway([closed])
         return self._result(payment, req, now, reused=reused)
+
+    def _locked_create(
+        self, uow: UnitOfWork, req: PaymentRequest, call: CreatePayment, now: datetime
+    ) -> tuple[Payment, bool, Payment | None]:
+        """Under the order's lock: the replayed, reused or new attempt, and
+        the attempt it closed (whose gateway session is closed after commit)."""
+        closed: Payment | None = None
+        uow.payments.lock_order(req.order_id)
+        key = uow.payments.request_key(req.order_id, req.request_id) if req.request_id else None
+        if key is not None:
+            payment, reused = self._replay(uow, key, req), key.reused
+        else:
+            attempts = uow.payments.for_order(req.order_id, for_update=True)
+            decision = model.decide(attempts, req, now, self.policy)
+            if isinstance(decision, model.Reuse):
+                assert isinstance(decision.payment, Payment)
+                payment, reused = decision.payment, True
+            else:
+                payment, reused = self._open_attempt(uow, decision, req, now, call.not_after), False
+                if decision.close is not None:
+                    assert isinstance(decision.close.payment, Payment)
+                    closed = decision.close.payment
+            if req.request_id:
+                uow.payments.add_request_key(
+                    RequestKey(req.order_id, req.request_id, req.fingerprint(), payment.id, reused, now)
+                )
+        uow.commit()
+        return payment, reused, closed
 
     def close_at_gateway(self, closed: Sequence[Payment], reason: str = "closed by merchant") -> None:
         """Outside any transaction: closes each closed attempt's session at

@@ -275,7 +275,7 @@ def test_expiry_sweep_expires_due_payments(app: Any, stub: Any, db_url: str, clo
     stub.CreateOrGetPayment(request(order_id="ORD-A"))
     clock.advance(minutes=10)
     stub.CreateOrGetPayment(request(order_id="ORD-B"))
-    clock.advance(minutes=6, seconds=1)  # A is past expiry + grace; B is not
+    clock.advance(minutes=10, seconds=31)  # A is past expiry + VNPay grace (5 min 30 s); B is not
     assert app.use_cases.expire_due_payments() == 1
     assert rows(db_url, "SELECT order_id, status FROM payments ORDER BY order_id") == [
         ("ORD-A", "EXPIRED"),
