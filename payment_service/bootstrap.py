@@ -55,6 +55,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     callbacks = CallbackUseCases(
         uow_factory, gateways, clock, settings.policy, registry.callback_routes(), PrometheusTelemetry()
     )
+    use_cases.on_gateway_answer = callbacks.apply_answer
     retention = RetentionUseCases(uow_factory, clock, settings.retention)
     return App(
         settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks, retention=retention

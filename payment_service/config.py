@@ -72,6 +72,8 @@ class Settings:
                 ttl=timedelta(minutes=env_int(env, "PAYMENT_TTL_MINUTES", 15, minimum=1)),
                 expiry_grace=timedelta(seconds=env_int(env, "PAYMENT_EXPIRY_GRACE_SECONDS", 60)),
                 return_url_origins=return_url_origins(env, development),
+                min_attempt_lifetime=timedelta(seconds=env_int(env, "PAYMENT_MIN_ATTEMPT_SECONDS", 120)),
+                default_provider=_default_provider(env, enabled),
             ),
             development=development,
             payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
@@ -104,6 +106,17 @@ def _enabled_providers(env: Mapping[str, str], development: bool) -> frozenset[P
         return frozenset(Provider(name.strip().upper()) for name in names.split(",") if name.strip())
     except ValueError:
         raise ConfigError(f"PAYMENT_PROVIDERS has an unknown provider: {names!r}") from None
+
+
+def _default_provider(env: Mapping[str, str], enabled: frozenset[Provider]) -> Provider | None:
+    """PAYMENT_DEFAULT_PROVIDER (default vnpay): a first attempt's provider
+    when the caller names none; None when it is not enabled."""
+    name = env.get("PAYMENT_DEFAULT_PROVIDER", "vnpay").strip().upper()
+    try:
+        provider = Provider(name)
+    except ValueError:
+        raise ConfigError(f"PAYMENT_DEFAULT_PROVIDER is not a provider: {name!r}") from None
+    return provider if provider in enabled else None
 
 
 def return_url_origins(env: Mapping[str, str], development: bool) -> frozenset[str]:

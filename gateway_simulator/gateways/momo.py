@@ -234,6 +234,8 @@ class MomoSim(GatewaySim):
                     "orderId": txn.reference,
                     "requestId": body["requestId"],
                     "extraData": txn.request.get("extraData", ""),
+                    "orderInfo": txn.description,
+                    "orderType": ORDER_TYPE,
                     "amount": txn.amount,
                     "transId": int(txn.gateway_txn_id) if txn.gateway_txn_id else 0,
                     "payType": PAY_TYPE if txn.action else "",
@@ -243,6 +245,10 @@ class MomoSim(GatewaySim):
                     "responseTime": _ms(now),
                     "lastUpdated": _ms(txn.finished_at or txn.created_at),
                 }
+        # Signed like an IPN (what the merchant verifies; see momo.verify_query_answer).
+        answer["signature"] = momo.ipn_signature(
+            answer, self.config.momo.access_key, self.config.momo.secret_key
+        )
         self.ctx.events.record("query", "momo", body["orderId"], result_code=answer["resultCode"])
         return json_response(answer)
 

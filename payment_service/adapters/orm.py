@@ -83,6 +83,9 @@ payments = Table(
     # Reconciliation: when to ask the gateway next, and how often we have.
     Column("reconcile_time", DateTime(timezone=True)),
     Column("reconcile_attempts", Integer, nullable=False, default=0),
+    # A closed attempt whose gateway session may still take money (no cancel
+    # API, or the cancel did not go through): watched until this moment.
+    Column("closing_until", DateTime(timezone=True)),
     UniqueConstraint("order_id", "attempt"),
     # Callbacks find their payment by the gateway's reference.
     UniqueConstraint("provider", "provider_reference"),
@@ -204,6 +207,21 @@ outbox_consumers = Table(
     Column("txid", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
+)
+
+# Money beyond the order's kept payment (see domain.callbacks.ExtraPayment):
+# one row per gateway transaction, so a repeated notification adds nothing.
+extra_payments = Table(
+    "extra_payments",
+    Base.metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("payment_id", UUID(as_uuid=True), ForeignKey("payments.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("provider_transaction_id", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("receive_time", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("payment_id", "provider_transaction_id"),
 )
 
 Base.registry.map_imperatively(model.Payment, payments)

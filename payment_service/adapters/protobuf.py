@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from payment.v1 import payment_pb2
 
 from paykit.protobuf import timestamp
+from payment_service.domain.callbacks import ExtraPayment
 from payment_service.domain.model import Payment
 
 
@@ -38,7 +39,9 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
     )
 
 
-def payment_event(event_id: uuid.UUID, event_type: str, payment: Payment, now: datetime) -> dict[str, Any]:
+def payment_event(
+    event_id: uuid.UUID, event_type: str, payment: Payment, now: datetime, extra: ExtraPayment | None = None
+) -> dict[str, Any]:
     """The outbox payload: a PaymentEvent in protobuf JSON (field names as in
     the .proto), so any consumer can parse it with the generated classes."""
     event = payment_pb2.PaymentEvent(
@@ -48,4 +51,14 @@ def payment_event(event_id: uuid.UUID, event_type: str, payment: Payment, now: d
         version=payment.version,
         create_time=timestamp(now),
     )
+    if extra is not None:
+        event.extra_payment.CopyFrom(
+            payment_pb2.ExtraPayment(
+                amount=extra.amount,
+                currency=extra.currency,
+                provider_transaction_id=extra.provider_transaction_id,
+                reason=extra.reason,
+                receive_time=timestamp(extra.receive_time),
+            )
+        )
     return json_format.MessageToDict(event, preserving_proto_field_name=True)

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from paykit.tracing import current_traceparent
-from payment_service.adapters.orm import OutboxEvent, payments
+from payment_service.adapters.orm import OutboxEvent, extra_payments, payments
 from payment_service.adapters.protobuf import payment_event
-from payment_service.domain.callbacks import JournalEntry
+from payment_service.domain.callbacks import ExtraPayment, JournalEntry
 from payment_service.domain.model import Payment, RequestKey
 
 # Namespaces the advisory-lock key so other users of pg_advisory locks on the
@@ -70,7 +71,26 @@ class PaymentRepository:
     def add_request_key(self, key: RequestKey) -> None:
         self.session.add(key)
 
-    def add_event(self, event_type: str, payment: Payment, now: datetime) -> None:
+    def add_extra_payment(self, extra: ExtraPayment) -> bool:
+        """Stores an extra payment; False when this transaction was stored before."""
+        stmt = (
+            insert(extra_payments)
+            .values(
+                payment_id=extra.payment_id,
+                amount=extra.amount,
+                currency=extra.currency,
+                provider_transaction_id=extra.provider_transaction_id,
+                reason=extra.reason,
+                receive_time=extra.receive_time,
+            )
+            .on_conflict_do_nothing(index_elements=["payment_id", "provider_transaction_id"])
+            .returning(extra_payments.c.id)
+        )
+        return self.session.execute(stmt).first() is not None
+
+    def add_event(
+        self, event_type: str, payment: Payment, now: datetime, extra: ExtraPayment | None = None
+    ) -> None:
         event_id = uuid.uuid4()
         self.session.add(
             OutboxEvent(
@@ -78,7 +98,7 @@ class PaymentRepository:
                 aggregatetype="payment",
                 aggregateid=str(payment.id),
                 type=event_type,
-                payload=payment_event(event_id, event_type, payment, now),
+                payload=payment_event(event_id, event_type, payment, now, extra),
                 create_time=now,
                 traceparent=current_traceparent() or None,
             )

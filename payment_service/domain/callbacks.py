@@ -17,6 +17,9 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"  # a pending payment is now paid
     FAILED = "failed"  # a pending payment is now failed
     LATE_SUCCESS = "late_success"  # money arrived for a closed attempt: flagged for review
+    EXTRA_PAYMENT = "extra_payment"  # a second, distinct transaction on a paid attempt: flagged
+    REVIEW = "review"  # money taken but not cleanly (e.g. VNPay 07): flagged, status unchanged
+    NOT_FINAL = "not_final"  # the gateway's answer settles nothing yet; nothing changed
     DUPLICATE = "duplicate"  # already applied; nothing changed
     AMOUNT_MISMATCH = "amount_mismatch"  # flagged for review; nothing else changed
     UNKNOWN_PAYMENT = "unknown_payment"
@@ -37,9 +40,33 @@ class Notification:
     failure_reason: str
     paid_time: datetime | None = None
     details: dict[str, str] = field(default_factory=dict)  # bank_code, card_type, bank_transaction_no
+    # False: the answer says nothing final about the transaction (pending,
+    # or about the request itself); it changes nothing.
+    final: bool = True
+    # Non-empty: money was taken but not cleanly (the gateway's code table
+    # says REVIEW); the payment is flagged for a person, never failed.
+    review_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExtraPayment:
+    """Money that reached a gateway session which is not the order's kept
+    payment: a closed (or closing) attempt paid, or a second distinct
+    transaction on a paid attempt. Never lost, never silently kept: stored,
+    announced (payment.extra_received) and flagged for review."""
+
+    payment_id: uuid.UUID
+    amount: int
+    currency: str
+    provider_transaction_id: str
+    reason: str
+    receive_time: datetime
 
 
 class MutablePayment(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
     status: str
     amount: int
     currency: str
@@ -62,6 +89,7 @@ class MutablePayment(Protocol):
 class Decision:
     outcome: Outcome
     event: str | None  # the event to emit when the payment changed
+    extra: ExtraPayment | None = None  # money to record as an extra payment
 
 
 def _clip(value: str | None, size: int) -> str | None:
@@ -91,8 +119,31 @@ def apply_notification(payment: MutablePayment, n: Notification, now: datetime) 
     return decision
 
 
+def record_extra_payment(payment: MutablePayment, extra: ExtraPayment, now: datetime) -> None:
+    """Flags the attempt an extra payment landed on (the caller stores the
+    extra payment itself and emits payment.extra_received)."""
+    payment.needs_review = True
+    payment.review_reason = extra.reason
+    payment.record_change(now)
+
+
+def _extra(payment: MutablePayment, n: Notification, reason: str, now: datetime) -> ExtraPayment:
+    return ExtraPayment(
+        payment_id=payment.id,
+        amount=n.amount,
+        currency=payment.currency,
+        provider_transaction_id=(n.transaction_id or f"untracked:{now.isoformat()}")[:100],
+        reason=reason,
+        receive_time=now,
+    )
+
+
 def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
-    """Checks in the order the gateways' own samples do: amount, then state."""
+    """Checks in the order the gateways' own samples do: amount, then state.
+    Only final answers change anything; money taken but not cleanly goes to
+    review and never fails a payment."""
+    if not n.final:
+        return Decision(Outcome.NOT_FINAL, None)
     if n.amount != payment.amount:
         reason = f"gateway reported amount {n.amount} {payment.currency}, payment is {payment.amount}"
         if payment.needs_review and payment.review_reason == reason:
@@ -100,6 +151,15 @@ def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
         payment.needs_review = True
         payment.review_reason = reason
         return Decision(Outcome.AMOUNT_MISMATCH, "payment.review_required")
+
+    if n.review_reason:
+        if payment.needs_review and payment.review_reason == n.review_reason:
+            return Decision(Outcome.DUPLICATE, None)
+        if payment.paid_time is None:
+            _store_gateway_fields(payment, n)
+        payment.needs_review = True
+        payment.review_reason = n.review_reason
+        return Decision(Outcome.REVIEW, "payment.review_required")
 
     if payment.status == PaymentStatus.PENDING:
         _store_gateway_fields(payment, n)
@@ -121,7 +181,21 @@ def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
         payment.review_reason = (
             f"paid after the attempt was {payment.status.lower()}: refund it or honour the order"
         )
-        return Decision(Outcome.LATE_SUCCESS, "payment.late_success")
+        return Decision(
+            Outcome.LATE_SUCCESS, "payment.late_success", _extra(payment, n, payment.review_reason, now)
+        )
+
+    if (
+        n.succeeded
+        and payment.paid_time is not None
+        and n.transaction_id
+        and payment.provider_transaction_id
+        and n.transaction_id[:100] != payment.provider_transaction_id
+    ):
+        # A second, different transaction on an attempt that is already paid:
+        # more money, not a copy of the first notification.
+        reason = f"second transaction {n.transaction_id} after {payment.provider_transaction_id}: refund it"
+        return Decision(Outcome.EXTRA_PAYMENT, None, _extra(payment, n, reason, now))
 
     return Decision(Outcome.DUPLICATE, None)
 

@@ -83,6 +83,13 @@ class ProviderTraits:
     # Settled by an operator confirming the amount collected (ConfirmCodPayment),
     # not by the gateway.
     settled_on_delivery: bool = False
+    # The shortest session the gateway accepts (ZaloPay: 300 s): an attempt
+    # with less time left is not opened, never given a longer session.
+    min_session_lifetime: timedelta = timedelta(0)
+    # How long after a session's end the gateway may still deliver its news
+    # (its callback retry interval, e.g. VNPay 5 minutes): the expiry grace
+    # and the watch on a closed attempt cover it.
+    callback_retry_window: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,16 @@ class Policy:
     # Origins a caller's return_url may point at (paykit.origins; an entry's
     # port may be *). None: any http(s) URL. Empty: none, return_url must be empty.
     return_url_origins: frozenset[str] | None = None
+    # A new attempt capped by the caller's not_after must stay payable at
+    # least this long, else it is refused (ORDER_EXPIRING).
+    min_attempt_lifetime: timedelta = timedelta(minutes=2)
+    # The provider of a first attempt whose caller named none.
+    default_provider: Provider | None = None
+
+    def grace_for(self, provider: str) -> timedelta:
+        """After an attempt's expiry, how long its gateway may still report."""
+        traits = self.traits.get(Provider(provider))
+        return max(self.expiry_grace, traits.callback_retry_window if traits else timedelta(0))
 
     def __post_init__(self) -> None:
         unknown = self.enabled_providers - set(self.traits)
@@ -343,6 +360,9 @@ class Payment:
     # Reconciliation: when to ask the gateway next, and how often we have.
     reconcile_time: datetime | None = None
     reconcile_attempts: int = 0
+    # Closed here while its gateway session may still take money: watched
+    # (reconciled) until then, and any money on it is an extra payment.
+    closing_until: datetime | None = None
 
     def record_change(self, now: datetime) -> None:
         """Every change of a stored payment bumps its version (the event
@@ -350,12 +370,24 @@ class Payment:
         self.version += 1
         self.update_time = now
 
-    def close(self, status: PaymentStatus, reason: str, now: datetime) -> None:
-        """Ends a pending attempt as `status` (raises when it is not pending)."""
+    def close(self, status: PaymentStatus, reason: str, now: datetime, policy: Policy | None = None) -> None:
+        """Ends a pending attempt as `status` (raises when it is not pending).
+        Its gateway session may still take money until the session's end
+        (never later than expire_time) plus the gateway's callback window:
+        the attempt is watched (closing) until then, unless the gateway
+        confirms the session closed (see session_closed)."""
         check_transition(self, status)
         self.status = status.value
         self.failure_reason = reason
+        if policy is not None and policy.traits_of(self.provider).has_checkout_page:
+            self.closing_until = max(now, self.expire_time) + policy.grace_for(self.provider)
+            if policy.traits_of(self.provider).queryable and self.reconcile_time is None:
+                self.reconcile_time = now
         self.record_change(now)
+
+    def session_closed(self) -> None:
+        """The gateway confirmed the session can no longer take money."""
+        self.closing_until = None
 
     def confirm_cod(self, collected_amount: int, note: str, now: datetime, policy: Policy) -> bool:
         """Records the cash an operator collected; False when it already was."""
@@ -368,9 +400,13 @@ class Payment:
         return True
 
     def asked_gateway(self, now: datetime, policy: Policy) -> None:
-        """Counts one reconciliation question and schedules the next."""
+        """Counts one reconciliation question and schedules the next; a
+        closing attempt is asked at least once more after its deadline."""
         self.reconcile_attempts += 1
         self.reconcile_time = next_reconcile_time(self.reconcile_attempts, now, policy)
+        if self.closing_until is not None and now <= self.closing_until:
+            if self.reconcile_time is None or self.reconcile_time > self.closing_until:
+                self.reconcile_time = self.closing_until + timedelta(seconds=1)
 
 
 @dataclass(eq=False)
@@ -432,11 +468,11 @@ def decide(
             close = Close(pending, PaymentStatus.CANCELED, "superseded: " + ", ".join(changes))
         elif now < pending.expire_time:
             return Reuse(pending)
-        elif now < pending.expire_time + policy.expiry_grace:
+        elif now < pending.expire_time + policy.grace_for(pending.provider):
             raise RetryLater(
                 f"payment attempt {pending.attempt} of order {req.order_id} has just expired; "
                 "retry shortly for a new one",
-                pending.expire_time + policy.expiry_grace - now,
+                pending.expire_time + policy.grace_for(pending.provider) - now,
             )
         else:
             close = Close(pending, PaymentStatus.EXPIRED, "expired before payment")
@@ -447,6 +483,37 @@ def decide(
     return Create(attempt=attempt, original_payment_id=attempts[0].id if attempts else None, close=close)
 
 
+def resolve_provider(
+    attempts: Sequence[PaymentLike], requested: Provider | None, policy: Policy
+) -> Provider | None:
+    """The provider a call means: the one it names; else the order's latest
+    attempt's ("Pay again" keeps the shopper's choice); else the default."""
+    if requested is not None:
+        return requested
+    if attempts:
+        return Provider(attempts[-1].provider)
+    return policy.default_provider
+
+
+def attempt_expiry(provider: Provider, now: datetime, not_after: datetime | None, policy: Policy) -> datetime:
+    """When a new attempt closes: its TTL, capped at the caller's not_after
+    (the order's expiry). Refuses when too little time would remain for the
+    attempt or for the gateway's shortest session."""
+    expire = now + ttl_for(provider, policy)
+    if not_after is not None and not_after < expire:
+        expire = not_after
+    needed = max(policy.min_attempt_lifetime, policy.traits[provider].min_session_lifetime)
+    if not_after is not None and expire - now < needed:
+        left = max(int((expire - now).total_seconds()), 0)
+        raise FailedPrecondition(
+            f"only {left} s remain before {not_after.isoformat()}; a {provider} payment needs at least "
+            f"{int(needed.total_seconds())} s: the order is about to expire",
+            subject=f"orders/{provider}",
+            type_="ORDER_EXPIRING",
+        )
+    return expire
+
+
 def open_attempt(
     req: PaymentRequest,
     decision: Create,
@@ -454,8 +521,10 @@ def open_attempt(
     provider_reference: str,
     now: datetime,
     policy: Policy,
+    not_after: datetime | None = None,
 ) -> Payment:
     """The new pending attempt `decision` asked for."""
+    expire_time = attempt_expiry(req.provider, now, not_after, policy)
     return Payment(
         id=uuid.uuid4(),
         payment_intent_id=intent_id,
@@ -473,7 +542,7 @@ def open_attempt(
         user_agent=req.user_agent,
         create_time=now,
         update_time=now,
-        expire_time=now + ttl_for(req.provider, policy),
+        expire_time=expire_time,
         reconcile_time=first_reconcile_time(req.provider, now, policy),
     )
 

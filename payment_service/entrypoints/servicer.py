@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC
 
 import grpc
 from google.api import httpbody_pb2
@@ -117,6 +118,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
             user_agent=request.user_agent,
             return_url=request.return_url,
             request_id=request.request_id,
+            not_after=request.not_after.ToDatetime(tzinfo=UTC) if request.HasField("not_after") else None,
         )
         result = self.use_cases.create_or_get_payment(call)
         return payment_service_pb2.CreateOrGetPaymentResponse(

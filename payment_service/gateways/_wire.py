@@ -10,10 +10,24 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 Digest = Literal["sha256", "sha512"]
+
+
+class Finality(StrEnum):
+    """What a gateway's answer says about the transaction, as each gateway's
+    code table (in its protocol module) classifies its codes. Only PAID and
+    FAILED settle a payment; REVIEW means money was taken but not cleanly (a
+    person decides); PENDING and NOT_FINAL leave the payment as it is."""
+
+    PAID = "paid"
+    FAILED = "failed"  # final for the transaction: it can no longer take money
+    PENDING = "pending"  # the transaction is still open
+    NOT_FINAL = "not_final"  # the answer is about the request (or unknown), not the transaction
+    REVIEW = "review"  # money moved, but not cleanly
 
 
 def hmac_hex(data: str, key: str, digest: Digest = "sha256", *, key_name: str = "") -> str:

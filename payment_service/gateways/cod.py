@@ -12,6 +12,7 @@ from typing import Any
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
 from payment_service.gateways.port import (
+    CancelResult,
     CheckoutContext,
     GatewaySettings,
     HttpReply,
@@ -67,6 +68,9 @@ class CashOnDelivery:
 
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         return None
+
+    def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
+        return CancelResult(closed=True)  # no session: nothing can take money
 
 
 def build(config: CodConfig, http: Any) -> CashOnDelivery:

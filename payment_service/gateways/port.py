@@ -20,6 +20,7 @@ from paykit.errors import FailedPrecondition, Unavailable
 from paykit.settings import ConfigError, env_flag
 from payment_service.domain.callbacks import Notification, Outcome
 from payment_service.domain.model import Provider, ProviderTraits
+from payment_service.gateways._wire import Finality
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,19 @@ class PaymentView(Protocol):
     def expire_time(self) -> datetime: ...
 
 
+@dataclass(frozen=True)
+class CancelResult:
+    """What closing a session at its gateway achieved."""
+
+    closed: bool  # the session can no longer take money (cancelled, or never existed)
+    # Money the gateway reported while we closed it (paid just before): applied
+    # like a callback, so it is recorded as an extra payment.
+    notification: Notification | None = None
+
+
+NOT_CANCELLABLE = CancelResult(closed=False)
+
+
 class Gateway(Protocol):
     def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
         """The id the gateway will know this attempt by."""
@@ -117,7 +131,13 @@ class Gateway(Protocol):
     def query(self, payment: PaymentView, now: datetime) -> Notification | None:
         """Asks the gateway what became of the payment (reconciliation).
         None: nothing final to report yet. Raises Unavailable when the
-        gateway cannot be asked."""
+        gateway cannot be asked, AnswerRejected when its answer does not
+        verify (signature, merchant, transaction)."""
+
+    def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
+        """Closes the payment's session at the gateway where it has an API for
+        that; NOT_CANCELLABLE where it has none (the session is then watched
+        until its deadline). Raises Unavailable, AnswerRejected."""
 
 
 # --- what adapters share ------------------------------------------------------
@@ -129,11 +149,36 @@ PROCESSED = frozenset(
         Outcome.SUCCEEDED,
         Outcome.FAILED,
         Outcome.LATE_SUCCESS,
+        Outcome.EXTRA_PAYMENT,
+        Outcome.REVIEW,
+        Outcome.NOT_FINAL,
         Outcome.DUPLICATE,
         Outcome.UNKNOWN_PAYMENT,
         Outcome.AMOUNT_MISMATCH,
     }
 )
+
+
+class AnswerRejected(Exception):
+    """A gateway's answer to our own question (query, create) that does not
+    verify: wrong signature, another merchant, another transaction or
+    amount. It is never applied; the caller journals it."""
+
+    def __init__(self, reason: str, provider_reference: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.provider_reference = provider_reference
+
+
+def finality_fields(finality: Finality, reason: str) -> dict[str, Any]:
+    """The Notification fields a code table's verdict sets: whether it is
+    final, whether it succeeded, and the review reason for money taken but
+    not cleanly."""
+    return {
+        "succeeded": finality == Finality.PAID,
+        "final": finality in (Finality.PAID, Finality.FAILED, Finality.REVIEW),
+        "review_reason": f"money taken but not cleanly: {reason}" if finality == Finality.REVIEW else "",
+    }
 
 
 def unreachable(name: str) -> Unavailable:

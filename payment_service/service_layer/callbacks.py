@@ -10,11 +10,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from payment_service.domain.callbacks import JournalEntry, Outcome, apply_notification
+from payment_service.domain.callbacks import (
+    JournalEntry,
+    Notification,
+    Outcome,
+    apply_notification,
+    record_extra_payment,
+)
 from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
 from payment_service.domain.model import Payment, PaymentStatus, Policy, Provider
 from payment_service.gateways._wire import scrub
 from payment_service.gateways.port import (
+    AnswerRejected,
     CallbackKind,
     Gateway,
     HttpReply,
@@ -123,6 +130,14 @@ class CallbackUseCases:
                 outcome = decision.outcome
                 if decision.event:
                     uow.payments.add_event(decision.event, payment, now)
+                if decision.extra is not None:
+                    # Money beyond the order's kept payment: stored once per
+                    # gateway transaction, announced, flagged.
+                    if uow.payments.add_extra_payment(decision.extra):
+                        record_extra_payment(payment, decision.extra, now)
+                        uow.payments.add_event("payment.extra_received", payment, now, decision.extra)
+                    elif outcome == Outcome.EXTRA_PAYMENT:
+                        outcome = Outcome.DUPLICATE
             reply = gateway.ack(outcome)
             uow.payments.add_journal_entry(
                 _entry(raw, now, provider, kind, verdict, outcome, reply, payment, gateway)
@@ -152,22 +167,40 @@ class CallbackUseCases:
                 continue
             try:
                 notification = gateway.query(payment, now)
+            except AnswerRejected as rejected:
+                # Verified like a callback: an answer that does not verify is
+                # never applied; the journal keeps it.
+                log.warning("reconciliation answer rejected", extra={"provider": provider.value})
+                self._journal_alone(
+                    _reconcile_raw(provider, None, rejected.reason),
+                    now,
+                    provider,
+                    CallbackKind.RECONCILE,
+                    Rejected(rejected.reason, rejected.provider_reference),
+                    Outcome.INVALID_SIGNATURE,
+                    "rejected",
+                    payment,
+                )
+                continue
             except Exception:
+                # Query-level errors and HTTP failures leave the payment as it
+                # is; it is asked again on its schedule.
                 log.warning("reconciliation query failed", extra={"provider": provider.value}, exc_info=True)
                 self.telemetry.reconciliation(provider.value.lower(), "query_failed")
                 continue
             if notification is None:
                 self.telemetry.reconciliation(provider.value.lower(), "no_answer")
                 continue
-            raw = RawCallback(
-                path=f"reconcile:{provider.value.lower()}",
-                query=b"",
-                body=json.dumps(dataclasses.asdict(notification), default=str).encode(),
-                content_type="application/json",
-            )
-            self._apply(raw, now, provider, gateway, Verified(notification), CallbackKind.RECONCILE)
+            self.apply_answer(provider, notification, now)
             settled += 1
         return settled
+
+    def apply_answer(self, provider: Provider, notification: Notification, now: datetime) -> HttpReply:
+        """A verified answer to our own question (query, cancel), applied
+        through the same code as a callback and journaled as "reconcile"."""
+        gateway = self.gateways[provider]
+        raw = _reconcile_raw(provider, notification, "")
+        return self._apply(raw, now, provider, gateway, Verified(notification), CallbackKind.RECONCILE)
 
     def _browser_return(
         self,
@@ -227,6 +260,16 @@ class CallbackUseCases:
             self.telemetry.reconciliation(gateway, str(outcome))
         else:
             self.telemetry.callback(gateway, kind.value if kind else "unknown", str(outcome))
+
+
+def _reconcile_raw(provider: Provider, notification: Notification | None, error: str) -> RawCallback:
+    body = dataclasses.asdict(notification) if notification is not None else {"rejected": error}
+    return RawCallback(
+        path=f"reconcile:{provider.value.lower()}",
+        query=b"",
+        body=json.dumps(body, default=str).encode(),
+        content_type="application/json",
+    )
 
 
 def _return_view(payment: Payment | None, gateway_says_paid: bool) -> ReturnView:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,11 +12,13 @@ from typing import Any
 from paykit.cursor import format_cursor, parse_cursor
 from paykit.text import check_text
 from payment_service.domain import model
+from payment_service.domain.callbacks import Notification
 from payment_service.domain.errors import InvalidArgument, NotFound
 from payment_service.domain.model import Payment, PaymentRequest, PaymentStatus, Policy, Provider, RequestKey
 from payment_service.gateways.port import CheckoutContext, Gateway
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
+log = logging.getLogger("payment_service.services")
 Clock = Callable[[], datetime]
 MAX_REASON_LENGTH = 255
 
@@ -34,6 +37,8 @@ class CreatePayment:
     user_agent: str
     return_url: str
     request_id: str
+    # The latest moment the new attempt may stay payable (the order's expiry).
+    not_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -55,45 +60,99 @@ class PaymentUseCases:
         self.providers = providers
         self.policy = policy
         self.clock = clock
+        # Applies money a gateway reports while we close its session (wired
+        # to CallbackUseCases.apply_answer in bootstrap).
+        self.on_gateway_answer: Callable[[Provider, Notification, datetime], object] | None = None
 
     def create_or_get_payment(self, call: CreatePayment) -> CheckoutResult:
         """Checks the call against the policy, then hands out the order's
-        pending attempt or opens a new one."""
-        req = self._validate(call)
+        pending attempt or opens a new one. No gateway is called while a
+        transaction is open: the checkout URL is fetched after commit, and a
+        replaced attempt's session is closed at its gateway after commit."""
         now = self.clock()
+        fast: model.PaymentLike | None = None
         with self.uow_factory() as uow:
+            provider = call.provider
+            if provider is None and call.order_id:
+                # No provider named: the order's current one, else the default.
+                model.validate_ids(order_id=call.order_id)
+                provider = model.resolve_provider(uow.payments.for_order(call.order_id), None, self.policy)
+            req = self._validate(call, provider)
             if not req.request_id:
                 # Fast path, one read and no lock: a matching pending attempt
                 # is handed out again as it is.
                 decision = model.decide(uow.payments.for_order(req.order_id), req, now, self.policy)
                 if isinstance(decision, model.Reuse):
-                    return self._result(decision.payment, req, now, reused=True)
+                    fast = decision.payment
+            if fast is None:
+                payment, reused, closed = self._locked_create(uow, req, call, now)
+        if fast is not None:
+            # Outside the transaction: the gateway may be slow.
+            return self._result(fast, req, now, reused=True)
+        if closed is not None:
+            self.close_at_gateway([closed])
+        return self._result(payment, req, now, reused=reused)
 
-            uow.payments.lock_order(req.order_id)
-            if req.request_id:
-                key = uow.payments.request_key(req.order_id, req.request_id)
-                if key is not None:
-                    return self._replay(uow, key, req, now)
+    def _locked_create(
+        self, uow: UnitOfWork, req: PaymentRequest, call: CreatePayment, now: datetime
+    ) -> tuple[Payment, bool, Payment | None]:
+        """Under the order's lock: the replayed, reused or new attempt, and
+        the attempt it closed (whose gateway session is closed after commit)."""
+        closed: Payment | None = None
+        uow.payments.lock_order(req.order_id)
+        key = uow.payments.request_key(req.order_id, req.request_id) if req.request_id else None
+        if key is not None:
+            payment, reused = self._replay(uow, key, req), key.reused
+        else:
             attempts = uow.payments.for_order(req.order_id, for_update=True)
             decision = model.decide(attempts, req, now, self.policy)
             if isinstance(decision, model.Reuse):
+                assert isinstance(decision.payment, Payment)
                 payment, reused = decision.payment, True
             else:
-                payment, reused = self._open_attempt(uow, decision, req, now), False
+                payment, reused = self._open_attempt(uow, decision, req, now, call.not_after), False
+                if decision.close is not None:
+                    assert isinstance(decision.close.payment, Payment)
+                    closed = decision.close.payment
             if req.request_id:
                 uow.payments.add_request_key(
                     RequestKey(req.order_id, req.request_id, req.fingerprint(), payment.id, reused, now)
                 )
-            uow.commit()
-        return self._result(payment, req, now, reused=reused)
+        uow.commit()
+        return payment, reused, closed
 
-    def _validate(self, call: CreatePayment) -> PaymentRequest:
+    def close_at_gateway(self, closed: Sequence[Payment], reason: str = "closed by merchant") -> None:
+        """Outside any transaction: closes each closed attempt's session at
+        its gateway where an API exists. A confirmed close ends the watch;
+        money found meanwhile is applied (an extra payment); otherwise the
+        attempt stays closing and reconciliation watches it to its deadline."""
+        for payment in closed:
+            if payment.closing_until is None:
+                continue
+            gateway = self.providers.get(Provider(payment.provider))
+            if gateway is None:
+                continue
+            try:
+                result = gateway.cancel(payment, reason)
+            except Exception:
+                log.warning("gateway cancel failed; the attempt stays watched", exc_info=True)
+                continue
+            if result.notification is not None and self.on_gateway_answer is not None:
+                self.on_gateway_answer(Provider(payment.provider), result.notification, self.clock())
+            if result.closed:
+                with self.uow_factory() as uow:
+                    fresh = uow.payments.get(payment.id, for_update=True)
+                    if fresh is not None and fresh.closing_until is not None:
+                        fresh.session_closed()
+                        uow.commit()
+
+    def _validate(self, call: CreatePayment, provider: Provider | None) -> PaymentRequest:
         return model.validate_request(
             order_id=call.order_id,
             user_id=call.user_id,
             amount=call.amount,
             currency=call.currency,
-            provider=call.provider,
+            provider=provider,
             description=call.description,
             client_ip=call.client_ip,
             user_agent=call.user_agent,
@@ -103,7 +162,12 @@ class PaymentUseCases:
         )
 
     def _open_attempt(
-        self, uow: UnitOfWork, decision: model.Create, req: PaymentRequest, now: datetime
+        self,
+        uow: UnitOfWork,
+        decision: model.Create,
+        req: PaymentRequest,
+        now: datetime,
+        not_after: datetime | None = None,
     ) -> Payment:
         if decision.close is not None:
             closing = decision.close.payment
@@ -111,7 +175,7 @@ class PaymentUseCases:
             self._close(uow, closing, decision.close.status, decision.close.reason, now)
         intent_id = model.new_payment_intent_id(now)
         reference = self.providers[req.provider].provider_reference(intent_id, now)
-        payment = model.open_attempt(req, decision, intent_id, reference, now, self.policy)
+        payment = model.open_attempt(req, decision, intent_id, reference, now, self.policy, not_after)
         uow.payments.add(payment)
         uow.payments.add_event("payment.created", payment, now)
         return payment
@@ -119,17 +183,17 @@ class PaymentUseCases:
     def _close(
         self, uow: UnitOfWork, payment: Payment, status: PaymentStatus, reason: str, now: datetime
     ) -> None:
-        payment.close(status, reason, now)
+        payment.close(status, reason, now, self.policy)
         uow.payments.add_event(f"payment.{status.value.lower()}", payment, now)
 
-    def _replay(self, uow: UnitOfWork, key: RequestKey, req: PaymentRequest, now: datetime) -> CheckoutResult:
+    def _replay(self, uow: UnitOfWork, key: RequestKey, req: PaymentRequest) -> Payment:
         if key.fingerprint != req.fingerprint():
             raise InvalidArgument.one(
                 "request_id", f"{req.request_id!r} was already used for this order with different parameters"
             )
         payment = uow.payments.get(key.payment_id)
         assert payment is not None  # foreign key
-        return self._result(payment, req, now, reused=key.reused)
+        return payment
 
     def _result(
         self, payment: model.PaymentLike, req: PaymentRequest, now: datetime, *, reused: bool
@@ -164,9 +228,12 @@ class PaymentUseCases:
             payment = uow.payments.get(payment_id, for_update=True)
             if payment is None:
                 raise NotFound(f"payment {payment_id} not found")
-            if payment.status != PaymentStatus.CANCELED:
+            closing = payment.status != PaymentStatus.CANCELED
+            if closing:
                 self._close(uow, payment, PaymentStatus.CANCELED, reason or "canceled by caller", now)
                 uow.commit()
+        if closing:
+            self.close_at_gateway([payment], reason or "canceled by caller")
         return payment
 
     def confirm_cod_payment(self, payment_id: uuid.UUID, collected_amount: int, note: str) -> Payment:
@@ -185,10 +252,15 @@ class PaymentUseCases:
         """Closes pending attempts past their expiry grace; returns how many."""
         now = self.clock()
         with self.uow_factory() as uow:
-            due = uow.payments.due_for_expiry(now - self.policy.expiry_grace, limit)
+            due = [
+                p
+                for p in uow.payments.due_for_expiry(now - self.policy.expiry_grace, limit)
+                if now >= p.expire_time + self.policy.grace_for(p.provider)
+            ]
             for payment in due:
                 self._close(uow, payment, PaymentStatus.EXPIRED, "expired before payment", now)
             uow.commit()
+        self.close_at_gateway(due, "expired")
         return len(due)
 
     def events_after(self, cursor: str, limit: int = 500) -> list[tuple[str, dict[str, Any], str]]:

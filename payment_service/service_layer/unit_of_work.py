@@ -10,7 +10,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
-from payment_service.domain.callbacks import JournalEntry
+from payment_service.domain.callbacks import ExtraPayment, JournalEntry
 from payment_service.domain.model import Payment, RequestKey
 
 
@@ -26,7 +26,12 @@ class PaymentRepository(Protocol):
     def add(self, payment: Payment) -> None: ...
     def request_key(self, order_id: str, request_id: str) -> RequestKey | None: ...
     def add_request_key(self, key: RequestKey) -> None: ...
-    def add_event(self, event_type: str, payment: Payment, now: datetime) -> None: ...
+    def add_event(
+        self, event_type: str, payment: Payment, now: datetime, extra: ExtraPayment | None = None
+    ) -> None: ...
+    def add_extra_payment(self, extra: ExtraPayment) -> bool:
+        """Stores an extra payment; False when this transaction was stored before."""
+
     def by_provider_reference(
         self, provider: str, reference: str, *, for_update: bool = False
     ) -> Payment | None: ...

@@ -104,7 +104,8 @@ def test_response_code_00_alone_is_not_success(stub: Any, db_url: str) -> None:
     p = create(stub)
     query = signed_vnpay_query(vnpay_ipn_params(p.provider_reference, 150_000, status="01"), SECRET)
     assert ipn(stub, query) == "00"
-    assert payment_row(db_url, p.id)["status"] == "FAILED"
+    # Status 01 (not completed) is not final: nothing changes, reconciliation asks later.
+    assert payment_row(db_url, p.id)["status"] == "PENDING"
 
 
 def test_twenty_concurrent_copies_apply_once(server: Any, stub: Any, db_url: str) -> None:
@@ -205,7 +206,7 @@ def test_success_for_a_closed_payment_is_kept_for_review(
 ) -> None:
     p = create(stub)
     if close == "expire":
-        clock.advance(minutes=20)
+        clock.advance(minutes=22)
         create(stub)  # expires the first attempt, opens a second
         closed_status = "EXPIRED"
     else:
@@ -217,9 +218,14 @@ def test_success_for_a_closed_payment_is_kept_for_review(
     assert (row["status"], row["needs_review"]) == (closed_status, True)
     assert row["paid_time"] is not None and row["provider_transaction_id"] == "14226112"
     assert "refund it or honour the order" in row["review_reason"]
-    assert events(db_url)[-1][0] == "payment.late_success"
+    # Money on a closed attempt: late_success (as before) and an extra payment, stored once.
+    assert [e[0] for e in events(db_url)][-2:] == ["payment.late_success", "payment.extra_received"]
+    assert rows(db_url, "SELECT amount, provider_transaction_id FROM extra_payments") == [
+        (150_000, "14226112")
+    ]
     assert ipn(stub, query) == "02"
     assert [e[0] for e in events(db_url)].count("payment.late_success") == 1
+    assert [e[0] for e in events(db_url)].count("payment.extra_received") == 1
 
 
 def test_return_url_shows_the_result_and_changes_nothing(stub: Any, db_url: str) -> None:

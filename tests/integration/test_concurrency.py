@@ -66,7 +66,7 @@ def test_threads_replace_an_expired_payment_exactly_once(
     server: Any, stub: Any, db_url: str, clock: FakeClock
 ) -> None:
     stub.CreateOrGetPayment(request())
-    clock.advance(minutes=20)
+    clock.advance(minutes=22)
     responses = stampede([f"127.0.0.1:{server.port}"], request)
     assert_one_pending(db_url, responses, attempts=2)
     assert rows(db_url, "SELECT count(*) FROM outbox_events WHERE type = 'payment.expired'") == [(1,)]

@@ -86,17 +86,17 @@ def test_return_url_override_is_signed(stub: Any) -> None:
 
 def test_expired_payment_is_closed_and_a_new_attempt_opened(stub: Any, db_url: str, clock: FakeClock) -> None:
     first = stub.CreateOrGetPayment(request())
-    clock.advance(minutes=15, seconds=10)  # expired, but within the 60 s grace
+    clock.advance(minutes=15, seconds=10)  # expired, but within VNPay's grace (its 5-minute IPN retry + 30 s)
 
     error = status_code(stub, request())
     assert error.code() == grpc.StatusCode.ABORTED
     status = rpc_status.from_call(error)
     retry = error_details_pb2.RetryInfo()
     assert status is not None and status.details[0].Unpack(retry)
-    assert retry.retry_delay.seconds == 50
+    assert retry.retry_delay.seconds == 320
     assert counts(db_url)["payments"] == 1
 
-    clock.advance(seconds=51)
+    clock.advance(seconds=321)
     second = stub.CreateOrGetPayment(request())
     assert second.reused is False
     assert second.payment.attempt == 2
@@ -275,7 +275,7 @@ def test_expiry_sweep_expires_due_payments(app: Any, stub: Any, db_url: str, clo
     stub.CreateOrGetPayment(request(order_id="ORD-A"))
     clock.advance(minutes=10)
     stub.CreateOrGetPayment(request(order_id="ORD-B"))
-    clock.advance(minutes=6, seconds=1)  # A is past expiry + grace; B is not
+    clock.advance(minutes=10, seconds=31)  # A is past expiry + VNPay grace (5 min 30 s); B is not
     assert app.use_cases.expire_due_payments() == 1
     assert rows(db_url, "SELECT order_id, status FROM payments ORDER BY order_id") == [
         ("ORD-A", "EXPIRED"),

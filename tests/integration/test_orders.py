@@ -223,7 +223,7 @@ def test_expiry_sweep_expires_unpaid_orders_and_restocks(
     order_server: Any, order_stub: Any, order_db_url: str, clock: FakeClock
 ) -> None:
     old = checkout(order_stub, [("mug-blue", 3)])
-    clock.advance(minutes=20)
+    clock.advance(minutes=22)
     young = checkout(order_stub, [("mug-blue", 4)])
     clock.advance(minutes=11)
     assert order_server.app.use_cases.expire_due_orders() == 1

@@ -147,15 +147,16 @@ def test_gateway_says_paid_for_what_we_expired(
     payment = create(reconciling_app, "ORD-R2")
     vnpay_api.amounts[payment.provider_reference] = 150_000
     vnpay_api.status = "01"
-    clock.advance(minutes=17)
+    clock.advance(minutes=21)
     assert reconciling_app.use_cases.expire_due_payments() == 1
     reconciling_app.callbacks.reconcile_due()
     vnpay_api.status = "00"
     clock.advance(minutes=5)
     assert reconciling_app.callbacks.reconcile_due() == 1
     assert rows(db_url, "SELECT status, needs_review FROM payments") == [("EXPIRED", True)]
-    assert rows(db_url, "SELECT type FROM outbox_events ORDER BY seq DESC LIMIT 1") == [
-        ("payment.late_success",)
+    assert rows(db_url, "SELECT type FROM outbox_events ORDER BY seq DESC LIMIT 2") == [
+        ("payment.extra_received",),
+        ("payment.late_success",),
     ]
 
 

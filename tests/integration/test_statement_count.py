@@ -55,7 +55,7 @@ def statements(app: App, req: CreatePayment) -> list[str]:
 def test_statement_counts(app: App, clock: FakeClock) -> None:
     new = statements(app, make_request())
     reuse = statements(app, make_request())
-    clock.advance(minutes=20)
+    clock.advance(minutes=22)
     replace = statements(app, make_request())
     keyed = statements(app, make_request(amount=160_000, request_id="k1"))
     print(

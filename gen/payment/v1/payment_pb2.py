@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18payment/v1/payment.proto\x12\npayment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x19\n\x11payment_intent_id\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12&\n\x08provider\x18\x07 \x01(\x0e\x32\x14.payment.v1.Provider\x12)\n\x06status\x18\x08 \x01(\x0e\x32\x19.payment.v1.PaymentStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\x1b\n\x13original_payment_id\x18\x0b \x01(\t\x12\x1a\n\x12provider_reference\x18\x0c \x01(\t\x12\x1f\n\x17provider_transaction_id\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tpaid_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cneeds_review\x18\x12 \x01(\x08\x12\x15\n\rreview_reason\x18\x13 \x01(\t\x12\x0f\n\x07version\x18\x14 \x01(\x03\"\x90\x01\n\x0cPaymentEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12$\n\x07payment\x18\x03 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x87\x01\n\x08Provider\x12\x18\n\x14PROVIDER_UNSPECIFIED\x10\x00\x12\x12\n\x0ePROVIDER_VNPAY\x10\x01\x12\x12\n\x0ePROVIDER_PAYOS\x10\x02\x12\x11\n\rPROVIDER_MOMO\x10\x03\x12\x14\n\x10PROVIDER_ZALOPAY\x10\x04\x12\x10\n\x0cPROVIDER_COD\x10\x05*\xbd\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x03\x12\x1a\n\x16PAYMENT_STATUS_EXPIRED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_CANCELED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18payment/v1/payment.proto\x12\npayment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x04\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x19\n\x11payment_intent_id\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12&\n\x08provider\x18\x07 \x01(\x0e\x32\x14.payment.v1.Provider\x12)\n\x06status\x18\x08 \x01(\x0e\x32\x19.payment.v1.PaymentStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\t \x01(\t\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\x1b\n\x13original_payment_id\x18\x0b \x01(\t\x12\x1a\n\x12provider_reference\x18\x0c \x01(\t\x12\x1f\n\x17provider_transaction_id\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tpaid_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cneeds_review\x18\x12 \x01(\x08\x12\x15\n\rreview_reason\x18\x13 \x01(\t\x12\x0f\n\x07version\x18\x14 \x01(\x03\"\xc1\x01\n\x0cPaymentEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12$\n\x07payment\x18\x03 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\rextra_payment\x18\x06 \x01(\x0b\x32\x18.payment.v1.ExtraPayment\"\x93\x01\n\x0c\x45xtraPayment\x12\x0e\n\x06\x61mount\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x1f\n\x17provider_transaction_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x87\x01\n\x08Provider\x12\x18\n\x14PROVIDER_UNSPECIFIED\x10\x00\x12\x12\n\x0ePROVIDER_VNPAY\x10\x01\x12\x12\n\x0ePROVIDER_PAYOS\x10\x02\x12\x11\n\rPROVIDER_MOMO\x10\x03\x12\x14\n\x10PROVIDER_ZALOPAY\x10\x04\x12\x10\n\x0cPROVIDER_COD\x10\x05*\xbd\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x03\x12\x1a\n\x16PAYMENT_STATUS_EXPIRED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_CANCELED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payment.v1.payment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROVIDER']._serialized_start=811
-  _globals['_PROVIDER']._serialized_end=946
-  _globals['_PAYMENTSTATUS']._serialized_start=949
-  _globals['_PAYMENTSTATUS']._serialized_end=1138
+  _globals['_PROVIDER']._serialized_start=1010
+  _globals['_PROVIDER']._serialized_end=1145
+  _globals['_PAYMENTSTATUS']._serialized_start=1148
+  _globals['_PAYMENTSTATUS']._serialized_end=1337
   _globals['_PAYMENT']._serialized_start=74
   _globals['_PAYMENT']._serialized_end=661
   _globals['_PAYMENTEVENT']._serialized_start=664
-  _globals['_PAYMENTEVENT']._serialized_end=808
+  _globals['_PAYMENTEVENT']._serialized_end=857
+  _globals['_EXTRAPAYMENT']._serialized_start=860
+  _globals['_EXTRAPAYMENT']._serialized_end=1007
 # @@protoc_insertion_point(module_scope)

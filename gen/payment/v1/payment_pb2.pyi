@@ -84,15 +84,31 @@ class Payment(_message.Message):
     def __init__(self, id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[Provider, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., failure_reason: _Optional[str] = ..., attempt: _Optional[int] = ..., original_payment_id: _Optional[str] = ..., provider_reference: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., needs_review: _Optional[bool] = ..., review_reason: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class PaymentEvent(_message.Message):
-    __slots__ = ("id", "type", "payment", "version", "create_time")
+    __slots__ = ("id", "type", "payment", "version", "create_time", "extra_payment")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_PAYMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     payment: Payment
     version: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., payment: _Optional[_Union[Payment, _Mapping]] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    extra_payment: ExtraPayment
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., payment: _Optional[_Union[Payment, _Mapping]] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., extra_payment: _Optional[_Union[ExtraPayment, _Mapping]] = ...) -> None: ...
+
+class ExtraPayment(_message.Message):
+    __slots__ = ("amount", "currency", "provider_transaction_id", "reason", "receive_time")
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    amount: int
+    currency: str
+    provider_transaction_id: str
+    reason: str
+    receive_time: _timestamp_pb2.Timestamp
+    def __init__(self, amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., reason: _Optional[str] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -10,16 +10,21 @@ from datetime import datetime
 
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
+from payment_service.gateways._wire import Finality
 from payment_service.gateways.momo import protocol as momo
 from payment_service.gateways.momo.settings import RETURN_PATH
 from payment_service.gateways.port import (
+    NOT_CANCELLABLE,
     PROCESSED,
+    AnswerRejected,
+    CancelResult,
     CheckoutContext,
     HttpReply,
     PaymentView,
     RawCallback,
     Rejected,
     Verified,
+    finality_fields,
     json_reply,
     refused,
     unreachable,
@@ -36,7 +41,11 @@ class MomoGateway:
 
     def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
         # requestId = orderId: MoMo answers a repeated request with its first
-        # result, which is how the live payUrl is fetched again.
+        # result, which is how the live payUrl is fetched again. The page
+        # closes no later than the attempt: whole minutes left, rounded down.
+        minutes = int((payment.expire_time - ctx.now).total_seconds()) // 60
+        if minutes < 1:
+            raise refused("MoMo", "this attempt closes within a minute; retry after it expires")
         body = momo.build_create_payload(
             self.config,
             order_id=payment.provider_reference,
@@ -44,6 +53,7 @@ class MomoGateway:
             amount=payment.amount,
             order_info=payment.description,
             redirect_url=ctx.return_url or None,
+            order_expire_minutes=minutes,
         )
         try:
             answer = self.http.request("POST", self.config.endpoint.rstrip("/") + momo.CREATE_PATH, body)
@@ -62,18 +72,19 @@ class MomoGateway:
         if not result.valid:
             return Rejected(result.reason or "invalid signature", str(data.get("orderId", "")) or None)
         code = data.get("resultCode", -1)
-        succeeded = momo.is_success(code)
+        finality = momo.result_finality(code)
+        reason = (
+            "" if finality == Finality.PAID else f"MoMo: {momo.result_code_reason(code)} (resultCode {code})"
+        )
         return Verified(
             Notification(
                 provider_reference=str(data.get("orderId", "")),
                 amount=int(data.get("amount", -1)),
-                succeeded=succeeded,
                 transaction_id=str(data.get("transId", "")),
                 response_code=str(code),
-                failure_reason=""
-                if succeeded
-                else f"MoMo: {momo.result_code_reason(code)} (resultCode {code})",
+                failure_reason=reason,
                 details={"card_type": str(data.get("payType", ""))},
+                **finality_fields(finality, reason),
             )
         )
 
@@ -89,17 +100,25 @@ class MomoGateway:
         except GatewayUnreachable:
             raise unreachable("MoMo") from None
         code = answer.get("resultCode", -1)
-        if not isinstance(code, int) or momo.is_pending(code) or code in (-1, 42):  # 42: no such order yet
-            return None
-        succeeded = momo.is_success(code)
+        finality = momo.result_finality(code)
+        if finality in (Finality.PENDING, Finality.NOT_FINAL):
+            return None  # pending, or an answer about the query (10, 11, 13, 20, 43, 99, ...)
+        checked = momo.verify_query_answer(answer, self.config, payment.provider_reference)
+        if not checked.valid:
+            raise AnswerRejected(f"MoMo query answer: {checked.reason}", payment.provider_reference)
+        succeeded = finality == Finality.PAID
+        reason = "" if succeeded else f"MoMo: {momo.result_code_reason(code)} (resultCode {code})"
         return Notification(
             provider_reference=payment.provider_reference,
             amount=int(answer.get("amount", -1)) if succeeded else payment.amount,
-            succeeded=succeeded,
             transaction_id=str(answer.get("transId", "")),
             response_code=str(code),
-            failure_reason="" if succeeded else f"MoMo: {momo.result_code_reason(code)} (resultCode {code})",
+            failure_reason=reason,
+            **finality_fields(finality, reason),
         )
+
+    def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
+        return NOT_CANCELLABLE  # no cancel API for an unpaid checkout (GATEWAYS.md §7)
 
     def ack(self, outcome: Outcome) -> HttpReply:
         if outcome in PROCESSED:

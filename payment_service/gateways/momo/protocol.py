@@ -17,6 +17,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
+    Finality,
     VerifyResult,
     audit_view,
     hmac_hex,
@@ -237,6 +238,7 @@ def build_create_payload(
     extra_data: str = "",
     redirect_url: str | None = None,
     ipn_url: str | None = None,
+    order_expire_minutes: int | None = None,
 ) -> dict[str, Any]:
     """Signed JSON body for ``POST /v2/gateway/api/create``. ``amount`` is integer VND.
 
@@ -276,6 +278,8 @@ def build_create_payload(
         "extraData": extra_data,
         "lang": config.lang,
         "signature": signature,
+        # How long the payUrl stays payable, in minutes (not signed; GATEWAYS.md §7).
+        **({"orderExpireTime": order_expire_minutes} if order_expire_minutes is not None else {}),
     }
 
 
@@ -417,6 +421,29 @@ def _verify_signed_fields(body: dict[str, Any], config: MomoConfig) -> IpnVerify
     return verified(body)
 
 
+def verify_query_answer(answer: Mapping[str, Any], config: MomoConfig, order_id: str) -> VerifyResult:
+    """Check a /query answer like an IPN: signed with the secret key over the
+    IPN field list (fields the answer lacks sign as empty), this partner's,
+    and about the order asked for. Assumption: MoMo's query answer carries
+    ``signature`` over the same raw string as its IPN (the AIO v2 query page
+    lists the same fields; GATEWAYS.md §3.4 does not give the string)."""
+    body = dict(answer)
+    received = body.pop("signature", None)
+    if not isinstance(received, str) or not received:
+        return rejected("query answer is not signed", body)
+    try:
+        expected = ipn_signature(body, config.access_key, config.secret_key)
+    except ValueError as exc:
+        return rejected(str(exc), body)
+    if not same_hex(expected, received):
+        return rejected("query answer signature mismatch", body)
+    if body.get("partnerCode") != config.partner_code:
+        return rejected("query answer partnerCode is not this merchant's", body)
+    if body.get("orderId") != order_id:
+        return rejected(f"query answer is about orderId {body.get('orderId')!r}, not {order_id!r}", body)
+    return verified(body)
+
+
 # --- result codes ---------------------------------------------------------
 
 # resultCode in create/query responses, the IPN and the redirect.
@@ -461,6 +488,39 @@ RESULT_CODES: Final[Mapping[int, str]] = MappingProxyType(
 # 9000 only occurs with autoCapture=false; for a one-step payment it is paid.
 SUCCESS_CODES: Final = frozenset({0, 9000})
 PENDING_CODES: Final = frozenset({1000, 7000, 7002})
+
+
+# Which resultCodes settle a transaction (GATEWAYS.md §3.3 "resultCode" and
+# §7 "MoMo result codes that are not final"). Query-level errors (10 maintenance,
+# 11 access denied, 12 API version, 13 authentication, 20 bad request, 21/22
+# amount, 40/41 duplicate ids, 42 orderId not found, 43 similar transaction in
+# progress, 98 QR not generated, 99 unknown) describe the request, not the
+# transaction: they never fail a payment. Codes not listed are NOT_FINAL too.
+RESULT_FINALITY: Final[Mapping[int, Finality]] = MappingProxyType(
+    {
+        # §3.3: 0 success; 9000 authorised (a one-step payment is paid).
+        0: Finality.PAID,
+        9000: Finality.PAID,
+        # §3.3 "Pending", §7: waiting for the user, being processed.
+        1000: Finality.PENDING,
+        7000: Finality.PENDING,
+        7002: Finality.PENDING,
+        # §3.3 "Failed (final)".
+        **dict.fromkeys(
+            (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1017, 1026, 4001, 4002, 4100), Finality.FAILED
+        ),
+        # §3.3 merchant and system errors, §7: about the request.
+        **dict.fromkeys((10, 11, 12, 13, 20, 21, 22, 40, 41, 42, 43, 98, 99), Finality.NOT_FINAL),
+    }
+)
+
+
+def result_finality(result_code: object) -> Finality:
+    """What a resultCode (IPN or query) says of the transaction; unknown or
+    mistyped codes are NOT_FINAL."""
+    if isinstance(result_code, bool) or not isinstance(result_code, int):
+        return Finality.NOT_FINAL
+    return RESULT_FINALITY.get(result_code, Finality.NOT_FINAL)
 
 
 def is_success(result_code: int) -> bool:

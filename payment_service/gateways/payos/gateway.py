@@ -10,16 +10,20 @@ from datetime import datetime
 
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
+from payment_service.gateways._wire import Finality
 from payment_service.gateways.payos import protocol as payos
 from payment_service.gateways.payos.settings import RETURN_PATH
 from payment_service.gateways.port import (
     PROCESSED,
+    AnswerRejected,
+    CancelResult,
     CheckoutContext,
     HttpReply,
     PaymentView,
     RawCallback,
     Rejected,
     Verified,
+    finality_fields,
     json_reply,
     refused,
     unreachable,
@@ -59,6 +63,12 @@ class PayosGateway:
         if not checked.valid:
             raise unreachable("payOS")  # an unsigned answer is not one we act on
         data = checked.data
+        if str(data.get("orderCode")) != payment.provider_reference or data.get("amount") != payment.amount:
+            # "Already exists" must be this attempt's link, for this amount.
+            raise refused(
+                "payOS",
+                f"payment link {data.get('orderCode')} is for {data.get('amount')}, not {payment.amount}",
+            )
         if data.get("status") not in (None, "PENDING"):
             raise refused("payOS", f"payment link is {data.get('status')}")
         return str(data.get("checkoutUrl") or f"{self.config.checkout_base.rstrip('/')}/{data['id']}")
@@ -71,16 +81,17 @@ class PayosGateway:
         reference = str(data.get("orderCode", "")) or None
         if not result.valid:
             return Rejected(result.reason or "invalid signature", reference)
-        succeeded = payos.is_successful_payment(data)
+        finality = payos.webhook_finality(data)
+        reason = "" if finality == Finality.PAID else f"payOS: {data.get('desc', 'payment failed')}"
         return Verified(
             Notification(
                 provider_reference=str(data.get("orderCode", "")),
                 amount=int(data.get("amount", -1)),
-                succeeded=succeeded,
                 transaction_id=str(data.get("reference", "")),
                 response_code=str(data.get("code", "")),
-                failure_reason="" if succeeded else f"payOS: {data.get('desc', 'payment failed')}",
+                failure_reason=reason,
                 details={"bank_code": str(data.get("counterAccountBankId") or "")},
+                **finality_fields(finality, reason),
             )
         )
 
@@ -112,23 +123,66 @@ class PayosGateway:
             answer = self.http.request("GET", url, None, payos.request_headers(self.config))
         except GatewayUnreachable:
             raise unreachable("payOS") from None
+        if answer.get("code") != "00":
+            return None  # an answer about the request (not found, auth, ...): not final
         checked = payos.verify_data(answer.get("data"), answer.get("signature"), self.config.checksum_key)
-        if answer.get("code") != "00" or not checked.valid:
+        if not checked.valid:
+            raise AnswerRejected(f"payOS answer: {checked.reason}", payment.provider_reference)
+        data = checked.data
+        if str(data.get("orderCode")) != payment.provider_reference:
+            raise AnswerRejected(
+                f"payOS answered about orderCode {data.get('orderCode')!r}", payment.provider_reference
+            )
+        return self._link_notification(payment, data)
+
+    def _link_notification(self, payment: PaymentView, data: dict[str, object]) -> Notification | None:
+        finality = payos.link_finality(data)
+        if finality in (Finality.PENDING, Finality.NOT_FINAL):
             return None
-        data, status = checked.data, checked.data.get("status")
-        if status not in ("PAID", "CANCELLED"):
-            return None
+        status = data.get("status")
         transactions = data.get("transactions") or [{}]
+        first = transactions[0] if isinstance(transactions, list) and transactions else {}
+        paid = data.get("amountPaid") or data.get("amount")
+        money = finality in (Finality.PAID, Finality.REVIEW)
+        reason = f"payOS: payment link {str(status).lower()}"
+        if finality == Finality.REVIEW:
+            reason = f"payOS: link {status} with {data.get('amountPaid')} of {data.get('amount')} paid"
         return Notification(
             provider_reference=payment.provider_reference,
-            amount=int(data.get("amountPaid") or data.get("amount") or -1)
-            if status == "PAID"
-            else payment.amount,
-            succeeded=status == "PAID",
-            transaction_id=str(transactions[0].get("reference", "")),
+            amount=int(paid) if money and isinstance(paid, int) else payment.amount,
+            transaction_id=str(first.get("reference", "")) if isinstance(first, dict) else "",
             response_code=str(status),
-            failure_reason="" if status == "PAID" else "payOS: payment link cancelled",
+            failure_reason="" if finality == Finality.PAID else reason,
+            **finality_fields(finality, reason),
         )
+
+    def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
+        """Closes the payment link at payOS (GATEWAYS.md §7 "Cancel before
+        payment"). A link paid meanwhile comes back as its notification."""
+        base = self.config.base_url.rstrip("/") + payos.PAYMENT_REQUESTS_PATH
+        url = f"{base}/{payment.provider_reference}/cancel"
+        body = payos.build_cancel_payload(self.config, reason[:100] or None)
+        try:
+            answer = self.http.request("POST", url, body, payos.request_headers(self.config))
+        except GatewayUnreachable:
+            raise unreachable("payOS") from None
+        if answer.get("code") != "00":
+            # 101: no such link (never created), "already paid", ...: ask with GET.
+            found = self.query(payment, payment.create_time)
+            money = found is not None and (found.succeeded or bool(found.review_reason))
+            return CancelResult(closed=answer.get("code") == "101", notification=found if money else None)
+        checked = payos.verify_data(answer.get("data"), answer.get("signature"), self.config.checksum_key)
+        if not checked.valid:
+            raise AnswerRejected(f"payOS cancel answer: {checked.reason}", payment.provider_reference)
+        data = checked.data
+        if str(data.get("orderCode")) != payment.provider_reference:
+            raise AnswerRejected(
+                f"payOS cancelled orderCode {data.get('orderCode')!r}", payment.provider_reference
+            )
+        notification = self._link_notification(payment, data)
+        money = notification is not None and (notification.succeeded or bool(notification.review_reason))
+        closed = data.get("status") in ("CANCELLED", "EXPIRED") and not money
+        return CancelResult(closed=closed, notification=notification if money else None)
 
     def ack(self, outcome: Outcome) -> HttpReply:
         if outcome in PROCESSED:

@@ -11,10 +11,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from payment_service.gateways._wire import (
+    Finality,
     VerifyResult,
     audit_view,
     hmac_hex,
@@ -292,6 +294,40 @@ def is_registration_ping(data: Mapping[str, Any]) -> bool:
     Call only on verified data; answer it 2xx and apply nothing."""
     code = data.get("orderCode")
     return type(code) is int and code == REGISTRATION_PING_ORDER_CODE
+
+
+# A payment link's status (GATEWAYS.md §2.1 status list, §2.4 GET, §7 "payOS"):
+# PAID settles it; CANCELLED and EXPIRED can no longer take money (§7 "Cancel
+# before payment"); FAILED is final; UNDERPAID means money arrived but not all
+# of it (amountPaid/amountRemaining, §7): a person decides. Anything else,
+# unknown statuses included, is not final.
+LINK_STATUS_FINALITY: Final[Mapping[str, Finality]] = MappingProxyType(
+    {
+        "PAID": Finality.PAID,
+        "CANCELLED": Finality.FAILED,
+        "EXPIRED": Finality.FAILED,
+        "FAILED": Finality.FAILED,
+        "PENDING": Finality.PENDING,
+        "PROCESSING": Finality.PENDING,
+        "UNDERPAID": Finality.REVIEW,
+    }
+)
+
+
+def link_finality(data: Mapping[str, Any]) -> Finality:
+    """What a payment link (GET/cancel answer ``data``) says; money paid on a
+    link that is not PAID is REVIEW, whatever its status."""
+    finality = LINK_STATUS_FINALITY.get(str(data.get("status")), Finality.NOT_FINAL)
+    paid = data.get("amountPaid")
+    if finality != Finality.PAID and type(paid) is int and paid > 0:
+        return Finality.REVIEW
+    return finality
+
+
+def webhook_finality(data: Mapping[str, Any]) -> Finality:
+    """payOS sends its webhook when money arrives (§2.3): ``data.code`` "00"
+    is a payment; any other code is not a final answer (ask with GET)."""
+    return Finality.PAID if data.get("code") == "00" else Finality.NOT_FINAL
 
 
 def is_successful_payment(data: Mapping[str, Any]) -> bool:

@@ -9,13 +9,18 @@ from datetime import datetime
 from paykit.errors import Unavailable
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
+from payment_service.gateways._wire import Finality
 from payment_service.gateways.port import (
+    NOT_CANCELLABLE,
+    AnswerRejected,
+    CancelResult,
     CheckoutContext,
     HttpReply,
     PaymentView,
     RawCallback,
     Rejected,
     Verified,
+    finality_fields,
 )
 from payment_service.gateways.vnpay import protocol as vnpay
 
@@ -24,6 +29,9 @@ VNPAY_ACKS: dict[Outcome, str] = {
     Outcome.SUCCEEDED: "00",
     Outcome.FAILED: "00",
     Outcome.LATE_SUCCESS: "00",
+    Outcome.EXTRA_PAYMENT: "00",
+    Outcome.REVIEW: "00",
+    Outcome.NOT_FINAL: "00",
     Outcome.DUPLICATE: "02",
     Outcome.UNKNOWN_PAYMENT: "01",
     Outcome.AMOUNT_MISMATCH: "04",
@@ -57,15 +65,23 @@ class VnpayGateway:
         except GatewayUnreachable:
             raise Unavailable("VNPay querydr cannot be reached right now") from None
         if not vnpay.verify_querydr_response(answer, self.config.hash_secret):
-            raise Unavailable("VNPay querydr answered without a valid checksum")
-        if answer.get("vnp_ResponseCode") != "00":
-            return None  # 91: VNPay has no such transaction yet
-        status = str(answer.get("vnp_TransactionStatus", ""))
-        if status == "01":
-            return None  # not completed yet
+            raise AnswerRejected("VNPay querydr answer without a valid checksum", payment.provider_reference)
+        finality = vnpay.querydr_finality(answer)
+        if finality in (Finality.PENDING, Finality.NOT_FINAL):
+            return None  # 91: no such transaction yet; 01: not completed; query errors
+        if answer.get("vnp_TmnCode") != self.config.tmn_code:
+            raise AnswerRejected("VNPay querydr answer is not this merchant's (vnp_TmnCode)")
+        if answer.get("vnp_TxnRef") != payment.provider_reference:
+            raise AnswerRejected(
+                f"VNPay querydr answered about vnp_TxnRef {answer.get('vnp_TxnRef')!r}",
+                payment.provider_reference,
+            )
         params = {k: str(v) for k, v in answer.items()}
-        params["vnp_ResponseCode"] = status  # querydr's ResponseCode is about the query itself
-        return self._notification(params)
+        # querydr's ResponseCode is about the query itself; the status decides.
+        params["vnp_ResponseCode"] = (
+            "00" if finality == Finality.PAID else params.get("vnp_TransactionStatus", "")
+        )
+        return self._notification(params, finality)
 
     def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
         return payment_intent_id
@@ -89,9 +105,9 @@ class VnpayGateway:
             return Rejected(result.reason or "invalid signature", p.get("vnp_TxnRef"))
         if p.get("vnp_TmnCode") != self.config.tmn_code:
             return Rejected("vnp_TmnCode is not this merchant's", p.get("vnp_TxnRef"))
-        return Verified(self._notification(p))
+        return Verified(self._notification(p, vnpay.transaction_finality(p)))
 
-    def _notification(self, p: dict[str, str]) -> Notification:
+    def _notification(self, p: dict[str, str], finality: Finality) -> Notification:
         raw_amount = p.get("vnp_Amount", "")
         if not raw_amount.isdigit() or int(raw_amount) % 100:
             # Signed by VNPay yet not a whole number of VND: never equal to a payment.
@@ -103,15 +119,22 @@ class VnpayGateway:
         except ValueError:
             paid_time = None
         code, status = p.get("vnp_ResponseCode", ""), p.get("vnp_TransactionStatus", "")
-        succeeded = vnpay.is_successful_payment(p)
+        succeeded = finality == Finality.PAID
         reason = "" if succeeded else f"{vnpay.response_code_reason(code)} (codes {code}/{status})"
+        if finality == Finality.REVIEW:
+            said = (
+                vnpay.response_code_reason(code)
+                if code in vnpay.REVIEW_RESPONSE_CODES
+                else vnpay.transaction_status_reason(status)
+            )
+            reason = f"VNPay: {said} (codes {code}/{status})"
         return Notification(
             provider_reference=p.get("vnp_TxnRef", ""),
             amount=amount,
-            succeeded=succeeded,
             transaction_id=p.get("vnp_TransactionNo", ""),
-            response_code=code,
+            response_code=code or status,
             failure_reason=reason,
+            **finality_fields(finality, reason),
             paid_time=paid_time,
             details={
                 "bank_code": p.get("vnp_BankCode", ""),
@@ -119,6 +142,9 @@ class VnpayGateway:
                 "card_type": p.get("vnp_CardType", ""),
             },
         )
+
+    def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
+        return NOT_CANCELLABLE  # no cancel API for an unpaid checkout (GATEWAYS.md §7)
 
     def ack(self, outcome: Outcome) -> HttpReply:
         code = VNPAY_ACKS[outcome]

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote_plus
 from zoneinfo import ZoneInfo
 
 from payment_service.gateways._wire import (
+    Finality,
     VerifyResult,
     audit_view,
     hmac_hex,
@@ -287,6 +288,52 @@ IPN_ACK_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "99": "Unknown error",
     }
 )
+
+
+# What vnp_TransactionStatus says of a transaction (GATEWAYS.md §1.3 and §7
+# "VNPay codes that mean money moved, but not cleanly"): 00 paid (with
+# ResponseCode 00), 01 not completed, 02 error (final); 04 reversed after the
+# customer was debited and 07 suspected fraud are money taken but not clean;
+# 05/06/09 are refund states of a transaction that was paid. Unknown: not final.
+TRANSACTION_STATUS_FINALITY: Final[Mapping[str, Finality]] = MappingProxyType(
+    {
+        "00": Finality.PAID,
+        "01": Finality.PENDING,
+        "02": Finality.FAILED,
+        "04": Finality.REVIEW,
+        "05": Finality.REVIEW,
+        "06": Finality.REVIEW,
+        "07": Finality.REVIEW,
+        "09": Finality.REVIEW,
+    }
+)
+# vnp_ResponseCode of an IPN/return (§1.3): 07 is "money debited, flagged as
+# suspicious": never a failure (§7).
+REVIEW_RESPONSE_CODES: Final = frozenset({"07"})
+# querydr's own vnp_ResponseCode is about the query (§1.4): only 00 carries a
+# transaction status; 91 (not found), 94, 97, 99 and the rest are not final.
+QUERYDR_OK: Final = "00"
+
+
+def transaction_finality(params: Mapping[str, str]) -> Finality:
+    """What an IPN (or the transaction part of a querydr answer) says of the
+    transaction: paid only with both codes 00 (§1.2), review for 07 / 04 and
+    the refund states, failed for status 02, otherwise not final."""
+    code, status = params.get("vnp_ResponseCode"), params.get("vnp_TransactionStatus", "")
+    if code in REVIEW_RESPONSE_CODES:
+        return Finality.REVIEW
+    finality = TRANSACTION_STATUS_FINALITY.get(status, Finality.NOT_FINAL)
+    if finality == Finality.PAID and code != "00":
+        return Finality.REVIEW  # status says paid, the response code does not: a person looks
+    return finality
+
+
+def querydr_finality(answer: Mapping[str, Any]) -> Finality:
+    """What a verified querydr answer says of the transaction."""
+    if str(answer.get("vnp_ResponseCode", "")) != QUERYDR_OK:
+        return Finality.NOT_FINAL
+    status = str(answer.get("vnp_TransactionStatus", ""))
+    return TRANSACTION_STATUS_FINALITY.get(status, Finality.NOT_FINAL)
 
 
 def response_code_reason(code: str) -> str:

@@ -4,6 +4,7 @@ endpoints, webhook routes and what the payment rules need to know of it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Final
 
 from payment_service.domain.model import AmountLimits, Provider, ProviderTraits
@@ -45,7 +46,11 @@ ROUTES: Final = (
     WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
 )
 # 5,000 to under 1 billion VND per transaction.
-TRAITS: Final = ProviderTraits(limits=AmountLimits(5_000, 999_999_999))
+# VNPay re-sends an unacknowledged IPN every 5 minutes (GATEWAYS.md §1.3 "Retry"):
+# the expiry grace and the watch on a closed attempt cover one interval.
+TRAITS: Final = ProviderTraits(
+    limits=AmountLimits(5_000, 999_999_999), callback_retry_window=timedelta(minutes=5, seconds=30)
+)
 
 
 def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> VnpayConfig:

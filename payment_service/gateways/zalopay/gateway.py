@@ -9,14 +9,19 @@ from datetime import datetime
 from paykit.errors import FailedPrecondition
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
+from payment_service.gateways._wire import Finality
 from payment_service.gateways.port import (
+    NOT_CANCELLABLE,
     PROCESSED,
+    AnswerRejected,
+    CancelResult,
     CheckoutContext,
     HttpReply,
     PaymentView,
     RawCallback,
     Rejected,
     Verified,
+    finality_fields,
     refused,
     unreachable,
 )
@@ -33,7 +38,16 @@ class ZalopayGateway:
         return zalopay.app_trans_id(now, payment_intent_id)
 
     def checkout_url(self, payment: PaymentView, ctx: CheckoutContext) -> str:
+        # The session never outlives the attempt: what remains of it, and no
+        # session at all when less than ZaloPay's minimum remains.
         remaining = int((payment.expire_time - ctx.now).total_seconds())
+        if remaining < zalopay.EXPIRE_DURATION_MIN:
+            raise FailedPrecondition(
+                f"this attempt closes in {max(remaining, 0)} s, less than ZaloPay's shortest session"
+                f" ({zalopay.EXPIRE_DURATION_MIN} s); retry after it expires for a new attempt",
+                subject=f"payments/{payment.id}",
+                type_="SESSION_TOO_SHORT",
+            )
         body = zalopay.build_create_payload(
             self.config,
             app_trans_id=payment.provider_reference,
@@ -44,7 +58,7 @@ class ZalopayGateway:
             embed_data=zalopay.build_embed_data(
                 self.config, {"redirecturl": ctx.return_url} if ctx.return_url else None
             ),
-            expire_duration_seconds=max(300, remaining),
+            expire_duration_seconds=min(remaining, zalopay.EXPIRE_DURATION_MAX),
         )
         try:
             answer = self.http.request("POST", self.config.endpoint.rstrip("/") + "/v2/create", body)
@@ -71,6 +85,8 @@ class ZalopayGateway:
         data = result.data
         if not result.valid:
             return Rejected(result.reason or "invalid mac", str(data.get("app_trans_id", "")) or None)
+        if data.get("app_id") != self.config.app_id:
+            return Rejected("app_id is not this merchant's", str(data.get("app_trans_id", "")) or None)
         # ZaloPay calls back only for successful payments.
         return Verified(
             Notification(
@@ -113,16 +129,31 @@ class ZalopayGateway:
         except GatewayUnreachable:
             raise unreachable("ZaloPay") from None
         code = answer.get("return_code")
-        if code not in (1, 2):
-            return None  # 3: unpaid or still processing
+        finality = zalopay.query_finality(code, answer.get("sub_return_code"))
+        if finality in (Finality.PENDING, Finality.NOT_FINAL):
+            return None  # 3: unpaid or processing; 2 about the request (mac, app, rate limit, ...)
+        if "app_id" in answer and answer.get("app_id") != self.config.app_id:
+            raise AnswerRejected(
+                "ZaloPay query answer is not this app's (app_id)", payment.provider_reference
+            )
+        if "app_trans_id" in answer and answer.get("app_trans_id") != payment.provider_reference:
+            raise AnswerRejected(
+                f"ZaloPay query answered about {answer.get('app_trans_id')!r}", payment.provider_reference
+            )
+        succeeded = finality == Finality.PAID
+        said = answer.get("sub_return_message") or answer.get("return_message") or "payment failed"
+        reason = "" if succeeded else f"ZaloPay: {said}"
         return Notification(
             provider_reference=payment.provider_reference,
-            amount=int(answer.get("amount", -1)) if code == 1 else payment.amount,
-            succeeded=code == 1,
+            amount=int(answer.get("amount", -1)) if succeeded else payment.amount,
             transaction_id=str(answer.get("zp_trans_id", "")),
             response_code=str(code),
-            failure_reason="" if code == 1 else f"ZaloPay: {answer.get('return_message', 'payment failed')}",
+            failure_reason=reason,
+            **finality_fields(finality, reason),
         )
+
+    def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
+        return NOT_CANCELLABLE  # no cancel API for an unpaid checkout (GATEWAYS.md §7)
 
     def ack(self, outcome: Outcome) -> HttpReply:
         if outcome in PROCESSED:

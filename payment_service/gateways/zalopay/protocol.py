@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from payment_service.gateways._wire import (
+    Finality,
     VerifyResult,
     audit_view,
     hmac_hex,
@@ -390,6 +391,31 @@ SUB_RETURN_CODES: Final[Mapping[int, str]] = MappingProxyType(
         -999: "ZaloPay under maintenance",
     }
 )
+
+
+# /v2/query return_code (GATEWAYS.md §4.4): 1 paid, 3 unpaid or processing.
+# 2 ("failed") is final only when its sub_return_code is about the
+# transaction (§7 "ZaloPay query"): codes about the request (bad parameters,
+# bad app or mac, rate limit, system error, maintenance, §4.1; -101 order not
+# found, which the query also answers before a create has landed) are not.
+QUERY_FINALITY: Final[Mapping[int, Finality]] = MappingProxyType({1: Finality.PAID, 3: Finality.PENDING})
+REQUEST_SUB_RETURN_CODES: Final = frozenset({-68, -101, -401, -402, -429, -500, -999})
+# sub_return_codes of return_code 2 that end the transaction. 2 is what the
+# local simulator sends for a failed, cancelled or expired order; the codes
+# the real gateway sends there are not in our sources, so any other code is
+# NOT_FINAL (the payment stays as it is and closes at its expiry).
+TRANSACTION_FAILED_SUB_RETURN_CODES: Final = frozenset({2})
+
+
+def query_finality(return_code: object, sub_return_code: object) -> Finality:
+    """What a /v2/query answer says of the transaction."""
+    if isinstance(return_code, bool) or not isinstance(return_code, int):
+        return Finality.NOT_FINAL
+    if return_code == 2:
+        if sub_return_code in TRANSACTION_FAILED_SUB_RETURN_CODES and not isinstance(sub_return_code, bool):
+            return Finality.FAILED
+        return Finality.NOT_FINAL
+    return QUERY_FINALITY.get(return_code, Finality.NOT_FINAL)
 
 
 def is_paid_query(return_code: int) -> bool:

@@ -4,6 +4,7 @@ endpoints, webhook routes and what the payment rules need to know of it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Final
 
 from paykit.settings import ConfigError
@@ -16,7 +17,11 @@ from payment_service.gateways.port import (
     WebhookRoute,
     credentials,
 )
-from payment_service.gateways.zalopay.protocol import ZALOPAY_SANDBOX_ENDPOINT, ZalopayConfig
+from payment_service.gateways.zalopay.protocol import (
+    EXPIRE_DURATION_MIN,
+    ZALOPAY_SANDBOX_ENDPOINT,
+    ZalopayConfig,
+)
 
 # ZaloPay's own published sandbox sample credentials; the local simulator signs with them.
 DEV_KEYS: Final[Mapping[str, str]] = {
@@ -39,7 +44,11 @@ ROUTES: Final = (
     WebhookRoute("POST", CALLBACK_PATH, CallbackKind.IPN),
     WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
 )
-TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
+# expire_duration_seconds is at least 300 (GATEWAYS.md §4.1): an attempt with
+# less time left is refused rather than given a session that outlives it.
+TRAITS: Final = ProviderTraits(
+    limits=AmountLimits(1_000, 999_999_999), min_session_lifetime=timedelta(seconds=EXPIRE_DURATION_MIN)
+)
 
 
 def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> ZalopayConfig:
