@@ -11,7 +11,7 @@ import grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from order_service.adapters.payment_client import PaymentClient
+from order_service.adapters.payment_client import PaymentClient, channel_options
 from order_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from order_service.config import OrderSettings
 from order_service.service_layer.services import Clock, OrderUseCases
@@ -38,8 +38,14 @@ class OrderApp:
 def bootstrap(settings: OrderSettings, database_url: str, clock: Clock = utc_now) -> OrderApp:
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size, application_name="order_service")
     session_factory = sessionmaker(engine, expire_on_commit=False)
-    channel = grpc.insecure_channel(settings.payment_target)
-    payments = PaymentClient(channel, timeout_seconds=settings.payment_timeout_seconds)
+    channel = grpc.insecure_channel(
+        settings.payment_target, options=channel_options(settings.keepalive_seconds)
+    )
+    payments = PaymentClient(
+        channel,
+        timeout_seconds=settings.payment_timeout_seconds,
+        stream_deadline_seconds=settings.stream_deadline_seconds,
+    )
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = OrderUseCases(uow_factory, payments, clock, settings.policy)
     return OrderApp(settings=settings, engine=engine, channel=channel, use_cases=use_cases)

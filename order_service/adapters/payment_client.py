@@ -5,10 +5,15 @@ service that reads payment.v1 messages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 
@@ -17,17 +22,35 @@ from order_service.domain.payments import (
     Checkout,
     PaymentAttempt,
     PaymentEvent,
+    PaymentFact,
     PaymentProvider,
     PaymentStatus,
 )
+
+
+# Keepalive for the channel to the payment service: a half-open connection
+# (a peer gone without a FIN) under the long-lived event stream is noticed
+# within keepalive time + timeout, not after the kernel's two hours. The
+# payment service's server accepts pings this often (paykit.grpc_server).
+def channel_options(
+    keepalive_seconds: float = 30.0, keepalive_timeout_seconds: float = 10.0
+) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.keepalive_time_ms", int(keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", int(keepalive_timeout_seconds * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
 
 # What the payment service's refusals mean to a shopper of this order.
 _PASS_THROUGH = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
 
 
 def provider_to_proto(provider: PaymentProvider | None) -> str:
-    """The payment.v1.Provider name; None is the order service's default choice: VNPay."""
-    return f"PROVIDER_{provider or PaymentProvider.VNPAY}"
+    """The payment.v1.Provider name; None is PROVIDER_UNSPECIFIED: the
+    payment service keeps the provider of the order's current attempt."""
+    return f"PROVIDER_{provider}" if provider is not None else "PROVIDER_UNSPECIFIED"
 
 
 def provider_from_proto(value: int) -> PaymentProvider | None:
@@ -63,15 +86,100 @@ def payment_event_from_proto(cursor: str, event: payment_pb2.PaymentEvent) -> Pa
         version=event.version,
         failure_reason=payment.failure_reason,
         review_reason=payment.review_reason,
+        attempt=payment.attempt,
+        create_time=event.create_time.ToDatetime(tzinfo=UTC) if event.HasField("create_time") else None,
     )
 
 
+def payment_fact_from_proto(payment: payment_pb2.Payment) -> PaymentFact:
+    return PaymentFact(
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        user_id=payment.user_id,
+        status=status_from_proto(payment.status),
+        provider=provider_from_proto(payment.provider),
+        amount=payment.amount,
+        currency=payment.currency,
+        attempt=payment.attempt,
+        paid=payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED or payment.HasField("paid_time"),
+    )
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _refused_field(error: grpc.RpcError) -> set[str]:
+    """The fields an INVALID_ARGUMENT names (google.rpc.BadRequest)."""
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:
+        return set()
+    fields: set[str] = set()
+    for detail in status.details if status is not None else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields |= {v.field for v in bad.field_violations}
+    return fields
+
+
 class PaymentClient:
-    def __init__(self, channel: grpc.Channel, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        timeout_seconds: float = 5.0,
+        stream_deadline_seconds: float | None = 300.0,
+    ) -> None:
         self.stub = payment_service_pb2_grpc.PaymentServiceStub(channel)
         self.timeout = timeout_seconds
+        self.stream_deadline = stream_deadline_seconds
 
     def create_or_get_payment(self, attempt: PaymentAttempt) -> Checkout:
+        request = self._create_request(attempt)
+        try:
+            # No blind retry here: request_id makes a retry by the caller safe.
+            response = self.stub.CreateOrGetPayment(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            if not (
+                attempt.provider is None
+                and error.code() == grpc.StatusCode.INVALID_ARGUMENT
+                and "provider" in _refused_field(error)
+            ):
+                raise _domain_error(error) from None
+            # A payment service from before PROVIDER_UNSPECIFIED meant "keep
+            # the current provider" (a rolling deploy): choose it here.
+            chosen = self._current_provider(attempt) or PaymentProvider.VNPAY
+            request = self._create_request(replace(attempt, provider=chosen))
+            try:
+                response = self.stub.CreateOrGetPayment(request, timeout=self.timeout)
+            except grpc.RpcError as again:
+                raise _domain_error(again) from None
+        return Checkout(
+            payment_id=response.payment.id,
+            checkout_url=response.checkout_url,
+            expire_time=response.payment.expire_time.ToDatetime(tzinfo=UTC),
+            attempt=response.payment.attempt,
+        )
+
+    def _current_provider(self, attempt: PaymentAttempt) -> PaymentProvider | None:
+        payments = self.payments_of_order(attempt.order_id, attempt.user_id)
+        return max(payments, key=lambda p: p.attempt).provider if payments else None
+
+    def payments_of_order(self, order_id: str, user_id: str) -> Sequence[PaymentFact]:
+        """Every attempt of the order, oldest first; none when it has none."""
+        try:
+            response = self.stub.GetPaymentByOrder(
+                ps.GetPaymentByOrderRequest(order_id=order_id, user_id=user_id), timeout=self.timeout
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return []
+            raise _domain_error(error) from None
+        return [payment_fact_from_proto(p) for p in response.attempts or [response.payment]]
+
+    def _create_request(self, attempt: PaymentAttempt) -> ps.CreateOrGetPaymentRequest:
         request = ps.CreateOrGetPaymentRequest(
             order_id=attempt.order_id,
             user_id=attempt.user_id,
@@ -84,16 +192,9 @@ class PaymentClient:
             return_url=attempt.return_url,
             request_id=attempt.request_id,
         )
-        try:
-            # No blind retry here: request_id makes a retry by the caller safe.
-            response = self.stub.CreateOrGetPayment(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise _domain_error(error) from None
-        return Checkout(
-            payment_id=response.payment.id,
-            checkout_url=response.checkout_url,
-            expire_time=response.payment.expire_time.ToDatetime(tzinfo=UTC),
-        )
+        if attempt.not_after is not None:
+            request.not_after.CopyFrom(_timestamp(attempt.not_after))
+        return request
 
     def cancel_payment(self, payment_id: str, reason: str) -> None:
         try:
@@ -105,11 +206,17 @@ class PaymentClient:
                 raise _domain_error(error) from None
 
     def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
-        """Payment events after `after_cursor`, until the stream or the
-        channel closes (grpc.RpcError)."""
-        responses = self.stub.StreamPaymentEvents(ps.StreamPaymentEventsRequest(after_cursor=after_cursor))
-        for response in responses:
-            yield payment_event_from_proto(response.cursor, response.event)
+        """Payment events after `after_cursor`, until the stream, its
+        deadline or the channel ends it (grpc.RpcError; DEADLINE_EXCEEDED
+        when the deadline did: the caller reconnects from its cursor)."""
+        responses = self.stub.StreamPaymentEvents(
+            ps.StreamPaymentEventsRequest(after_cursor=after_cursor), timeout=self.stream_deadline
+        )
+        try:
+            for response in responses:
+                yield payment_event_from_proto(response.cursor, response.event)
+        finally:
+            responses.cancel()
 
 
 def _domain_error(error: grpc.RpcError) -> DomainError:

@@ -1,5 +1,8 @@
+import datetime
+
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from payment.v1 import payment_pb2 as _payment_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -10,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateOrGetPaymentRequest(_message.Message):
-    __slots__ = ("order_id", "user_id", "amount", "currency", "provider", "description", "client_ip", "user_agent", "return_url", "request_id")
+    __slots__ = ("order_id", "user_id", "amount", "currency", "provider", "description", "client_ip", "user_agent", "return_url", "request_id", "not_after")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +24,7 @@ class CreateOrGetPaymentRequest(_message.Message):
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
     RETURN_URL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     user_id: str
     amount: int
@@ -31,7 +35,8 @@ class CreateOrGetPaymentRequest(_message.Message):
     user_agent: str
     return_url: str
     request_id: str
-    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[_payment_pb2.Provider, str]] = ..., description: _Optional[str] = ..., client_ip: _Optional[str] = ..., user_agent: _Optional[str] = ..., return_url: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    not_after: _timestamp_pb2.Timestamp
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[_payment_pb2.Provider, str]] = ..., description: _Optional[str] = ..., client_ip: _Optional[str] = ..., user_agent: _Optional[str] = ..., return_url: _Optional[str] = ..., request_id: _Optional[str] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateOrGetPaymentResponse(_message.Message):
     __slots__ = ("payment", "checkout_url", "reused")
