@@ -231,7 +231,6 @@ def test_the_stream_reconnects_at_its_deadline_without_loss_or_duplicates(
         running.stop(grace=0)
 
 
-@pytest.mark.slow
 def test_pay_again_racing_the_follower_and_cancel(
     server: Any, stub: Any, order_db_url: str, db_url: str, clock: FakeClock
 ) -> None:
