@@ -11,7 +11,7 @@ import grpc
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from order_service.adapters.payment_client import PaymentClient
+from order_service.adapters.payment_client import PaymentClient, channel_options
 from order_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from order_service.config import OrderSettings
 from order_service.service_layer.services import Clock, OrderUseCases
@@ -40,8 +40,16 @@ def bootstrap(settings: OrderSettings, database_url: str, clock: Clock = utc_now
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size, application_name="order_service")
     session_factory = sessionmaker(engine, expire_on_commit=False)
     tracing.instrument_engine(engine)
-    channel = tracing.traced_channel(tls.channel(settings.payment_target, settings.payment_tls))
-    payments = PaymentClient(channel, timeout_seconds=settings.payment_timeout_seconds)
+    channel = tracing.traced_channel(
+        tls.channel(
+            settings.payment_target, settings.payment_tls, channel_options(settings.keepalive_seconds)
+        )
+    )
+    payments = PaymentClient(
+        channel,
+        timeout_seconds=settings.payment_timeout_seconds,
+        stream_deadline_seconds=settings.stream_deadline_seconds,
+    )
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = OrderUseCases(uow_factory, payments, clock, settings.policy)
     return OrderApp(settings=settings, engine=engine, channel=channel, use_cases=use_cases)

@@ -25,9 +25,14 @@ Register = Callable[[grpc.Server], None]
 
 # 16 KiB of metadata: the ingress forwards request headers (up to its own
 # 8 KiB cap) plus the original path; grpcio refuses some above 8 KiB.
+# Clients keep long-lived streams alive with pings (the order service's
+# event stream: every 30 s by default): accept them every 10 s or more, even
+# while no data flows, instead of answering GOAWAY "too many pings".
 DEFAULT_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.so_reuseport", 0),
     ("grpc.max_metadata_size", 16 * 1024),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
 )
 
 

@@ -66,6 +66,10 @@ orders = Table(
     Column("shipping_address", String(500), nullable=False),
     Column("note", String(500), nullable=False),
     Column("payment_id", UUID(as_uuid=True)),
+    # The current attempt's number: it never moves back (see Order.attach_payment).
+    Column("payment_attempt", Integer, nullable=False, server_default=text("0")),
+    # The payment whose money paid the order; others are extra payments.
+    Column("paid_payment_id", UUID(as_uuid=True)),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
     Column("expire_time", DateTime(timezone=True), nullable=False),

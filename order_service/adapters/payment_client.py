@@ -5,8 +5,9 @@ service that reads payment.v1 messages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC
+from typing import Any
 
 import grpc
 from payment.v1 import payment_pb2, payment_service_pb2_grpc
@@ -17,17 +18,36 @@ from order_service.domain.payments import (
     Checkout,
     PaymentAttempt,
     PaymentEvent,
+    PaymentFact,
     PaymentProvider,
     PaymentStatus,
 )
+from paykit.protobuf import timestamp
+
+
+# Keepalive for the channel to the payment service: a half-open connection
+# (a peer gone without a FIN) under the long-lived event stream is noticed
+# within keepalive time + timeout, not after the kernel's two hours. The
+# payment service's server accepts pings this often (paykit.grpc_server).
+def channel_options(
+    keepalive_seconds: float = 30.0, keepalive_timeout_seconds: float = 10.0
+) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.keepalive_time_ms", int(keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", int(keepalive_timeout_seconds * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
 
 # What the payment service's refusals mean to a shopper of this order.
 _PASS_THROUGH = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
 
 
 def provider_to_proto(provider: PaymentProvider | None) -> str:
-    """The payment.v1.Provider name; None is the order service's default choice: VNPay."""
-    return f"PROVIDER_{provider or PaymentProvider.VNPAY}"
+    """The payment.v1.Provider name; None is PROVIDER_UNSPECIFIED: the
+    payment service keeps the provider of the order's current attempt."""
+    return f"PROVIDER_{provider}" if provider is not None else "PROVIDER_UNSPECIFIED"
 
 
 def provider_from_proto(value: int) -> PaymentProvider | None:
@@ -65,17 +85,65 @@ def payment_event_from_proto(
         version=event.version,
         failure_reason=payment.failure_reason,
         review_reason=payment.review_reason,
+        attempt=payment.attempt,
         create_time=event.create_time.ToDatetime(tzinfo=UTC) if event.HasField("create_time") else None,
         traceparent=traceparent,
     )
 
 
+def payment_fact_from_proto(payment: payment_pb2.Payment) -> PaymentFact:
+    return PaymentFact(
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        user_id=payment.user_id,
+        status=status_from_proto(payment.status),
+        provider=provider_from_proto(payment.provider),
+        amount=payment.amount,
+        currency=payment.currency,
+        attempt=payment.attempt,
+        paid=payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED or payment.HasField("paid_time"),
+    )
+
+
 class PaymentClient:
-    def __init__(self, channel: grpc.Channel, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        timeout_seconds: float = 5.0,
+        stream_deadline_seconds: float | None = 300.0,
+    ) -> None:
         self.stub = payment_service_pb2_grpc.PaymentServiceStub(channel)
         self.timeout = timeout_seconds
+        self.stream_deadline = stream_deadline_seconds
 
     def create_or_get_payment(self, attempt: PaymentAttempt) -> Checkout:
+        request = self._create_request(attempt)
+        try:
+            # No blind retry here: request_id makes a retry by the caller safe.
+            # No provider (None) asks the payment service to keep the order's.
+            response = self.stub.CreateOrGetPayment(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise _domain_error(error) from None
+        return Checkout(
+            payment_id=response.payment.id,
+            checkout_url=response.checkout_url,
+            expire_time=response.payment.expire_time.ToDatetime(tzinfo=UTC),
+            attempt=response.payment.attempt,
+        )
+
+    def payments_of_order(self, order_id: str, user_id: str) -> Sequence[PaymentFact]:
+        """Every attempt of the order, oldest first; none when it has none."""
+        try:
+            response = self.stub.GetPaymentByOrder(
+                ps.GetPaymentByOrderRequest(order_id=order_id, user_id=user_id), timeout=self.timeout
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return []
+            raise _domain_error(error) from None
+        return [payment_fact_from_proto(p) for p in response.attempts or [response.payment]]
+
+    def _create_request(self, attempt: PaymentAttempt) -> ps.CreateOrGetPaymentRequest:
         request = ps.CreateOrGetPaymentRequest(
             order_id=attempt.order_id,
             user_id=attempt.user_id,
@@ -87,17 +155,9 @@ class PaymentClient:
             user_agent=attempt.user_agent[:512],
             return_url=attempt.return_url,
             request_id=attempt.request_id,
+            not_after=timestamp(attempt.not_after),
         )
-        try:
-            # No blind retry here: request_id makes a retry by the caller safe.
-            response = self.stub.CreateOrGetPayment(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise _domain_error(error) from None
-        return Checkout(
-            payment_id=response.payment.id,
-            checkout_url=response.checkout_url,
-            expire_time=response.payment.expire_time.ToDatetime(tzinfo=UTC),
-        )
+        return request
 
     def cancel_payment(self, payment_id: str, reason: str) -> None:
         try:
@@ -109,14 +169,18 @@ class PaymentClient:
                 raise _domain_error(error) from None
 
     def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
-        """Payment events after `after_cursor`, until the stream or the
-        channel closes (grpc.RpcError)."""
+        """Payment events after `after_cursor`, until the stream, its
+        deadline or the channel ends it (grpc.RpcError; DEADLINE_EXCEEDED
+        when the deadline did: the caller reconnects from its cursor)."""
         # Named: the payment service keeps every event this consumer has not
         # confirmed (its after_cursor is our committed checkpoint).
         request = ps.StreamPaymentEventsRequest(after_cursor=after_cursor, consumer=CONSUMER_NAME)
-        responses = self.stub.StreamPaymentEvents(request)
-        for response in responses:
-            yield payment_event_from_proto(response.cursor, response.event, response.traceparent)
+        responses = self.stub.StreamPaymentEvents(request, timeout=self.stream_deadline)
+        try:
+            for response in responses:
+                yield payment_event_from_proto(response.cursor, response.event, response.traceparent)
+        finally:
+            responses.cancel()
 
 
 CONSUMER_NAME = "order_service"

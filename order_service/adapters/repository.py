@@ -79,15 +79,15 @@ class OrderRepository:
             stmt.order_by(orders.c.create_time.desc(), orders.c.id.desc()).limit(limit)
         ).all()
 
-    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
-        stmt = (
-            select(Order)
-            .where(orders.c.status.in_(("PENDING_PAYMENT", "PAYMENT_FAILED")), orders.c.expire_time < now)
-            .order_by(orders.c.expire_time)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+    def due_for_expiry(
+        self, now: datetime, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+    ) -> Sequence[Order]:
+        stmt = select(Order).where(
+            orders.c.status.in_(("PENDING_PAYMENT", "PAYMENT_FAILED")), orders.c.expire_time < now
         )
-        return self.session.scalars(stmt).all()
+        if after is not None:
+            stmt = stmt.where(func.row(orders.c.expire_time, orders.c.id) > func.row(*after))
+        return self.session.scalars(stmt.order_by(orders.c.expire_time, orders.c.id).limit(limit)).all()
 
     def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
         """Records that an event is being applied; False if it already was."""

@@ -24,6 +24,7 @@ __all__ = [
     "NotCancelable",
     "NotFound",
     "OrderClosed",
+    "OrderExpiring",
     "OutOfStock",
     "PaymentRefused",
     "ResourceExhausted",
@@ -63,6 +64,17 @@ class OrderClosed(FailedPrecondition):
             f"order {order_id} is {status.lower()}; create a new order",
             subject=f"orders/{order_id}",
             type_="ORDER_CLOSED",
+        )
+
+
+class OrderExpiring(FailedPrecondition):
+    """ "Pay again" on an order that has expired or is about to."""
+
+    def __init__(self, order_id: object, when: str) -> None:
+        super().__init__(
+            f"order {order_id} {when}; create a new order",
+            subject=f"orders/{order_id}",
+            type_="ORDER_EXPIRING",
         )
 
 

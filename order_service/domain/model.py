@@ -20,8 +20,9 @@ from order_service.domain.errors import (
     InvalidArgument,
     NotCancelable,
     OrderClosed,
+    OrderExpiring,
 )
-from order_service.domain.payments import PaymentEvent, PaymentProvider
+from order_service.domain.payments import PaymentEvent, PaymentFact, PaymentProvider
 
 
 class OrderStatus(StrEnum):
@@ -40,6 +41,8 @@ PAYABLE = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAYMENT_FAILED})
 CANCELABLE = PAYABLE | {OrderStatus.AWAITING_DELIVERY_PAYMENT}
 # Orders whose stock has been given back.
 RESTOCKED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
+# Orders that still wait for their money (money arriving pays them).
+UNPAID = PAYABLE | {OrderStatus.AWAITING_DELIVERY_PAYMENT}
 
 MAX_ITEMS = 50
 MAX_QUANTITY = 100
@@ -56,6 +59,9 @@ class OrderPolicy:
     retry_limit: int = 10  # RetryPayment calls per user per window, over all replicas
     retry_window: timedelta = timedelta(minutes=1)
     max_open_orders: int = 10  # orders a user may have awaiting payment at once
+    # "Pay again" is refused when less than this is left before the order
+    # expires: the attempt is capped at the order's expiry.
+    retry_min_remaining: timedelta = timedelta(seconds=120)
 
 
 @dataclass(frozen=True)
@@ -141,25 +147,77 @@ class OrderLike(Protocol):
     @property
     def status(self) -> str: ...
     @property
+    def status_reason(self) -> str | None: ...
+    @property
     def payment_id(self) -> object: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def total_amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def expire_time(self) -> datetime: ...
 
 
-def check_payable(order: OrderLike) -> None:
-    """ "Pay again" is allowed only on an unpaid, open order."""
+class MoneyFact(Protocol):
+    """What the rules read of a payment that took (or may take) money: a
+    PaymentEvent or a PaymentFact."""
+
+    @property
+    def payment_id(self) -> str: ...
+    @property
+    def order_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+
+
+def check_payable(
+    order: OrderLike, now: datetime | None = None, min_remaining: timedelta = timedelta(0)
+) -> None:
+    """ "Pay again" is allowed only on an unpaid, open order with at least
+    `min_remaining` left before it expires (an attempt never outlives its
+    order, so a shorter one would expire under the shopper's hands)."""
     status = OrderStatus(order.status)
-    if status in PAYABLE:
-        return
     if status == OrderStatus.AWAITING_DELIVERY_PAYMENT:
         raise CashOnDelivery(order.id)
     if status == OrderStatus.PAID:
         raise AlreadyPaid(order.id)
-    raise OrderClosed(order.id, status.value)
+    if status not in PAYABLE:
+        raise OrderClosed(order.id, status.value)
+    if now is not None:
+        left = order.expire_time - now
+        if left <= timedelta(0):
+            raise OrderExpiring(order.id, "has expired")
+        if left < min_remaining:
+            raise OrderExpiring(
+                order.id, f"expires in {int(left.total_seconds())} s, too soon to start a payment"
+            )
 
 
 def check_cancelable(order: OrderLike) -> None:
     status = OrderStatus(order.status)
     if status not in CANCELABLE:
         raise NotCancelable(order.id, status.value)
+
+
+def fact_mismatch(order: OrderLike, payment: MoneyFact) -> str | None:
+    """Why a payment is not money for this order as placed (amount,
+    currency, order, user), or None when every fact matches."""
+    problems = []
+    if payment.order_id != str(order.id):
+        problems.append(f"order {payment.order_id!r} is not {order.id}")
+    if payment.user_id != order.user_id:
+        problems.append(f"user {payment.user_id!r} is not {order.user_id!r}")
+    if payment.amount != order.total_amount:
+        problems.append(f"amount {payment.amount} is not {order.total_amount}")
+    if payment.currency != order.currency:
+        problems.append(f"currency {payment.currency!r} is not {order.currency!r}")
+    return "; ".join(problems) or None
 
 
 @dataclass(frozen=True)
@@ -169,43 +227,113 @@ class OrderChange:
     event: str  # order event type to emit
 
 
-def on_payment_event(order: OrderLike, event: PaymentEvent) -> OrderChange | None:
-    """What a (new, in-order for its payment) payment event does to the order.
-    Paid never regresses; money for a closed order is never silently accepted."""
+MONEY_EVENTS = frozenset({"payment.succeeded", "payment.late_success"})
+CLOSED_EVENTS = frozenset({"payment.failed", "payment.canceled", "payment.expired"})
+
+
+def on_money(order: OrderLike, payment: MoneyFact, *, paid_payment_id: object = None) -> OrderChange | None:
+    """What money taken by `payment` does to the order, whichever attempt
+    took it: an unpaid order is paid only when the payment's facts match
+    it (otherwise a person reviews it, and its stock stays reserved); money
+    for a closed order or a second payment for a paid one is never silently
+    kept. Paid never regresses."""
     status = OrderStatus(order.status)
-    money_arrived = event.type in ("payment.succeeded", "payment.late_success")
-    if money_arrived:
-        if status in PAYABLE or (
-            status == OrderStatus.AWAITING_DELIVERY_PAYMENT and str(order.payment_id) == event.payment_id
-        ):
-            return OrderChange(OrderStatus.PAID, None, "order.paid")
-        if status in RESTOCKED:
+    if status in UNPAID:
+        mismatch = fact_mismatch(order, payment)
+        if mismatch is not None:
             return OrderChange(
                 OrderStatus.NEEDS_REVIEW,
-                f"payment {event.payment_id} succeeded after the order was {status.value.lower()}: "
-                "refund it or honour the order",
+                f"payment {payment.payment_id} does not match the order ({mismatch}): "
+                "check it before shipping or refunding",
                 "order.needs_review",
             )
-        if (
-            status in (OrderStatus.PAID, OrderStatus.AWAITING_DELIVERY_PAYMENT)
-            and str(order.payment_id) != event.payment_id
-        ):
-            # A second payment for a paid order: keep it paid, make the extra
-            # money visible.
-            return OrderChange(
-                status, f"extra payment {event.payment_id} received: refund it", "order.extra_payment"
-            )
+        return OrderChange(OrderStatus.PAID, None, "order.paid")
+    if status in RESTOCKED:
+        return OrderChange(
+            OrderStatus.NEEDS_REVIEW,
+            f"payment {payment.payment_id} succeeded after the order was {status.value.lower()}: "
+            "refund it or honour the order",
+            "order.needs_review",
+        )
+    if status == OrderStatus.PAID and str(paid_payment_id or order.payment_id or "") in (
+        "",
+        payment.payment_id,
+    ):
+        return None  # the payment that paid the order, again
+    # A second payment for a paid order (or one under review): keep the
+    # status, make the extra money visible.
+    reason = f"extra payment {payment.payment_id} received: refund it"
+    if status == OrderStatus.NEEDS_REVIEW and order.status_reason:
+        reason = f"{order.status_reason}; {reason}"
+    return OrderChange(status, reason, "order.extra_payment")
+
+
+def on_payment_event(
+    order: OrderLike, event: PaymentEvent, *, current: bool | None = None, paid_payment_id: object = None
+) -> OrderChange | None:
+    """What a (new, in-order for its payment) payment event does to the
+    order. Money counts whichever attempt took it (on_money); every other
+    event changes the order only when it is about the order's current
+    attempt (`current`; by default: the order has none, or it is this
+    payment): an older attempt's news never moves the order."""
+    if event.type in MONEY_EVENTS:
+        return on_money(order, event, paid_payment_id=paid_payment_id)
+    if current is None:
+        current = str(order.payment_id or "") in ("", event.payment_id)
+    if not current:
         return None
+    status = OrderStatus(order.status)
     if event.type == "payment.created":
-        if status in PAYABLE and event.provider == PaymentProvider.COD:
-            return OrderChange(OrderStatus.AWAITING_DELIVERY_PAYMENT, None, "order.confirmed_cod")
-        if status == OrderStatus.PAYMENT_FAILED:
+        if status not in UNPAID:
+            return None
+        if event.provider == PaymentProvider.COD:
+            mismatch = fact_mismatch(order, event)
+            if mismatch is not None:
+                # The courier would collect the payment's amount: stop shipping.
+                return OrderChange(
+                    OrderStatus.NEEDS_REVIEW,
+                    f"cash-on-delivery payment {event.payment_id} does not match the order ({mismatch})",
+                    "order.needs_review",
+                )
+            if status != OrderStatus.AWAITING_DELIVERY_PAYMENT:
+                return OrderChange(OrderStatus.AWAITING_DELIVERY_PAYMENT, None, "order.confirmed_cod")
+            return None
+        if status != OrderStatus.PENDING_PAYMENT:
+            # A new online attempt, after a failed one or replacing cash on
+            # delivery: the order waits for its money again.
             return OrderChange(OrderStatus.PENDING_PAYMENT, None, "order.payment_retried")
         return None
     if event.type == "payment.failed" and status == OrderStatus.PENDING_PAYMENT:
-        if str(order.payment_id) in ("", "None", event.payment_id):
-            return OrderChange(OrderStatus.PAYMENT_FAILED, event.failure_reason, "order.payment_failed")
+        return OrderChange(OrderStatus.PAYMENT_FAILED, event.failure_reason, "order.payment_failed")
+    if event.type in CLOSED_EVENTS and status == OrderStatus.AWAITING_DELIVERY_PAYMENT:
+        # The cash-on-delivery attempt closed without a replacement (yet):
+        # the order is unpaid again and "Pay again" works on it.
+        what = event.type.removeprefix("payment.")
+        reason = f"the cash-on-delivery payment was {what}" + (
+            f": {event.failure_reason}" if event.failure_reason else ""
+        )
+        return OrderChange(OrderStatus.PAYMENT_FAILED, reason, "order.payment_failed")
     return None
+
+
+class ExpiryAction(StrEnum):
+    NOTHING = "NOTHING"  # not due (any more): paid, closed or not yet expired
+    WAIT = "WAIT"  # an attempt may still take money: ask again later
+    EXPIRE = "EXPIRE"  # no money taken, none can land: expire and restock
+    MONEY = "MONEY"  # money was taken: apply it instead of expiring
+
+
+def expiry_action(order: OrderLike, payments: Sequence[PaymentFact], now: datetime) -> ExpiryAction:
+    """What to do with an order past its deadline, given every payment
+    attempt the payment service has for it. Stock is released only when no
+    attempt took money and none may still take it."""
+    if OrderStatus(order.status) not in PAYABLE or order.expire_time >= now:
+        return ExpiryAction.NOTHING
+    if any(p.paid for p in payments):
+        return ExpiryAction.MONEY
+    if any(p.may_take_money for p in payments):
+        return ExpiryAction.WAIT
+    return ExpiryAction.EXPIRE
 
 
 class Product:
@@ -255,7 +383,9 @@ class Order:
     receiver_phone: str
     shipping_address: str
     note: str
-    payment_id: uuid.UUID | None
+    payment_id: uuid.UUID | None  # the current (latest) payment attempt
+    payment_attempt: int  # its attempt number: the current attempt never moves back
+    paid_payment_id: uuid.UUID | None  # the payment whose money paid the order
     create_time: datetime
     update_time: datetime
     expire_time: datetime
@@ -282,18 +412,27 @@ class Order:
         self.total_amount, self.currency = total_amount, currency
         self.receiver_name, self.receiver_phone = receiver_name, receiver_phone
         self.shipping_address, self.note = shipping_address, note
-        self.payment_id = None
+        self.payment_id, self.payment_attempt, self.paid_payment_id = None, 0, None
         self.create_time, self.update_time, self.expire_time = create_time, create_time, expire_time
         self.items = list(items)
 
-    def attach_payment(self, payment_id: str, now: datetime) -> bool:
-        """Records the payment "Pay again" opened, if the order is still
-        payable and it is a new one. True when the order changed."""
-        if self.status not in PAYABLE or str(self.payment_id or "") == payment_id:
+    def attach_payment(self, payment_id: str, attempt: int, now: datetime) -> bool:
+        """Records a payment attempt of this order (opened by "Pay again",
+        or seen in the events or at expiry) as the current one when it is
+        newer than the current one: attempts are numbered per order, so the
+        current attempt never moves back, whatever order the news arrives
+        in, and whatever the order's status. True when the order changed."""
+        if str(self.payment_id or "") == payment_id:
             return False
-        self.payment_id = uuid.UUID(payment_id)
+        current = self.payment_attempt or 0
+        if self.payment_id is not None and attempt <= current and (attempt or current):
+            return False  # an older attempt (or an unnumbered one after numbered ones)
+        self.payment_id, self.payment_attempt = uuid.UUID(payment_id), attempt
         self.update_time = now
         return True
+
+    def is_current(self, payment_id: str) -> bool:
+        return str(self.payment_id or "") == payment_id
 
     def close(self, status: OrderStatus, reason: str, now: datetime) -> bool:
         """Cancel or expire. False (and no change) when the order is no
@@ -305,16 +444,42 @@ class Order:
         self.status, self.status_reason, self.update_time = status.value, reason, now
         return True
 
+    def _change(self, change: OrderChange | None, paying: str, now: datetime) -> OrderChange | None:
+        if change is not None:
+            if change.status == OrderStatus.PAID and self.status != OrderStatus.PAID:
+                self.paid_payment_id = uuid.UUID(paying)
+            self.status, self.status_reason = change.status.value, change.reason
+            self.update_time = now
+        return change
+
     def apply_payment_event(self, event: PaymentEvent, now: datetime) -> OrderChange | None:
         """What a (new, in-order) payment event does to this order; the
         change made, if any, names the order event to emit."""
-        if event.type == "payment.created" and self.status in PAYABLE:
-            self.payment_id = uuid.UUID(event.payment_id)
-        change = on_payment_event(self, event)
-        if change is not None:
-            self.status, self.status_reason = change.status.value, change.reason
+        self.attach_payment(event.payment_id, event.attempt, now)
+        change = on_payment_event(
+            self, event, current=self.is_current(event.payment_id), paid_payment_id=self.paid_payment_id
+        )
         self.update_time = now
-        return change
+        return self._change(change, event.payment_id, now)
+
+    def settle_expiry(
+        self, payments: Sequence[PaymentFact], now: datetime
+    ) -> tuple[ExpiryAction, OrderChange | None]:
+        """An order past its deadline, given every attempt the payment
+        service has for it: money taken pays it (or puts it up for review),
+        an attempt that may still take money makes it wait, otherwise it
+        expires. The caller restocks only on a change to EXPIRED."""
+        action = expiry_action(self, payments, now)
+        for payment in payments:
+            self.attach_payment(payment.payment_id, payment.attempt, now)
+        if action == ExpiryAction.MONEY:
+            paying = min((p for p in payments if p.paid), key=lambda p: p.attempt)
+            return action, self._change(
+                on_money(self, paying, paid_payment_id=self.paid_payment_id), paying.payment_id, now
+            )
+        if action == ExpiryAction.EXPIRE and self.close(OrderStatus.EXPIRED, "not paid in time", now):
+            return action, OrderChange(OrderStatus.EXPIRED, "not paid in time", "order.expired")
+        return action, None
 
 
 def place_order(

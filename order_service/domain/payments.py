@@ -45,10 +45,32 @@ class PaymentEvent:
     version: int
     failure_reason: str = ""
     review_reason: str = ""
+    attempt: int = 0  # 1-based attempt number within the order; 0 when not known
     # When the payment service wrote the event, and the trace it was written
     # in (an opaque W3C traceparent, "" if none): for lag and tracing only.
     create_time: datetime | None = None
     traceparent: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentFact:
+    """One payment attempt of an order as the payment service reports it
+    now (GetPaymentByOrder): what order expiry asks before releasing stock."""
+
+    payment_id: str
+    order_id: str
+    user_id: str
+    status: PaymentStatus
+    provider: PaymentProvider | None
+    amount: int
+    currency: str
+    attempt: int
+    paid: bool  # money was taken for it (succeeded, or paid after it closed)
+
+    @property
+    def may_take_money(self) -> bool:
+        """Still open at the payment service: money may yet land on it."""
+        return not self.paid and self.status in (PaymentStatus.PENDING, PaymentStatus.UNSPECIFIED)
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,7 @@ class Checkout:
     payment_id: str
     checkout_url: str
     expire_time: datetime
+    attempt: int = 0  # the attempt's number within the order; 0 when not known
 
 
 @dataclass(frozen=True)
@@ -68,9 +91,10 @@ class PaymentAttempt:
     user_id: str
     amount: int
     currency: str
-    provider: PaymentProvider | None  # None: the payment service's default choice here, VNPay
+    provider: PaymentProvider | None  # None: the payment service keeps the current attempt's provider
     description: str
     client_ip: str
     user_agent: str
     return_url: str
     request_id: str
+    not_after: datetime | None = None  # the attempt never outlives this (the order's expiry)

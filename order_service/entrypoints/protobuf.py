@@ -62,8 +62,8 @@ def product_to_proto(p: Product) -> order_pb2.Product:
 
 
 def requested_provider(value: int) -> PaymentProvider | None:
-    """The provider a RetryPayment asks for; None (unspecified) leaves the
-    choice to the payment client's default."""
+    """The provider a RetryPayment asks for; None (unspecified) asks the
+    payment service to keep the provider of the order's current attempt."""
     if value == 0:
         return None
     provider = provider_from_proto(value)

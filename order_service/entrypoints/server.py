@@ -15,10 +15,10 @@ import grpc
 from grpc_health.v1 import health
 from order.v1 import order_service_pb2, order_service_pb2_grpc
 
-from order_service.adapters import metrics
 from order_service.bootstrap import OrderApp
+from order_service.entrypoints.follower import PaymentEventFollower
 from order_service.entrypoints.servicer import OrderServicer
-from paykit import tls, tracing
+from paykit import tls
 from paykit.grpc_server import GrpcServer, start_grpc_server
 from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
@@ -34,6 +34,7 @@ class RunningOrderServer:
     app: OrderApp
     stopping: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    follower: PaymentEventFollower | None = None
 
     @property
     def server(self) -> grpc.Server:
@@ -104,35 +105,13 @@ def start(
 
 
 def follow_payment_events(running: RunningOrderServer) -> None:
-    """Follows PaymentService.StreamPaymentEvents from the stored checkpoint,
-    applying each event and its checkpoint in one transaction; reconnects
-    with backoff. At least once in, exactly once in effect."""
-    use_cases = running.app.use_cases
-    backoff = 0.2
-    while not running.stopping.is_set():
-        try:
-            for event in use_cases.payment_events():
-                # One trace from the callback that wrote the event to here.
-                with tracing.continue_trace(
-                    "apply payment event",
-                    event.traceparent,
-                    event_type=event.type,
-                    payment_id=event.payment_id,
-                ):
-                    applied = use_cases.apply_payment_event(event)
-                metrics.event_handled(applied, event.create_time)
-                backoff = 0.2
-                if running.stopping.is_set():
-                    return
-        except grpc.RpcError as error:
-            if running.stopping.is_set():
-                return
-            metrics.reconnected()
-            log.warning("payment event stream interrupted; reconnecting", extra={"code": str(error.code())})
-        except Exception:
-            log.exception("applying payment events failed; retrying from the checkpoint")
-        running.stopping.wait(backoff)
-        backoff = min(backoff * 2, 5.0)
+    """Follows the payment event stream until the server stops (see
+    entrypoints.follower)."""
+    follower = PaymentEventFollower(
+        running.app.use_cases, running.stopping, running.app.settings.lag_log_seconds
+    )
+    running.follower = follower
+    follower.run()
 
 
 def _sweep(running: RunningOrderServer) -> None:
@@ -146,7 +125,8 @@ def _sweep(running: RunningOrderServer) -> None:
             except Exception:
                 log.warning("order retention prune failed; will retry", exc_info=True)
         try:
-            while running.app.use_cases.expire_due_orders() and not running.stopping.is_set():
-                pass
+            # One call settles every due order (paging inside); orders
+            # whose money is still uncertain wait for the next sweep.
+            running.app.use_cases.expire_due_orders()
         except Exception:
             log.warning("order expiry sweep failed; will retry", exc_info=True)

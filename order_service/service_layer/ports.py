@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from order_service.domain.model import Order, Product
-from order_service.domain.payments import Checkout, PaymentAttempt, PaymentEvent
+from order_service.domain.payments import Checkout, PaymentAttempt, PaymentEvent, PaymentFact
 
 
 class Orders(Protocol):
@@ -36,8 +36,12 @@ class Orders(Protocol):
         self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> Sequence[Order]: ...
 
-    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
-        """Unpaid orders past their deadline, locked, skipping locked ones."""
+    def due_for_expiry(
+        self, now: datetime, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+    ) -> Sequence[Order]:
+        """Unpaid orders past their deadline, by (expire_time, id) after
+        `after`; not locked (the caller asks the payment service before it
+        locks one)."""
         ...
 
     def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
@@ -86,5 +90,9 @@ class Payments(Protocol):
     def create_or_get_payment(self, attempt: PaymentAttempt) -> Checkout: ...
 
     def cancel_payment(self, payment_id: str, reason: str) -> None: ...
+
+    def payments_of_order(self, order_id: str, user_id: str) -> Sequence[PaymentFact]:
+        """Every attempt the payment service has for the order, now."""
+        ...
 
     def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]: ...

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from order_service.domain import model
-from order_service.domain.errors import InvalidArgument, NotFound, OutOfStock, ResourceExhausted
+from order_service.domain.errors import DomainError, InvalidArgument, NotFound, OutOfStock, ResourceExhausted
 from order_service.domain.model import Order, OrderPolicy, OrderStatus, Product
 from order_service.domain.payments import Checkout, PaymentAttempt, PaymentEvent, PaymentProvider
 from order_service.service_layer.ports import Payments
@@ -146,9 +146,10 @@ class OrderUseCases:
         user_agent: str,
         idempotency_key: str,
     ) -> tuple[Order, Checkout]:
+        now = self._clock()
         with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id)
-            model.check_payable(order)
+            model.check_payable(order, now, self._policy.retry_min_remaining)
         self._check_retry_rate(user_id)
         checkout = self._payments.create_or_get_payment(
             PaymentAttempt(
@@ -162,14 +163,24 @@ class OrderUseCases:
                 user_agent=user_agent,
                 return_url=return_url,
                 request_id=idempotency_key or uuid.uuid4().hex,
+                not_after=order.expire_time,
             )
         )
         now = self._clock()
         with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)
-            if order.attach_payment(checkout.payment_id, now):
+            # The newest attempt is the current one, whatever the order's
+            # status: a cancel that raced this call releases it below.
+            if order.attach_payment(checkout.payment_id, checkout.attempt, now):
                 uow.commit()
-        return order, checkout
+        if OrderStatus(order.status) in model.UNPAID:
+            return order, checkout
+        # The order was paid, canceled or expired while the attempt opened:
+        # the shopper gets no checkout for it, and it is closed.
+        if not (order.paid_payment_id and str(order.paid_payment_id) == checkout.payment_id):
+            self._release(checkout.payment_id, f"order {order.status.lower()}", order)
+        model.check_payable(order)
+        raise AssertionError("unreachable: check_payable refuses a closed order")  # pragma: no cover
 
     def _check_retry_rate(self, user_id: str) -> None:
         """At most policy.retry_limit RetryPayment calls per user and window,
@@ -205,24 +216,64 @@ class OrderUseCases:
         return order
 
     def _release_payment(self, order: Order, reason: str) -> None:
-        """Best effort: an uncanceled payment expires by itself, and money
-        that still arrives for it puts the order up for review."""
         if order.payment_id is not None:
-            try:
-                self._payments.cancel_payment(str(order.payment_id), reason)
-            except Exception:  # noqa: BLE001 - see docstring
-                log.info("could not cancel the payment of a closed order", extra={"order_id": str(order.id)})
+            self._release(str(order.payment_id), reason, order)
+
+    def _release(self, payment_id: str, reason: str, order: Order) -> None:
+        """Best effort: an uncanceled payment expires by itself (never after
+        the order), and money that still arrives for it puts the order up
+        for review."""
+        try:
+            self._payments.cancel_payment(payment_id, reason)
+        except Exception:  # noqa: BLE001 - see docstring
+            log.info("could not cancel the payment of a closed order", extra={"order_id": str(order.id)})
 
     def expire_due_orders(self, limit: int = 100) -> int:
+        """Settles every unpaid order past its deadline, `limit` at a time.
+        Before releasing an order's stock it asks the payment service about
+        its money (outside any transaction): money taken pays the order, an
+        attempt that may still take money (or no answer) leaves the order
+        for the next sweep. Returns how many orders changed."""
         now = self._clock()
-        with self._uow_factory() as uow:
-            due = uow.orders.due_for_expiry(now, limit)
+        changed = 0
+        after: tuple[datetime, uuid.UUID] | None = None
+        while True:
+            with self._uow_factory() as uow:
+                due = uow.orders.due_for_expiry(now, limit, after)
             for order in due:
-                self._close_unpaid(uow, order, OrderStatus.EXPIRED, "not paid in time", now)
+                changed += self._settle_due(order, now)
+            if len(due) < limit:
+                return changed
+            after = (due[-1].expire_time, due[-1].id)
+
+    def _settle_due(self, due: Order, now: datetime) -> int:
+        try:
+            payments = self._payments.payments_of_order(str(due.id), due.user_id)
+        except DomainError:
+            log.warning(
+                "cannot ask the payment service about an expiring order; it waits",
+                extra={"order_id": str(due.id)},
+            )
+            return 0
+        with self._uow_factory() as uow:
+            order = uow.orders.get(due.id, for_update=True)
+            if order is None:
+                return 0
+            action, change = order.settle_expiry(payments, now)
+            if action == model.ExpiryAction.WAIT:
+                log.info(
+                    "an expiring order has an attempt that may still take money; it waits",
+                    extra={"order_id": str(order.id)},
+                )
+            if change is not None:
+                if change.status == OrderStatus.EXPIRED:
+                    for item in order.items:
+                        uow.orders.return_stock(item.variant_id, item.quantity)
+                uow.orders.add_event(change.event, order, now)
             uow.commit()
-        for order in due:
+        if change is not None and change.status == OrderStatus.EXPIRED:
             self._release_payment(order, "order expired")
-        return len(due)
+        return int(change is not None)
 
     def prune(self, retention: Retention, batch: int = 1000) -> dict[str, int]:
         """Drops what the order service no longer needs, in short batches

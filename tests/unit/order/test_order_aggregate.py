@@ -90,14 +90,18 @@ def test_placing_names_unknown_variants_and_mixed_currencies() -> None:
         )
 
 
-def test_attach_payment_only_once_and_only_while_payable() -> None:
+def test_attach_payment_keeps_the_newest_attempt_whatever_the_status() -> None:
     order = new_order()
-    assert order.attach_payment(PAYMENT, LATER)
-    assert (str(order.payment_id), order.update_time) == (PAYMENT, LATER)
-    assert not order.attach_payment(PAYMENT, LATER + timedelta(1))
+    assert order.attach_payment(PAYMENT, 1, LATER)
+    assert (str(order.payment_id), order.payment_attempt, order.update_time) == (PAYMENT, 1, LATER)
+    assert not order.attach_payment(PAYMENT, 1, LATER + timedelta(1))
     assert order.close(OrderStatus.CANCELED, "changed my mind", LATER)
-    assert not order.attach_payment(str(uuid.uuid4()), LATER)
-    assert str(order.payment_id) == PAYMENT
+    # An attempt opened while the order was being canceled is still the
+    # current one (so it can be released); an older one never is.
+    newer, older = str(uuid.uuid4()), str(uuid.uuid4())
+    assert order.attach_payment(newer, 2, LATER)
+    assert not order.attach_payment(older, 1, LATER)
+    assert (str(order.payment_id), order.payment_attempt) == (newer, 2)
 
 
 def test_close_happens_once_and_only_as_canceled_or_expired() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -34,6 +35,11 @@ class FakeOrder:
     status: str
     payment_id: object = None
     id: object = "o-1"
+    user_id: str = "u1"
+    total_amount: int = 150_000
+    currency: str = "VND"
+    status_reason: str | None = None
+    expire_time: datetime = datetime(2025, 1, 1, 12, 30, tzinfo=UTC)
 
 
 def event(type_: str, payment_id: str = PAYMENT, **changes: object) -> PaymentEvent:
@@ -42,7 +48,7 @@ def event(type_: str, payment_id: str = PAYMENT, **changes: object) -> PaymentEv
         event_id=str(uuid.uuid4()),
         type=type_,
         payment_id=payment_id,
-        order_id=str(uuid.uuid4()),
+        order_id="o-1",
         user_id="u1",
         status=PaymentStatus.PENDING,
         provider=PaymentProvider.VNPAY,

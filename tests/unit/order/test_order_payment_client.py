@@ -61,4 +61,4 @@ def test_unknown_and_unspecified_values() -> None:
     assert provider_from_proto(payment_pb2.PROVIDER_UNSPECIFIED) is None
     assert provider_from_proto(999) is None
     assert status_from_proto(999) == PaymentStatus.UNSPECIFIED
-    assert provider_to_proto(None) == "PROVIDER_VNPAY"
+    assert provider_to_proto(None) == "PROVIDER_UNSPECIFIED"

@@ -5,19 +5,20 @@ database and no network, through its UnitOfWork, Orders and Payments ports."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
 import pytest
 
-from order_service.domain.errors import NotFound, OutOfStock
+from order_service.domain.errors import NotFound, OrderClosed, OrderExpiring, OutOfStock, Unavailable
 from order_service.domain.model import NewOrder, Order, OrderPolicy, Product, validate_new_order
 from order_service.domain.payments import (
     Checkout,
     PaymentAttempt,
     PaymentEvent,
+    PaymentFact,
     PaymentProvider,
     PaymentStatus,
 )
@@ -67,9 +68,12 @@ class FakeOrders:
         mine = sorted((o for o in self.orders.values() if o.user_id == user_id), key=lambda o: o.create_time)
         return [o for o in reversed(mine) if before is None or (o.create_time, o.id) < before][:limit]
 
-    def due_for_expiry(self, now: datetime, limit: int) -> Sequence[Order]:
+    def due_for_expiry(
+        self, now: datetime, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+    ) -> Sequence[Order]:
         due = [o for o in self.orders.values() if o.status in ("PENDING_PAYMENT", "PAYMENT_FAILED")]
-        return [o for o in due if o.expire_time < now][:limit]
+        due = sorted((o for o in due if o.expire_time < now), key=lambda o: (o.expire_time, o.id))
+        return [o for o in due if after is None or (o.expire_time, o.id) > after][:limit]
 
     def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
         if event_id in self.applied:
@@ -137,15 +141,25 @@ class FakePayments:
     def __init__(self) -> None:
         self.attempts: list[PaymentAttempt] = []
         self.canceled: list[str] = []
+        self.facts: dict[str, list[PaymentFact]] = {}
+        self.down = False
+        self.during_create: Callable[[], None] = lambda: None
 
     def create_or_get_payment(self, attempt: PaymentAttempt) -> Checkout:
         self.attempts.append(attempt)
+        self.during_create()
+        n = len(self.attempts)
         return Checkout(
-            str(uuid.UUID(int=len(self.attempts))), "https://pay.example/x", NOW + timedelta(minutes=15)
+            str(uuid.UUID(int=n)), "https://pay.example/x", NOW + timedelta(minutes=15), attempt=n
         )
 
     def cancel_payment(self, payment_id: str, reason: str) -> None:
         self.canceled.append(payment_id)
+
+    def payments_of_order(self, order_id: str, user_id: str) -> Sequence[PaymentFact]:
+        if self.down:
+            raise Unavailable("the payment service is unavailable; retry shortly")
+        return self.facts.get(order_id, [])
 
     def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
         return iter(())
@@ -245,3 +259,80 @@ def test_a_payment_event_applies_once_and_moves_the_checkpoint(world: World) -> 
     assert use_cases.apply_payment_event(paid) is False
     assert order.status == "PAID" and use_cases.stream_cursor() == "7-1"
     assert [e for e, _ in uow.orders.events] == ["order.created", "order.paid"]
+
+
+def retry(use_cases: OrderUseCases, order: Order, provider: PaymentProvider | None = None) -> Checkout:
+    return use_cases.retry_payment(
+        "u1",
+        str(order.id),
+        provider=provider,
+        return_url="",
+        client_ip="",
+        user_agent="",
+        idempotency_key="",
+    )[1]
+
+
+def test_pay_again_sends_the_order_expiry_as_the_cap_and_no_default_provider(world: World) -> None:
+    """Findings 3 and 4: no provider means "keep the current one" (not
+    VNPay), and the attempt never outlives the order."""
+    use_cases, _, payments, clock = world
+    order = use_cases.create_order(cart(("mug-blue", 1)))
+    retry(use_cases, order)
+    assert payments.attempts[0].provider is None
+    assert payments.attempts[0].not_after == order.expire_time
+    clock.now = order.expire_time - timedelta(seconds=90)
+    with pytest.raises(OrderExpiring, match="too soon to start a payment"):
+        retry(use_cases, order, PaymentProvider.MOMO)
+    assert len(payments.attempts) == 1
+
+
+def test_pay_again_racing_a_cancel_hands_out_no_checkout_and_closes_the_attempt(world: World) -> None:
+    use_cases, uow, payments, _ = world
+    order = use_cases.create_order(cart(("mug-blue", 2)))
+    retry(use_cases, order)
+    # The shopper cancels in another tab while the second attempt opens.
+    payments.during_create = lambda: use_cases.cancel_order("u1", str(order.id), "")
+    with pytest.raises(OrderClosed):
+        retry(use_cases, order)
+    second = str(uuid.UUID(int=2))
+    assert str(order.payment_id) == second and order.payment_attempt == 2  # not stale
+    assert second in payments.canceled
+    assert order.status == "CANCELED" and uow.orders.stock["mug-blue"] == 5
+
+
+def test_expiry_asks_about_money_before_restocking(world: World) -> None:
+    """Finding 5: with the event stream stalled, a paid order is paid at
+    expiry, an order whose attempt may still take money waits, and nothing
+    expires while the payment service cannot answer."""
+    use_cases, uow, payments, clock = world
+    paid, pending, unpaid = (use_cases.create_order(cart(("mug-blue", 1))) for _ in range(3))
+
+    def attempt(order: Order, status: PaymentStatus, paid: bool = False) -> list[PaymentFact]:
+        return [
+            PaymentFact(
+                payment_id=str(uuid.uuid4()),
+                order_id=str(order.id),
+                user_id="u1",
+                status=status,
+                provider=PaymentProvider.VNPAY,
+                amount=order.total_amount,
+                currency="VND",
+                attempt=1,
+                paid=paid,
+            )
+        ]
+
+    payments.facts = {
+        str(paid.id): attempt(paid, PaymentStatus.SUCCEEDED, paid=True),
+        str(pending.id): attempt(pending, PaymentStatus.PENDING),
+    }
+    clock.now += timedelta(minutes=31)
+    payments.down = True
+    assert use_cases.expire_due_orders() == 0
+    assert uow.orders.stock["mug-blue"] == 2
+    payments.down = False
+    assert use_cases.expire_due_orders(limit=1) == 2  # pages through all three
+    assert (paid.status, pending.status, unpaid.status) == ("PAID", "PENDING_PAYMENT", "EXPIRED")
+    assert uow.orders.stock["mug-blue"] == 3
+    assert sorted(e for e, _ in uow.orders.events if e != "order.created") == ["order.expired", "order.paid"]
