@@ -133,7 +133,9 @@ def make_settings(**overrides: object) -> Settings:
         "payment_grpc_port": 0,
         "gateways": {Provider.VNPAY: TEST_VNPAY, Provider.COD: CodConfig()},
         "policy": Policy(
-            enabled_providers=frozenset({Provider.VNPAY, Provider.COD}), traits=registry.traits()
+            enabled_providers=frozenset({Provider.VNPAY, Provider.COD}),
+            traits=registry.traits(),
+            default_provider=Provider.VNPAY,  # as PAYMENT_DEFAULT_PROVIDER's default
         ),
         "development": True,
         "expiry_sweep_seconds": 3600.0,

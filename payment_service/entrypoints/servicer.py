@@ -27,8 +27,12 @@ from payment_service.service_layer.services import CreatePayment, PaymentUseCase
 
 
 def _provider_from_proto(value: int) -> model.Provider | None:
-    if value == payment_pb2.PROVIDER_UNSPECIFIED or value not in payment_pb2.Provider.values():
+    """None for PROVIDER_UNSPECIFIED (the order's current provider, or the
+    default for a first attempt); an unknown number is refused."""
+    if value == payment_pb2.PROVIDER_UNSPECIFIED:
         return None
+    if value not in payment_pb2.Provider.values():
+        raise InvalidArgument.one("provider", f"unknown provider {value}")
     return model.Provider(payment_pb2.Provider.Name(value).removeprefix("PROVIDER_"))
 
 
