@@ -1,34 +1,16 @@
-"""The unit of work on SQLAlchemy: one session, one transaction per use case."""
+"""The payment service's unit of work: paykit's SQLAlchemy session, with the
+payment repository. Satisfies service_layer.unit_of_work.UnitOfWork."""
 
 from __future__ import annotations
 
-from types import TracebackType
+from sqlalchemy.orm import Session
 
-from sqlalchemy.orm import Session, sessionmaker
-
+from paykit.unit_of_work import SessionUnitOfWork
 from payment_service.adapters.repository import PaymentRepository
 
 
-class SqlAlchemyUnitOfWork:
-    """`with uow:` opens a session; `uow.commit()` commits; leaving the block
-    without committing rolls back. Satisfies service_layer.unit_of_work.UnitOfWork."""
-
+class SqlAlchemyUnitOfWork(SessionUnitOfWork):
     payments: PaymentRepository
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        self._session_factory = session_factory
-
-    def __enter__(self) -> SqlAlchemyUnitOfWork:
-        self.session = self._session_factory()
-        self.payments = PaymentRepository(self.session)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        # close() rolls back whatever was not committed and detaches the
-        # loaded objects without expiring them, so callers can still read them.
-        self.session.close()
-
-    def commit(self) -> None:
-        self.session.commit()
+    def _open(self, session: Session) -> None:
+        self.payments = PaymentRepository(session)
