@@ -263,6 +263,43 @@ def test_check_config_passes_a_complete_production_configuration() -> None:
     assert result.stdout.startswith("OK")
 
 
+def test_check_config_notes_the_explicit_opt_out_and_passes() -> None:
+    opted_out = {
+        "PAYMENT_GRPC_HOST": "0.0.0.0",
+        "PAYMENT_GRPC_INSECURE": "1",
+        "ORDER_GRPC_HOST": "0.0.0.0",
+        "ORDER_GRPC_INSECURE": "1",
+        "PAYMENT_TARGET": "payment.payments.svc.cluster.local:50051",
+    }
+    result = subprocess.run(
+        [*CLI, "check-config"],
+        env=_clean_env(**COMPLETE_PRODUCTION, **opted_out),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["NOTE", "NOTE", "NOTE", "OK:"], lines
+    # Without the opt-out the same binds are unsafe.
+    del opted_out["ORDER_GRPC_INSECURE"]
+    result = subprocess.run(
+        [*CLI, "check-config"],
+        env=_clean_env(**COMPLETE_PRODUCTION, **opted_out),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert any(
+        line.startswith("UNSAFE ORDER_GRPC_HOST=0.0.0.0 is not a loopback")
+        for line in result.stdout.splitlines()
+    )
+    assert "1 problem(s)" in result.stderr
+
+
 def test_serve_refuses_development_keys_outside_development(db_url: str) -> None:
     from payment_service.gateways.vnpay.settings import DEV_KEYS
 
