@@ -178,14 +178,16 @@ def _path(raw: str) -> str:
 def _upstream_tls(env: Mapping[str, str], prefix: str) -> UpstreamTls | None:
     """<PREFIX>_UPSTREAM_TLS_CA (TLS on when set), <PREFIX>_UPSTREAM_TLS_CERT
     and _KEY (mutual TLS), <PREFIX>_UPSTREAM_TLS_SERVER_NAME."""
-    name = f"{prefix}_UPSTREAM_TLS"
-    ca, cert, key, server_name = (
-        env.get(f"{name}_{part}", "").strip() for part in ("CA", "CERT", "KEY", "SERVER_NAME")
-    )
+    ca = env.get(f"{prefix}_UPSTREAM_TLS_CA", "").strip()
+    cert = env.get(f"{prefix}_UPSTREAM_TLS_CERT", "").strip()
+    key = env.get(f"{prefix}_UPSTREAM_TLS_KEY", "").strip()
+    server_name = env.get(f"{prefix}_UPSTREAM_TLS_SERVER_NAME", "").strip()
     if bool(cert) != bool(key):
-        raise ConfigError(f"{name}_CERT and {name}_KEY go together: set both or neither")
+        raise ConfigError(
+            f"{prefix}_UPSTREAM_TLS_CERT and {prefix}_UPSTREAM_TLS_KEY go together: set both or neither"
+        )
     if (cert or server_name) and not ca:
-        raise ConfigError(f"{name}_CERT/_KEY/_SERVER_NAME need {name}_CA")
+        raise ConfigError(f"{prefix}_UPSTREAM_TLS_CERT/_KEY/_SERVER_NAME need {prefix}_UPSTREAM_TLS_CA")
     if not ca:
         return None
     return UpstreamTls(_path(ca), _path(cert), _path(key), server_name)

@@ -76,8 +76,9 @@ def _accept_opt_outs(env: Mapping[str, str], report: Report) -> None:
         if bind.exposed_without_tls and bind.insecure:
             accept(
                 f"{prefix}_GRPC_HOST={bind.host} has no TLS",
-                f"{prefix}_GRPC_HOST={bind.host} without TLS by the explicit opt-out {prefix}_GRPC_INSECURE=1:"
-                " only the network (a NetworkPolicy) keeps the internal API private",
+                f"{prefix}_GRPC_HOST={bind.host} without TLS by the explicit opt-out"
+                f" {prefix}_GRPC_INSECURE=1: only the network (a NetworkPolicy) keeps the internal API"
+                " private",
             )
     try:
         payment_insecure = env_flag(env, "PAYMENT_GRPC_INSECURE")
