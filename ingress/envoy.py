@@ -156,6 +156,43 @@ def _upstream_host(env: Mapping[str, str], own: str, bind: str) -> str:
     return "127.0.0.1" if bound in WILDCARDS else bound
 
 
+@dataclass(frozen=True)
+class UpstreamTls:
+    """TLS from Envoy to a service (<SERVICE>_UPSTREAM_TLS_*): the CA that
+    signed the service's certificate, optionally Envoy's client certificate
+    (for a service with <SERVICE>_GRPC_TLS_CLIENT_CA), and the name to send
+    as SNI and to find among the certificate's SANs ("" means the upstream
+    host)."""
+
+    ca_file: str
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+
+def _path(raw: str) -> str:
+    # Envoy runs in its own working directory: a relative path is resolved here.
+    return os.path.abspath(raw) if raw else ""
+
+
+def _upstream_tls(env: Mapping[str, str], prefix: str) -> UpstreamTls | None:
+    """<PREFIX>_UPSTREAM_TLS_CA (TLS on when set), <PREFIX>_UPSTREAM_TLS_CERT
+    and _KEY (mutual TLS), <PREFIX>_UPSTREAM_TLS_SERVER_NAME."""
+    ca = env.get(f"{prefix}_UPSTREAM_TLS_CA", "").strip()
+    cert = env.get(f"{prefix}_UPSTREAM_TLS_CERT", "").strip()
+    key = env.get(f"{prefix}_UPSTREAM_TLS_KEY", "").strip()
+    server_name = env.get(f"{prefix}_UPSTREAM_TLS_SERVER_NAME", "").strip()
+    if bool(cert) != bool(key):
+        raise ConfigError(
+            f"{prefix}_UPSTREAM_TLS_CERT and {prefix}_UPSTREAM_TLS_KEY go together: set both or neither"
+        )
+    if (cert or server_name) and not ca:
+        raise ConfigError(f"{prefix}_UPSTREAM_TLS_CERT/_KEY/_SERVER_NAME need {prefix}_UPSTREAM_TLS_CA")
+    if not ca:
+        return None
+    return UpstreamTls(_path(ca), _path(cert), _path(key), server_name)
+
+
 def _ingress_host(env: Mapping[str, str]) -> str:
     host = env.get("INGRESS_HOST", "").strip()
     if host:
@@ -211,6 +248,10 @@ class IngressSettings:
     payment_upstream_port: int = DEFAULT_PORTS["payment"]
     order_upstream_host: str = "127.0.0.1"
     order_upstream_port: int = DEFAULT_PORTS["order"]
+    # TLS to the services (None: plaintext h2c, for services on loopback or
+    # behind their *_GRPC_INSECURE=1 opt-out).
+    payment_upstream_tls: UpstreamTls | None = None
+    order_upstream_tls: UpstreamTls | None = None
     # PAYMENTS_ENV=development. Outside development a JWKS source is required.
     development: bool = False
     # Where the keys that sign the order API's bearer tokens come from: an
@@ -255,6 +296,8 @@ class IngressSettings:
             payment_upstream_port=_int(env, "PAYMENT_GRPC_PORT", DEFAULT_PORTS["payment"]),
             order_upstream_host=_upstream_host(env, "ORDER_UPSTREAM_HOST", "ORDER_GRPC_HOST"),
             order_upstream_port=_int(env, "ORDER_GRPC_PORT", DEFAULT_PORTS["order"]),
+            payment_upstream_tls=_upstream_tls(env, "PAYMENT"),
+            order_upstream_tls=_upstream_tls(env, "ORDER"),
             development=development,
             jwks_json=read_jwks_file(jwks_file) if jwks_file else "",
             jwks_url=_jwks_url(jwks_url, development) if jwks_url else "",
@@ -286,12 +329,21 @@ class Upstream:
     host: str
     port: int
     health_service: str
+    tls: UpstreamTls | None = None
 
 
 def upstreams(s: IngressSettings) -> tuple[Upstream, ...]:
     return (
-        Upstream(PAYMENT_CLUSTER, s.payment_upstream_host, s.payment_upstream_port, PAYMENT_SERVICE),
-        Upstream(ORDER_CLUSTER, s.order_upstream_host, s.order_upstream_port, ORDER_SERVICE),
+        Upstream(
+            PAYMENT_CLUSTER,
+            s.payment_upstream_host,
+            s.payment_upstream_port,
+            PAYMENT_SERVICE,
+            s.payment_upstream_tls,
+        ),
+        Upstream(
+            ORDER_CLUSTER, s.order_upstream_host, s.order_upstream_port, ORDER_SERVICE, s.order_upstream_tls
+        ),
     )
 
 
@@ -319,8 +371,38 @@ def _discovery(host: str) -> dict[str, Any]:
     return {"type": "STRICT_DNS", "dns_lookup_family": "V4_PREFERRED"}
 
 
+def _upstream_transport_socket(upstream: Upstream, tls: UpstreamTls) -> dict[str, Any]:
+    """TLS to a gRPC service: its certificate checked against tls.ca_file and
+    for the server name among its SANs (an IP SAN for an address, a DNS SAN
+    otherwise, which is also sent as SNI); h2 by ALPN, as grpcio requires;
+    Envoy's own certificate when the service asks for one. The active health
+    checks use the same socket."""
+    name = tls.server_name or upstream.host
+    ip = _is_ip(name)
+    validation = {
+        "trusted_ca": {"filename": tls.ca_file},
+        "match_typed_subject_alt_names": [
+            {"san_type": "IP_ADDRESS" if ip else "DNS", "matcher": {"exact": name}}
+        ],
+    }
+    common: dict[str, Any] = {"alpn_protocols": ["h2"], "validation_context": validation}
+    if tls.cert_file:
+        common["tls_certificates"] = [
+            {"certificate_chain": {"filename": tls.cert_file}, "private_key": {"filename": tls.key_file}}
+        ]
+    context: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        **({} if ip else {"sni": name}),
+        "common_tls_context": common,
+    }
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
 def _grpc_cluster(upstream: Upstream) -> dict[str, Any]:
     address = _address(upstream.host, upstream.port)
+    transport = (
+        {"transport_socket": _upstream_transport_socket(upstream, upstream.tls)} if upstream.tls else {}
+    )
     return {
         "name": upstream.cluster,
         **_discovery(upstream.host),
@@ -350,6 +432,7 @@ def _grpc_cluster(upstream: Upstream) -> dict[str, Any]:
         # With one host the default panic threshold (50 %) would send traffic
         # to it even when it is unhealthy; 0 makes Envoy answer 503 at once.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0.0}},
+        **transport,
     }
 
 

@@ -1,30 +1,97 @@
 """`payments check-config`: every unsafe or missing production setting of
 the platform, read from one environment, one line each. Each service
 reports its own (payment_service.config, order_service.config); the
-ingress's identity-provider settings are checked here from their names."""
+ingress's identity-provider settings are checked here from their names.
+
+A deliberate opt-out is not a problem but a note: an internal gRPC server
+on a non-loopback address without TLS under <SERVICE>_GRPC_INSECURE=1 (the
+network, a NetworkPolicy say, is then the boundary), and the order service
+reaching a payment service that runs so (PAYMENT_GRPC_INSECURE=1) without
+PAYMENT_TLS_CA. Without the opt-out the same settings stay problems."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 # The ingress's development defaults (ingress/envoy.py IngressSettings).
 DEV_JWT_ISSUER = "payments-dev"
 DEV_JWT_AUDIENCE = "payments"
 
 
-def production_problems(env: Mapping[str, str]) -> list[str]:
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)  # UNSAFE: not ready for production
+    notes: list[str] = field(default_factory=list)  # accepted by an explicit opt-out
+
+    def add_problems(self, found: list[str]) -> None:
+        self.problems += [p for p in found if p not in self.problems]
+
+
+def production_report(env: Mapping[str, str]) -> Report:
     from order_service.config import production_problems as order_problems
     from payment_service.config import production_problems as payment_problems
 
-    problems: list[str] = []
+    report = Report()
     if env.get("PAYMENTS_ENV", "production") == "development":
-        problems.append("PAYMENTS_ENV=development: development keys, the simulator and http URLs are allowed")
-    problems += payment_problems(env)
-    problems += [p for p in order_problems(env) if p not in problems]
-    problems += jwt_problems(env)
-    if not problems:  # anything else the services would refuse at start
-        problems += _load_errors({**env, "PAYMENTS_ENV": "production"})
-    return problems
+        report.problems.append(
+            "PAYMENTS_ENV=development: development keys, the simulator and http URLs are allowed"
+        )
+    report.add_problems(payment_problems(env))
+    report.add_problems(order_problems(env))
+    report.add_problems(jwt_problems(env))
+    # Anything else the services would refuse at start, whatever was found above.
+    report.add_problems(_load_errors({**env, "PAYMENTS_ENV": "production"}))
+    _accept_opt_outs(env, report)
+    return report
+
+
+def production_problems(env: Mapping[str, str]) -> list[str]:
+    return production_report(env).problems
+
+
+def _accept_opt_outs(env: Mapping[str, str], report: Report) -> None:
+    """Moves what an explicit *_GRPC_INSECURE=1 accepts from the problems to the notes."""
+    from order_service.config import payment_target
+    from paykit.settings import (
+        DEFAULT_PORTS,
+        ConfigError,
+        client_tls_from_env,
+        env_flag,
+        grpc_bind_from_env,
+        is_loopback,
+    )
+
+    def accept(starts: str, note: str) -> None:
+        accepted = [p for p in report.problems if p.startswith(starts)]
+        if accepted:
+            report.problems = [p for p in report.problems if p not in accepted]
+            report.notes.append(note)
+
+    for prefix, port in (("PAYMENT", DEFAULT_PORTS["payment"]), ("ORDER", DEFAULT_PORTS["order"])):
+        try:
+            bind = grpc_bind_from_env(env, prefix, port)
+        except ConfigError:
+            continue  # reported as a problem already
+        if bind.exposed_without_tls and bind.insecure:
+            accept(
+                f"{prefix}_GRPC_HOST={bind.host} has no TLS",
+                f"{prefix}_GRPC_HOST={bind.host} without TLS by the explicit opt-out"
+                f" {prefix}_GRPC_INSECURE=1: only the network (a NetworkPolicy) keeps the internal API"
+                " private",
+            )
+    try:
+        payment_insecure = env_flag(env, "PAYMENT_GRPC_INSECURE")
+        client_tls = client_tls_from_env(env, "PAYMENT")
+        target = payment_target(env)
+    except ConfigError:
+        return
+    if payment_insecure and client_tls is None and not is_loopback(target.rpartition(":")[0]):
+        accept(
+            f"PAYMENT_TARGET={target} is not on this host",
+            f"PAYMENT_TARGET={target} in plaintext: the payment service runs without TLS by the explicit"
+            " opt-out PAYMENT_GRPC_INSECURE=1",
+        )
 
 
 def _load_errors(env: Mapping[str, str]) -> list[str]:

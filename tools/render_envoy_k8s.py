@@ -16,9 +16,11 @@ check-config` agree on them:
 - PAYMENT_UPSTREAM_HOST / ORDER_UPSTREAM_HOST: the services' headless
   Services by DNS name, which the renderer turns into STRICT_DNS clusters:
   Envoy sees every ready replica and balances each request across them,
-  health-checking each one over gRPC. Plaintext: the services run with
-  *_GRPC_INSECURE=1 behind the NetworkPolicy (deploy/README.md);
-- PAYMENT_GRPC_PORT / ORDER_GRPC_PORT from deploy/config.yaml.
+  health-checking each one over gRPC. Plaintext as committed: the services
+  run with *_GRPC_INSECURE=1 behind the NetworkPolicy (deploy/README.md);
+- PAYMENT_GRPC_PORT / ORDER_GRPC_PORT from deploy/config.yaml, and, when set
+  there, PAYMENT_UPSTREAM_TLS_CA/_CERT/_KEY/_SERVER_NAME and the same for
+  ORDER_: TLS (mutual with a certificate) from Envoy to the services.
 
 What the environment cannot say is set afterwards: the descriptor set and
 the CA bundle are the image's (/app/gen/descriptor.pb,
@@ -53,7 +55,19 @@ UPSTREAM_HOSTS = {
     "ORDER_UPSTREAM_HOST": f"order-pods.{NAMESPACE}.svc.cluster.local",
 }
 # What the ingress reads from deploy/config.yaml.
-FROM_CONFIG = ("JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "PAYMENT_GRPC_PORT", "ORDER_GRPC_PORT")
+UPSTREAM_TLS = tuple(
+    f"{service}_UPSTREAM_TLS_{part}"
+    for service in ("PAYMENT", "ORDER")
+    for part in ("CA", "CERT", "KEY", "SERVER_NAME")
+)
+FROM_CONFIG = (
+    "JWT_JWKS_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "PAYMENT_GRPC_PORT",
+    "ORDER_GRPC_PORT",
+    *UPSTREAM_TLS,
+)
 
 
 def cluster_config(path: Path = CONFIG) -> dict[str, str]:

@@ -32,7 +32,8 @@ import pytest
 
 from paykit import database, migrations
 from payment_service.bootstrap import App, bootstrap
-from payment_service.domain.model import PaymentRequest, Provider
+from payment_service.domain.model import Provider
+from payment_service.service_layer.services import CreatePayment
 from tests.conftest import make_settings
 from tests.reliability.support import DedicatedPostgres
 
@@ -177,7 +178,7 @@ def write_events(app: App, orders: int, tag: str) -> None:
     confirmed (collected) and half canceled: two versions per payment."""
     for i in range(orders):
         result = app.use_cases.create_or_get_payment(
-            PaymentRequest(
+            CreatePayment(
                 order_id=f"ORD-{tag}-{i}",
                 user_id="u1",
                 amount=150_000 + i,

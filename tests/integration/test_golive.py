@@ -6,7 +6,6 @@ services check the schema revision instead of migrating in production."""
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import os
 import socket
@@ -18,10 +17,6 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from order.v1 import order_service_pb2 as os_pb2
 from order.v1 import order_service_pb2_grpc
@@ -31,6 +26,7 @@ from paykit.database import libpq_url
 from payments.stack import StartupError
 from tests.conftest import TEST_VNPAY
 from tests.integration.helpers import PRODUCTION_TEST_ENV, ServerProcess
+from tests.pki import make_pki
 
 CLI = [sys.executable, "-m", "payments.cli"]
 
@@ -130,66 +126,6 @@ def test_the_insecure_opt_out_starts_and_says_so_loudly(db_url: str) -> None:
 
 
 # --- TLS end to end ------------------------------------------------------------------------------
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def make_pki(folder: Path) -> dict[str, str]:
-    """A throwaway CA, a server certificate for localhost/127.0.0.1 and a
-    client certificate, as PEM files; returns their paths by name."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = _key()
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("test CA"))
-        .issuer_name(_name("test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {"ca": str(folder / "ca.pem")}
-    Path(paths["ca"]).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for name, usage, sans in (
-        (
-            "server",
-            ExtendedKeyUsageOID.SERVER_AUTH,
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-        ),
-        ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("order-service")]),
-    ):
-        key = _key()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        paths[f"{name}_cert"] = str(folder / f"{name}.pem")
-        paths[f"{name}_key"] = str(folder / f"{name}.key")
-        Path(paths[f"{name}_cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        Path(paths[f"{name}_key"]).write_bytes(_pem_key(key))
-    return paths
 
 
 def _health(channel: grpc.Channel) -> int:
@@ -325,6 +261,43 @@ def test_check_config_passes_a_complete_production_configuration() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK")
+
+
+def test_check_config_notes_the_explicit_opt_out_and_passes() -> None:
+    opted_out = {
+        "PAYMENT_GRPC_HOST": "0.0.0.0",
+        "PAYMENT_GRPC_INSECURE": "1",
+        "ORDER_GRPC_HOST": "0.0.0.0",
+        "ORDER_GRPC_INSECURE": "1",
+        "PAYMENT_TARGET": "payment.payments.svc.cluster.local:50051",
+    }
+    result = subprocess.run(
+        [*CLI, "check-config"],
+        env=_clean_env(**COMPLETE_PRODUCTION, **opted_out),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["NOTE", "NOTE", "NOTE", "OK:"], lines
+    # Without the opt-out the same binds are unsafe.
+    del opted_out["ORDER_GRPC_INSECURE"]
+    result = subprocess.run(
+        [*CLI, "check-config"],
+        env=_clean_env(**COMPLETE_PRODUCTION, **opted_out),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert any(
+        line.startswith("UNSAFE ORDER_GRPC_HOST=0.0.0.0 is not a loopback")
+        for line in result.stdout.splitlines()
+    )
+    assert "1 problem(s)" in result.stderr
 
 
 def test_serve_refuses_development_keys_outside_development(db_url: str) -> None:

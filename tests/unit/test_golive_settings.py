@@ -18,7 +18,7 @@ from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
 from payment_service.domain.model import Policy, Provider
 from payment_service.gateways import registry
-from payments.checks import production_problems
+from payments.checks import production_problems, production_report
 
 PRODUCTION = {
     "PUBLIC_BASE_URL": "https://pay.shop.example/",
@@ -242,10 +242,6 @@ def test_check_config_passes_a_complete_production_configuration() -> None:
         ({"MOMO_SANDBOX": "1"}, "MOMO_SANDBOX=1"),
         ({"ZALOPAY_ENDPOINT": "https://sb-openapi.zalopay.vn"}, "ZALOPAY_ENDPOINT points at the sandbox"),
         ({"PUBLIC_BASE_URL": "http://pay.shop.example"}, "PUBLIC_BASE_URL must be https"),
-        (
-            {"PAYMENT_GRPC_HOST": "0.0.0.0", "PAYMENT_GRPC_INSECURE": "1"},
-            "PAYMENT_GRPC_HOST=0.0.0.0 has no TLS",
-        ),
         ({"ORDER_GRPC_HOST": "0.0.0.0"}, "ORDER_GRPC_HOST=0.0.0.0 is not a loopback address"),
         ({"PAYMENT_TARGET": "payments.internal:50051"}, "PAYMENT_TLS_CA is not set"),
         ({"JWT_JWKS_FILE": ""}, "JWT_JWKS_URL and JWT_JWKS_FILE are not set"),
@@ -264,3 +260,63 @@ def test_check_config_reports_each_unsafe_setting(change: dict[str, str], expect
 def test_an_empty_return_allow_list_is_fine_for_production() -> None:
     assert production_problems({**COMPLETE, "RETURN_URL_ALLOWED_ORIGINS": ""}) == []
     assert order_problems(COMPLETE) == []
+
+
+OPTED_OUT = {
+    "PAYMENT_GRPC_HOST": "0.0.0.0",
+    "PAYMENT_GRPC_INSECURE": "1",
+    "ORDER_GRPC_HOST": "0.0.0.0",
+    "ORDER_GRPC_INSECURE": "1",
+    "PAYMENT_TARGET": "payment.payments.svc.cluster.local:50051",
+}
+
+
+def test_the_explicit_opt_out_is_a_note_not_a_problem() -> None:
+    report = production_report({**COMPLETE, **OPTED_OUT})
+    assert report.problems == []
+    assert len(report.notes) == 3, report.notes
+    for expected in (
+        "PAYMENT_GRPC_HOST=0.0.0.0 without TLS by the explicit opt-out PAYMENT_GRPC_INSECURE=1",
+        "ORDER_GRPC_HOST=0.0.0.0 without TLS by the explicit opt-out ORDER_GRPC_INSECURE=1",
+        "PAYMENT_TARGET=payment.payments.svc.cluster.local:50051 in plaintext",
+    ):
+        assert any(expected in note for note in report.notes), report.notes
+
+
+@pytest.mark.parametrize(
+    ("drop", "expected"),
+    [
+        ("PAYMENT_GRPC_INSECURE", "PAYMENT_GRPC_HOST=0.0.0.0 is not a loopback address"),
+        ("ORDER_GRPC_INSECURE", "ORDER_GRPC_HOST=0.0.0.0 is not a loopback address"),
+    ],
+)
+def test_without_the_opt_out_a_plaintext_bind_stays_unsafe(drop: str, expected: str) -> None:
+    env = {k: v for k, v in {**COMPLETE, **OPTED_OUT}.items() if k != drop}
+    report = production_report(env)
+    assert any(expected in p for p in report.problems), report.problems
+    assert not any(drop.replace("_INSECURE", "_HOST") in note for note in report.notes), report.notes
+
+
+def test_a_plaintext_payment_target_is_unsafe_unless_the_payment_service_opted_out() -> None:
+    env = {**COMPLETE, "PAYMENT_TARGET": "payment.internal:50051"}
+    assert any("PAYMENT_TLS_CA is not set" in p for p in production_problems(env))
+    report = production_report({**env, "PAYMENT_GRPC_INSECURE": "1"})
+    assert report.problems == [] and any("PAYMENT_TARGET=payment.internal:50051" in n for n in report.notes)
+
+
+def test_with_tls_there_is_nothing_to_note() -> None:
+    env = {
+        **COMPLETE,
+        "PAYMENT_GRPC_HOST": "0.0.0.0",
+        "PAYMENT_GRPC_TLS_CERT": "/tls/tls.crt",
+        "PAYMENT_GRPC_TLS_KEY": "/tls/tls.key",
+    }
+    assert production_report(env).notes == []
+
+
+def test_every_problem_is_reported_at_once_including_what_only_the_services_refuse() -> None:
+    # ORDER_TTL_MINUTES is checked only when the order service loads its settings.
+    problems = production_problems({**COMPLETE, "JWT_ISSUER": "payments-dev", "ORDER_TTL_MINUTES": "0"})
+    assert any("JWT_ISSUER is not set or the development default" in p for p in problems), problems
+    assert any("ORDER_TTL_MINUTES" in p for p in problems), problems
+    assert len(problems) == len(set(problems))
