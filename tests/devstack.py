@@ -4,13 +4,16 @@ moved to free ones; the processes it starts, found from /proc."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,14 +47,25 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@contextlib.contextmanager
+def fresh_copy() -> Iterator[Path]:
     """The tracked files of this checkout, as a clone has them, with this
-    checkout's .venv (so that make does not install again)."""
+    checkout's .venv (so that make does not install again); removed after."""
     if not (VENV / "bin" / "payments").exists():
         pytest.skip("needs the project's .venv (make installs it)")
-    # Under /tmp, not under a private folder: as root the embedded PostgreSQL
-    # opens every parent folder of its data directory.
-    copy = tmp_path_factory.mktemp("clone") / "payments"
+    # Directly under /tmp, not under pytest's private (0700) temporary
+    # folders: as root the embedded PostgreSQL runs as a user of its own that
+    # must traverse every parent of its data directory, and another pytest
+    # session resets its folder's mode.
+    top = Path(tempfile.mkdtemp(prefix="payments-clone-", dir="/tmp"))
+    top.chmod(0o755)
+    try:
+        yield _copy_into(top / "payments")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _copy_into(copy: Path) -> Path:
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def fresh_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return devstack.fresh_copy(tmp_path_factory)
+def fresh_copy() -> Iterator[Path]:
+    with devstack.fresh_copy() as copy:
+        yield copy
 
 
 @pytest.fixture

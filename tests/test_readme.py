@@ -105,15 +105,15 @@ def _squash(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, int]]]:
-    copy = devstack.fresh_copy(tmp_path_factory)
-    ports = devstack.free_ports()
-    run = devstack.Run(copy, devstack.user_env(ports))
-    try:
-        run.wait_serving(ports["INGRESS_PORT"])
-        yield copy, ports
-    finally:
-        devstack.stop_all([run])
+def dev_stack() -> Iterator[tuple[Path, dict[str, int]]]:
+    with devstack.fresh_copy() as copy:
+        ports = devstack.free_ports()
+        run = devstack.Run(copy, devstack.user_env(ports))
+        try:
+            run.wait_serving(ports["INGRESS_PORT"])
+            yield copy, ports
+        finally:
+            devstack.stop_all([run])
 
 
 def test_the_parser_reads_what_the_readme_shows() -> None:

@@ -43,7 +43,7 @@ def start_order_replica(order_db_url: str, payment: ServerProcess) -> ServerProc
 
 @pytest.mark.slow
 def test_replicas_and_crashes_lose_nothing(db_url: str, order_db_url: str) -> None:
-    payments = [ServerProcess(db_url), ServerProcess(db_url)]
+    payments = [ServerProcess(db_url, SWEEP_INTERVAL="1"), ServerProcess(db_url, SWEEP_INTERVAL="1")]
     orders = [start_order_replica(order_db_url, payments[i]) for i in range(2)]
     try:
         rows(order_db_url, "UPDATE products SET stock = 1000 WHERE variant_id = 'mug-blue' RETURNING 1")
@@ -88,7 +88,15 @@ def test_replicas_and_crashes_lose_nothing(db_url: str, order_db_url: str) -> No
             answers += list(pool.map(ipn, list(enumerate(to_pay[10:], start=10))))
         assert all('"00"' in a and '"02"' in a for a in answers), answers
 
-        # Unpaid orders fall due; both restarted replicas run their sweepers.
+        # Unpaid orders fall due, and so do their attempts (past every
+        # gateway's grace): an order whose attempt may still take money waits.
+        # Both restarted replicas run their sweepers.
+        rows(
+            db_url,
+            "UPDATE payments SET expire_time = now() - interval '1 hour'"
+            " WHERE order_id = ANY(%s) RETURNING 1",
+            [o.id for o in to_expire],
+        )
         rows(
             order_db_url,
             "UPDATE orders SET expire_time = now() - interval '1 s' WHERE id = ANY(%s::uuid[]) RETURNING 1",
@@ -111,7 +119,7 @@ def test_replicas_and_crashes_lose_nothing(db_url: str, order_db_url: str) -> No
         ]
         counts = dict(rows(order_db_url, "SELECT type, count(*) FROM order_events GROUP BY type"))
         assert counts == {"order.created": ORDERS, "order.paid": len(to_pay), "order.expired": len(to_expire)}
-        # Expiring orders cancel their payments: those events arrive too.
+        # The expired attempts' events arrive too.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             payment_events = rows(db_url, "SELECT count(*) FROM outbox_events")[0][0]
