@@ -320,6 +320,8 @@ class PaymentLike(Protocol):
     def attempt(self) -> int: ...
     @property
     def expire_time(self) -> datetime: ...
+    @property
+    def needs_review(self) -> bool: ...
 
 
 @dataclass(eq=False, kw_only=True)
@@ -451,6 +453,15 @@ def decide(
         raise PermissionDenied(f"order {req.order_id} belongs to another user")
     if any(p.status == PaymentStatus.SUCCEEDED for p in attempts):
         raise AlreadyPaid(req.order_id)
+    if any(p.needs_review for p in attempts):
+        # Money was taken on one of its attempts and a person is looking at
+        # it: a new checkout could take the same money twice.
+        raise FailedPrecondition(
+            f"a payment of this order is being reviewed; order {req.order_id} cannot be paid again until"
+            " the review ends",
+            subject=f"orders/{req.order_id}",
+            type_="IN_REVIEW",
+        )
 
     close: Close | None = None
     pending = next((p for p in attempts if p.status == PaymentStatus.PENDING), None)
