@@ -384,16 +384,6 @@ def test_last_allowed_attempt_still_works() -> None:
         decide(history(F, F, F, F, P, expire_time=NOW), make(), NOW, POLICY)
 
 
-@pytest.mark.parametrize(
-    "attempts",
-    [
-        history(P, user_id="intruder"),
-        history(F, user_id="intruder"),
-        # Checked before AlreadyPaid, so another user learns nothing about the order.
-        history(S, user_id="intruder"),
-        [pay(1, F, user_id="intruder"), pay(2, P)],
-    ],
-)
 @pytest.mark.parametrize("status", [F, P, PaymentStatus.EXPIRED, PaymentStatus.CANCELED])
 def test_attempt_in_review_protects_the_order_from_pay_again(status: PaymentStatus) -> None:
     """Issue 11, item 5: money taken on an attempt under review (e.g. VNPay
@@ -404,6 +394,16 @@ def test_attempt_in_review_protects_the_order_from_pay_again(status: PaymentStat
     assert caught.value.type == "IN_REVIEW"
 
 
+@pytest.mark.parametrize(
+    "attempts",
+    [
+        history(P, user_id="intruder"),
+        history(F, user_id="intruder"),
+        # Checked before AlreadyPaid, so another user learns nothing about the order.
+        history(S, user_id="intruder"),
+        [pay(1, F, user_id="intruder"), pay(2, P)],
+    ],
+)
 def test_attempt_of_another_user_is_denied(attempts: list[FakePayment]) -> None:
     with pytest.raises(PermissionDenied):
         decide(attempts, make(), NOW, POLICY)
