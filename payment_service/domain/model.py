@@ -90,6 +90,9 @@ class ProviderTraits:
     # (its callback retry interval, e.g. VNPay 5 minutes): the expiry grace
     # and the watch on a closed attempt cover it.
     callback_retry_window: timedelta = timedelta(0)
+    # Whether a checkout URL costs a call to the gateway (a create API) rather
+    # than local signing: such calls run on the bounded gateway pool.
+    checkout_calls_gateway: bool = True
 
 
 @dataclass(frozen=True)

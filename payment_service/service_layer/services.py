@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from paykit.cursor import format_cursor, parse_cursor
 from paykit.text import check_text
@@ -21,6 +22,22 @@ from payment_service.service_layer.unit_of_work import UnitOfWork
 log = logging.getLogger("payment_service.services")
 Clock = Callable[[], datetime]
 MAX_REASON_LENGTH = 255
+T = TypeVar("T")
+
+
+class GatewayCalls(Protocol):
+    """Where a request's gateway calls run (adapters/gateway_calls.py: a
+    bounded pool apart from the threads that answer callbacks). Raises
+    Unavailable at once when it has no room."""
+
+    def run(self, call: Callable[[], T]) -> T: ...
+
+
+class InlineGatewayCalls:
+    """On the caller's thread (tests, tools)."""
+
+    def run(self, call: Callable[[], T]) -> T:
+        return call()
 
 
 @dataclass(frozen=True)
@@ -55,11 +72,13 @@ class PaymentUseCases:
         providers: Mapping[Provider, Gateway],
         policy: Policy,
         clock: Clock,
+        calls: GatewayCalls | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.providers = providers
         self.policy = policy
         self.clock = clock
+        self.calls: GatewayCalls = calls or InlineGatewayCalls()
         # Applies money a gateway reports while we close its session (wired
         # to CallbackUseCases.apply_answer in bootstrap).
         self.on_gateway_answer: Callable[[Provider, Notification, datetime], object] | None = None
@@ -133,7 +152,7 @@ class PaymentUseCases:
             if gateway is None:
                 continue
             try:
-                result = gateway.cancel(payment, reason)
+                result = self.calls.run(functools.partial(gateway.cancel, payment, reason))
             except Exception:
                 log.warning("gateway cancel failed; the attempt stays watched", exc_info=True)
                 continue
@@ -202,7 +221,12 @@ class PaymentUseCases:
         url = ""
         if model.shows_checkout(payment, now, self.policy):
             ctx = CheckoutContext(client_ip=req.client_ip, return_url=req.return_url, now=now)
-            url = self.providers[Provider(payment.provider)].checkout_url(payment, ctx)
+            gateway = self.providers[Provider(payment.provider)]
+            if self.policy.traits_of(payment.provider).checkout_calls_gateway:
+                # A create API: on the bounded pool, never on a callback's thread.
+                url = self.calls.run(lambda: gateway.checkout_url(payment, ctx))
+            else:
+                url = gateway.checkout_url(payment, ctx)
         return CheckoutResult(payment=payment, checkout_url=url, reused=reused)
 
     def get_payment(self, payment_id: uuid.UUID) -> Payment:
