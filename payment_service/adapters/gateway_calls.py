@@ -2,7 +2,7 @@
 query, cancel), apart from the gRPC threads that answer callbacks.
 
 At most `workers` calls run at once and at most `queue` more wait; a call
-beyond that is refused at once (Unavailable with a retry delay) instead of
+beyond that is refused at once (GatewaysBusy: UNAVAILABLE with RetryInfo) instead of
 tying up one more gRPC thread for the length of a slow gateway's answer.
 The caller's thread waits for its own call, so workers + queue is also the
 most gRPC threads gateway calls can occupy: config keeps it below the gRPC
@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
 
-from paykit.errors import Unavailable
+from payment_service.domain.errors import GatewaysBusy
 
 T = TypeVar("T")
 
@@ -41,9 +41,9 @@ class BoundedGatewayCalls:
 
     def run(self, call: Callable[[], T]) -> T:
         """Runs call on the pool and returns its result (or raises its
-        error); Unavailable at once when the pool and its queue are full."""
+        error); GatewaysBusy at once when the pool and its queue are full."""
         if not self._slots.acquire(blocking=False):
-            raise Unavailable("the payment gateways are answering slowly; retry shortly", self.retry_after)
+            raise GatewaysBusy("the payment gateways are answering slowly; retry shortly", self.retry_after)
         with self._lock:
             self._in_flight += 1
         context = contextvars.copy_context()  # the trace and log context follow the call
