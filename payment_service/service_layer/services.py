@@ -14,9 +14,9 @@ from paykit.cursor import format_cursor, parse_cursor
 from paykit.text import check_text
 from payment_service.domain import model
 from payment_service.domain.callbacks import Notification
-from payment_service.domain.errors import GatewaysBusy, InvalidArgument, NotFound
+from payment_service.domain.errors import GatewaysBusy, InvalidArgument, NotFound, Unavailable
 from payment_service.domain.model import Payment, PaymentRequest, PaymentStatus, Policy, Provider, RequestKey
-from payment_service.gateways.port import CheckoutContext, Gateway
+from payment_service.gateways.port import CheckoutContext, Gateway, SessionLinkLost
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 log = logging.getLogger("payment_service.services")
@@ -56,6 +56,13 @@ class CreatePayment:
     request_id: str
     # The latest moment the new attempt may stay payable (the order's expiry).
     not_after: datetime | None = None
+
+
+class _LinkLost(Exception):
+    def __init__(self, payment: Payment, notification: Notification | None) -> None:
+        super().__init__(str(payment.id))
+        self.payment = payment
+        self.notification = notification
 
 
 class _AskFirst(Exception):
@@ -105,12 +112,34 @@ class PaymentUseCases:
         ahead, the old attempt closed and watched (closing) until its
         session's deadline, so money landing on it later is an extra payment."""
         asked: set[uuid.UUID] = set()
+        lost: set[uuid.UUID] = set()
         while True:
             try:
                 return self._create_or_get(call, asked)
             except _AskFirst as ask:
                 asked.add(ask.payment.id)
                 self._ask_before_replacing(ask.payment)
+            except _LinkLost as gone:
+                # The gateway holds the attempt's session but will not show
+                # its link again (a create whose answer was lost): settle what
+                # the gateway said of it, close it (watched to its deadline)
+                # and open the next attempt, rather than refusing "Pay again".
+                if gone.payment.id in lost or len(lost) >= 2:
+                    raise Unavailable("the gateway could not open a checkout; retry shortly") from None
+                lost.add(gone.payment.id)
+                if gone.notification is not None and self.on_gateway_answer is not None:
+                    self.on_gateway_answer(Provider(gone.payment.provider), gone.notification, self.clock())
+                self._close_lost(gone.payment)
+
+    def _close_lost(self, payment: Payment) -> None:
+        now = self.clock()
+        with self.uow_factory() as uow:
+            uow.payments.lock_order(payment.order_id)
+            fresh = uow.payments.get(payment.id, for_update=True)
+            if fresh is not None and fresh.status == PaymentStatus.PENDING:
+                reason = "checkout link lost at the gateway; replaced by a new attempt"
+                self._close(uow, fresh, PaymentStatus.CANCELED, reason, now)
+                uow.commit()
 
     def _create_or_get(self, call: CreatePayment, asked: set[uuid.UUID]) -> CheckoutResult:
         now = self.clock()
@@ -279,11 +308,14 @@ class PaymentUseCases:
         if model.shows_checkout(payment, now, self.policy):
             ctx = CheckoutContext(client_ip=req.client_ip, return_url=req.return_url, now=now)
             gateway = self.providers[Provider(payment.provider)]
-            if self.policy.traits_of(payment.provider).checkout_calls_gateway:
-                # A create API: on the bounded pool, never on a callback's thread.
-                url = self.calls.run(lambda: gateway.checkout_url(payment, ctx))
-            else:
-                url = gateway.checkout_url(payment, ctx)
+            try:
+                if self.policy.traits_of(payment.provider).checkout_calls_gateway:
+                    # A create API: on the bounded pool, never on a callback's thread.
+                    url = self.calls.run(lambda: gateway.checkout_url(payment, ctx))
+                else:
+                    url = gateway.checkout_url(payment, ctx)
+            except SessionLinkLost as gone:
+                raise _LinkLost(payment, gone.notification) from None
         return CheckoutResult(payment=payment, checkout_url=url, reused=reused)
 
     def get_payment(self, payment_id: uuid.UUID) -> Payment:
