@@ -264,3 +264,20 @@ def test_check_config_reports_each_unsafe_setting(change: dict[str, str], expect
 def test_an_empty_return_allow_list_is_fine_for_production() -> None:
     assert production_problems({**COMPLETE, "RETURN_URL_ALLOWED_ORIGINS": ""}) == []
     assert order_problems(COMPLETE) == []
+
+
+# --- the gateway-call pool (issue 11, finding 11) ----------------------------------------------
+
+
+def test_the_gateway_pool_stays_below_the_grpc_threads() -> None:
+    dev = {"PAYMENTS_ENV": "development"}
+    settings = Settings.from_env(dev)
+    assert (settings.gateway_call_workers, settings.gateway_call_queue, settings.grpc_workers) == (8, 4, 16)
+    with pytest.raises(ConfigError, match="must stay below PAYMENT_GRPC_WORKERS"):
+        Settings.from_env({**dev, "GATEWAY_CALL_WORKERS": "12", "GATEWAY_CALL_QUEUE": "4"})
+    assert (
+        Settings.from_env(
+            {**dev, "GATEWAY_CALL_WORKERS": "2", "GATEWAY_CALL_QUEUE": "0"}
+        ).gateway_call_workers
+        == 2
+    )
