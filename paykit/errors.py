@@ -60,7 +60,13 @@ class ResourceExhausted(DomainError):
 
 
 class Unavailable(DomainError):
-    """A dependency (another service) cannot be reached; safe to retry."""
+    """A dependency (another service) cannot be reached, or this server has
+    no capacity left for the call; safe to retry (after retry_after when
+    given: the gRPC status then carries RetryInfo)."""
+
+    def __init__(self, message: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RetryLater(DomainError):

@@ -110,7 +110,10 @@ def domain_status(error: DomainError) -> status_pb2.Status:
         )
         details.append(_packed(error_details_pb2.PreconditionFailure(violations=[violation])))
         reason = error.type or reason
-    elif isinstance(error, RetryLater | ResourceExhausted):
+    elif isinstance(error, RetryLater | ResourceExhausted) or (
+        isinstance(error, Unavailable) and error.retry_after is not None
+    ):
+        assert error.retry_after is not None
         delay = duration_pb2.Duration()
         delay.FromTimedelta(error.retry_after)
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from paykit import tracing
 from paykit.database import create_db_engine
+from payment_service.adapters.gateway_calls import BoundedGatewayCalls
 from payment_service.adapters.http_client import HttpJsonClient
 from payment_service.adapters.metrics import PrometheusTelemetry
 from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
@@ -34,8 +35,11 @@ class App:
     use_cases: PaymentUseCases
     callbacks: CallbackUseCases
     retention: RetentionUseCases
+    gateway_calls: BoundedGatewayCalls | None = None
 
     def close(self) -> None:
+        if self.gateway_calls is not None:
+            self.gateway_calls.close()
         self.engine.dispose()
 
 
@@ -51,12 +55,18 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
         {p: config for p, config in settings.gateways.items() if p in enabled}, http
     )
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
-    use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock)
+    calls = BoundedGatewayCalls(settings.gateway_call_workers, settings.gateway_call_queue)
+    use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock, calls)
     callbacks = CallbackUseCases(
         uow_factory, gateways, clock, settings.policy, registry.callback_routes(), PrometheusTelemetry()
     )
     use_cases.on_gateway_answer = callbacks.apply_answer
     retention = RetentionUseCases(uow_factory, clock, settings.retention)
     return App(
-        settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks, retention=retention
+        settings=settings,
+        engine=engine,
+        use_cases=use_cases,
+        callbacks=callbacks,
+        retention=retention,
+        gateway_calls=calls,
     )

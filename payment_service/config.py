@@ -40,6 +40,12 @@ class Settings:
     stream_max_seconds: float = 300.0  # a consumer's stream ends after this; it reconnects and confirms
     gateway_timeout_seconds: float = 5.0
     grpc_workers: int = 16
+    # Gateway calls of requests (create, query, cancel) run on a pool of their
+    # own: GATEWAY_CALL_WORKERS at once, GATEWAY_CALL_QUEUE more waiting, the
+    # rest refused (UNAVAILABLE with RetryInfo). Together below grpc_workers,
+    # so a slow gateway never holds every thread that answers callbacks.
+    gateway_call_workers: int = 8
+    gateway_call_queue: int = 4
     db_pool_size: int = 16  # one connection per gRPC worker: no overflow churn
     shutdown_grace_seconds: float = 5.0
     expiry_sweep_seconds: float = 30.0
@@ -53,6 +59,14 @@ class Settings:
         enabled = _enabled_providers(env, development)
         urls = _service_urls(env, development)
         bind = grpc_bind_from_env(env, "PAYMENT", DEFAULT_PORTS["payment"])
+        grpc_workers = env_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1)
+        call_workers = env_int(env, "GATEWAY_CALL_WORKERS", 8, minimum=1)
+        call_queue = env_int(env, "GATEWAY_CALL_QUEUE", 4)
+        if call_workers + call_queue >= grpc_workers:
+            raise ConfigError(
+                f"GATEWAY_CALL_WORKERS + GATEWAY_CALL_QUEUE ({call_workers + call_queue}) must stay below"
+                f" PAYMENT_GRPC_WORKERS ({grpc_workers}): the threads left over answer callbacks"
+            )
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             data_dir=Path(env.get("DATA_DIR", ".data")),
@@ -81,7 +95,9 @@ class Settings:
             retention=retention_from_env(env),
             prune_interval_seconds=float(env_int(env, "PRUNE_INTERVAL_SECONDS", 3600)),
             expiry_sweep_seconds=float(env_int(env, "SWEEP_INTERVAL", 60, minimum=1)),
-            grpc_workers=env_int(env, "PAYMENT_GRPC_WORKERS", 16, minimum=1),
+            grpc_workers=grpc_workers,
+            gateway_call_workers=call_workers,
+            gateway_call_queue=call_queue,
             db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 16, minimum=1),
         )
 

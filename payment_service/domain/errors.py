@@ -11,6 +11,7 @@ from paykit.errors import (
     NotFound,
     PermissionDenied,
     RetryLater,
+    Unavailable,
 )
 
 __all__ = [
@@ -19,12 +20,14 @@ __all__ = [
     "DomainError",
     "FailedPrecondition",
     "FieldViolation",
+    "GatewaysBusy",
     "InvalidArgument",
     "InvalidTransition",
     "NotFound",
     "PermissionDenied",
     "ProviderNotEnabled",
     "RetryLater",
+    "Unavailable",
 ]
 
 
@@ -60,3 +63,7 @@ class InvalidTransition(FailedPrecondition):
             subject=f"payments/{payment_id}",
             type_="INVALID_TRANSITION",
         )
+
+
+class GatewaysBusy(Unavailable):
+    """No room left on the gateway-call pool: retry after retry_after."""

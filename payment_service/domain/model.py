@@ -90,6 +90,9 @@ class ProviderTraits:
     # (its callback retry interval, e.g. VNPay 5 minutes): the expiry grace
     # and the watch on a closed attempt cover it.
     callback_retry_window: timedelta = timedelta(0)
+    # Whether a checkout URL costs a call to the gateway (a create API) rather
+    # than local signing: such calls run on the bounded gateway pool.
+    checkout_calls_gateway: bool = True
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,8 @@ class PaymentLike(Protocol):
     def attempt(self) -> int: ...
     @property
     def expire_time(self) -> datetime: ...
+    @property
+    def needs_review(self) -> bool: ...
 
 
 @dataclass(eq=False, kw_only=True)
@@ -451,6 +456,15 @@ def decide(
         raise PermissionDenied(f"order {req.order_id} belongs to another user")
     if any(p.status == PaymentStatus.SUCCEEDED for p in attempts):
         raise AlreadyPaid(req.order_id)
+    if any(p.needs_review for p in attempts):
+        # Money was taken on one of its attempts and a person is looking at
+        # it: a new checkout could take the same money twice.
+        raise FailedPrecondition(
+            f"a payment of this order is being reviewed; order {req.order_id} cannot be paid again until"
+            " the review ends",
+            subject=f"orders/{req.order_id}",
+            type_="IN_REVIEW",
+        )
 
     close: Close | None = None
     pending = next((p for p in attempts if p.status == PaymentStatus.PENDING), None)

@@ -108,6 +108,18 @@ class CancelResult:
 NOT_CANCELLABLE = CancelResult(closed=False)
 
 
+class SessionLinkLost(Exception):
+    """The gateway already holds a session for this attempt (a create whose
+    answer was lost, e.g. a timeout after ZaloPay accepted it) and will not
+    show its link again. The attempt is then closed (its session watched
+    until its deadline) and replaced. `notification`: what a query said of
+    that session, when final (applied first: a paid session settles it)."""
+
+    def __init__(self, notification: Notification | None) -> None:
+        super().__init__("the gateway holds this attempt's session but will not show its link again")
+        self.notification = notification
+
+
 class Gateway(Protocol):
     def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
         """The id the gateway will know this attempt by."""

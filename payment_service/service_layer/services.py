@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from paykit.cursor import format_cursor, parse_cursor
 from paykit.text import check_text
 from payment_service.domain import model
 from payment_service.domain.callbacks import Notification
-from payment_service.domain.errors import InvalidArgument, NotFound
+from payment_service.domain.errors import GatewaysBusy, InvalidArgument, NotFound, Unavailable
 from payment_service.domain.model import Payment, PaymentRequest, PaymentStatus, Policy, Provider, RequestKey
-from payment_service.gateways.port import CheckoutContext, Gateway
+from payment_service.gateways.port import CheckoutContext, Gateway, SessionLinkLost
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
 log = logging.getLogger("payment_service.services")
 Clock = Callable[[], datetime]
 MAX_REASON_LENGTH = 255
+T = TypeVar("T")
+
+
+class GatewayCalls(Protocol):
+    """Where a request's gateway calls run (adapters/gateway_calls.py: a
+    bounded pool apart from the threads that answer callbacks). Raises
+    Unavailable at once when it has no room."""
+
+    def run(self, call: Callable[[], T]) -> T: ...
+
+
+class InlineGatewayCalls:
+    """On the caller's thread (tests, tools)."""
+
+    def run(self, call: Callable[[], T]) -> T:
+        return call()
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,22 @@ class CreatePayment:
     not_after: datetime | None = None
 
 
+class _LinkLost(Exception):
+    def __init__(self, payment: Payment, notification: Notification | None) -> None:
+        super().__init__(str(payment.id))
+        self.payment = payment
+        self.notification = notification
+
+
+class _AskFirst(Exception):
+    """Raised inside the transaction to leave it (rolling back, releasing
+    the order's lock) before the gateway is asked about an expired attempt."""
+
+    def __init__(self, payment: Payment) -> None:
+        super().__init__(str(payment.id))
+        self.payment = payment
+
+
 @dataclass(frozen=True)
 class CheckoutResult:
     payment: Payment
@@ -55,11 +88,13 @@ class PaymentUseCases:
         providers: Mapping[Provider, Gateway],
         policy: Policy,
         clock: Clock,
+        calls: GatewayCalls | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.providers = providers
         self.policy = policy
         self.clock = clock
+        self.calls: GatewayCalls = calls or InlineGatewayCalls()
         # Applies money a gateway reports while we close its session (wired
         # to CallbackUseCases.apply_answer in bootstrap).
         self.on_gateway_answer: Callable[[Provider, Notification, datetime], object] | None = None
@@ -68,7 +103,45 @@ class PaymentUseCases:
         """Checks the call against the policy, then hands out the order's
         pending attempt or opens a new one. No gateway is called while a
         transaction is open: the checkout URL is fetched after commit, and a
-        replaced attempt's session is closed at its gateway after commit."""
+        replaced attempt's session is closed at its gateway after commit.
+
+        Before an expired attempt is replaced its gateway is asked what
+        became of it, outside any transaction (the IPN may still be on its
+        way): paid settles it (the caller hears "already paid"); failed
+        closes it; pending, unknown or unreachable lets the replacement go
+        ahead, the old attempt closed and watched (closing) until its
+        session's deadline, so money landing on it later is an extra payment."""
+        asked: set[uuid.UUID] = set()
+        lost: set[uuid.UUID] = set()
+        while True:
+            try:
+                return self._create_or_get(call, asked)
+            except _AskFirst as ask:
+                asked.add(ask.payment.id)
+                self._ask_before_replacing(ask.payment)
+            except _LinkLost as gone:
+                # The gateway holds the attempt's session but will not show
+                # its link again (a create whose answer was lost): settle what
+                # the gateway said of it, close it (watched to its deadline)
+                # and open the next attempt, rather than refusing "Pay again".
+                if gone.payment.id in lost or len(lost) >= 2:
+                    raise Unavailable("the gateway could not open a checkout; retry shortly") from None
+                lost.add(gone.payment.id)
+                if gone.notification is not None and self.on_gateway_answer is not None:
+                    self.on_gateway_answer(Provider(gone.payment.provider), gone.notification, self.clock())
+                self._close_lost(gone.payment)
+
+    def _close_lost(self, payment: Payment) -> None:
+        now = self.clock()
+        with self.uow_factory() as uow:
+            uow.payments.lock_order(payment.order_id)
+            fresh = uow.payments.get(payment.id, for_update=True)
+            if fresh is not None and fresh.status == PaymentStatus.PENDING:
+                reason = "checkout link lost at the gateway; replaced by a new attempt"
+                self._close(uow, fresh, PaymentStatus.CANCELED, reason, now)
+                uow.commit()
+
+    def _create_or_get(self, call: CreatePayment, asked: set[uuid.UUID]) -> CheckoutResult:
         now = self.clock()
         fast: model.PaymentLike | None = None
         with self.uow_factory() as uow:
@@ -78,14 +151,16 @@ class PaymentUseCases:
                 model.validate_ids(order_id=call.order_id)
                 provider = model.resolve_provider(uow.payments.for_order(call.order_id), None, self.policy)
             req = self._validate(call, provider)
-            if not req.request_id:
+            if not req.request_id and not asked:
                 # Fast path, one read and no lock: a matching pending attempt
                 # is handed out again as it is.
                 decision = model.decide(uow.payments.for_order(req.order_id), req, now, self.policy)
                 if isinstance(decision, model.Reuse):
                     fast = decision.payment
+                else:
+                    self._check_asked(decision, asked)
             if fast is None:
-                payment, reused, closed = self._locked_create(uow, req, call, now)
+                payment, reused, closed = self._locked_create(uow, req, call, now, asked)
         if fast is not None:
             # Outside the transaction: the gateway may be slow.
             return self._result(fast, req, now, reused=True)
@@ -93,8 +168,37 @@ class PaymentUseCases:
             self.close_at_gateway([closed])
         return self._result(payment, req, now, reused=reused)
 
+    def _check_asked(self, decision: model.Create, asked: set[uuid.UUID]) -> None:
+        """Leaves the transaction to ask the gateway about the expired attempt
+        this decision would replace, unless it was asked already."""
+        close = decision.close
+        if close is None or close.status != PaymentStatus.EXPIRED or close.payment.id in asked:
+            return
+        if not self.policy.traits_of(close.payment.provider).queryable:
+            return
+        assert isinstance(close.payment, Payment)
+        raise _AskFirst(close.payment)
+
+    def _ask_before_replacing(self, payment: Payment) -> None:
+        """The gateway's answer about an expired attempt, applied like a
+        callback; no answer (pending, an error, unreachable) changes nothing.
+        A full gateway pool is passed on to the caller (retry shortly)."""
+        provider = Provider(payment.provider)
+        gateway = self.providers.get(provider)
+        if gateway is None:
+            return
+        try:
+            answer = self.calls.run(functools.partial(gateway.query, payment, self.clock()))
+        except GatewaysBusy:
+            raise
+        except Exception:
+            log.warning("query before replacing failed; the old attempt is watched", exc_info=True)
+            return
+        if answer is not None and self.on_gateway_answer is not None:
+            self.on_gateway_answer(provider, answer, self.clock())
+
     def _locked_create(
-        self, uow: UnitOfWork, req: PaymentRequest, call: CreatePayment, now: datetime
+        self, uow: UnitOfWork, req: PaymentRequest, call: CreatePayment, now: datetime, asked: set[uuid.UUID]
     ) -> tuple[Payment, bool, Payment | None]:
         """Under the order's lock: the replayed, reused or new attempt, and
         the attempt it closed (whose gateway session is closed after commit)."""
@@ -110,6 +214,7 @@ class PaymentUseCases:
                 assert isinstance(decision.payment, Payment)
                 payment, reused = decision.payment, True
             else:
+                self._check_asked(decision, asked)
                 payment, reused = self._open_attempt(uow, decision, req, now, call.not_after), False
                 if decision.close is not None:
                     assert isinstance(decision.close.payment, Payment)
@@ -133,7 +238,7 @@ class PaymentUseCases:
             if gateway is None:
                 continue
             try:
-                result = gateway.cancel(payment, reason)
+                result = self.calls.run(functools.partial(gateway.cancel, payment, reason))
             except Exception:
                 log.warning("gateway cancel failed; the attempt stays watched", exc_info=True)
                 continue
@@ -202,7 +307,15 @@ class PaymentUseCases:
         url = ""
         if model.shows_checkout(payment, now, self.policy):
             ctx = CheckoutContext(client_ip=req.client_ip, return_url=req.return_url, now=now)
-            url = self.providers[Provider(payment.provider)].checkout_url(payment, ctx)
+            gateway = self.providers[Provider(payment.provider)]
+            try:
+                if self.policy.traits_of(payment.provider).checkout_calls_gateway:
+                    # A create API: on the bounded pool, never on a callback's thread.
+                    url = self.calls.run(lambda: gateway.checkout_url(payment, ctx))
+                else:
+                    url = gateway.checkout_url(payment, ctx)
+            except SessionLinkLost as gone:
+                raise _LinkLost(payment, gone.notification) from None
         return CheckoutResult(payment=payment, checkout_url=url, reused=reused)
 
     def get_payment(self, payment_id: uuid.UUID) -> Payment:

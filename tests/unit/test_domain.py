@@ -86,6 +86,7 @@ class FakePayment:
     status: str
     attempt: int
     expire_time: datetime
+    needs_review: bool = False
 
 
 def pay(
@@ -381,6 +382,16 @@ def test_last_allowed_attempt_still_works() -> None:
     assert decide(history(F, F, F, F, P), make(), NOW, POLICY) == Reuse(pay(5))
     with pytest.raises(RetryLater):
         decide(history(F, F, F, F, P, expire_time=NOW), make(), NOW, POLICY)
+
+
+@pytest.mark.parametrize("status", [F, P, PaymentStatus.EXPIRED, PaymentStatus.CANCELED])
+def test_attempt_in_review_protects_the_order_from_pay_again(status: PaymentStatus) -> None:
+    """Issue 11, item 5: money taken on an attempt under review (e.g. VNPay
+    07) means no new attempt, whatever the attempt's status."""
+    attempts = [dataclasses.replace(pay(1, status, expire_time=NOW - timedelta(hours=1)), needs_review=True)]
+    with pytest.raises(FailedPrecondition, match="a payment of this order is being reviewed") as caught:
+        decide(attempts, make(), NOW, POLICY)
+    assert caught.value.type == "IN_REVIEW"
 
 
 @pytest.mark.parametrize(

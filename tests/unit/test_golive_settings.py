@@ -320,3 +320,20 @@ def test_every_problem_is_reported_at_once_including_what_only_the_services_refu
     assert any("JWT_ISSUER is not set or the development default" in p for p in problems), problems
     assert any("ORDER_TTL_MINUTES" in p for p in problems), problems
     assert len(problems) == len(set(problems))
+
+
+# --- the gateway-call pool (issue 11, finding 11) ----------------------------------------------
+
+
+def test_the_gateway_pool_stays_below_the_grpc_threads() -> None:
+    dev = {"PAYMENTS_ENV": "development"}
+    settings = Settings.from_env(dev)
+    assert (settings.gateway_call_workers, settings.gateway_call_queue, settings.grpc_workers) == (8, 4, 16)
+    with pytest.raises(ConfigError, match="must stay below PAYMENT_GRPC_WORKERS"):
+        Settings.from_env({**dev, "GATEWAY_CALL_WORKERS": "12", "GATEWAY_CALL_QUEUE": "4"})
+    assert (
+        Settings.from_env(
+            {**dev, "GATEWAY_CALL_WORKERS": "2", "GATEWAY_CALL_QUEUE": "0"}
+        ).gateway_call_workers
+        == 2
+    )

@@ -49,7 +49,9 @@ ROUTES: Final = (
 # VNPay re-sends an unacknowledged IPN every 5 minutes (GATEWAYS.md §1.3 "Retry"):
 # the expiry grace and the watch on a closed attempt cover one interval.
 TRAITS: Final = ProviderTraits(
-    limits=AmountLimits(5_000, 999_999_999), callback_retry_window=timedelta(minutes=5, seconds=30)
+    limits=AmountLimits(5_000, 999_999_999),
+    callback_retry_window=timedelta(minutes=5, seconds=30),
+    checkout_calls_gateway=False,  # a signed redirect, built here
 )
 
 

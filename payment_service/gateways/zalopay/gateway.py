@@ -20,6 +20,7 @@ from payment_service.gateways.port import (
     PaymentView,
     RawCallback,
     Rejected,
+    SessionLinkLost,
     Verified,
     finality_fields,
     refused,
@@ -65,14 +66,16 @@ class ZalopayGateway:
         except GatewayUnreachable:
             raise unreachable("ZaloPay") from None
         if answer.get("sub_return_code") == -68:
-            # ZaloPay has no API that shows an order's link again, and a second
-            # app_trans_id would open a second payable session for one attempt.
-            raise FailedPrecondition(
-                "ZaloPay shows an attempt's checkout link only once; reopen the link from the first call"
-                f" (valid until {payment.expire_time:%H:%M} UTC) or retry after it expires",
-                subject=f"payments/{payment.id}",
-                type_="ZALOPAY_LINK_ISSUED",
-            )
+            # The order exists at ZaloPay: an earlier create (perhaps one whose
+            # answer timed out) was accepted. ZaloPay shows an order's link
+            # only in the create answer and its query does not give it back,
+            # so the attempt is closed (watched to its deadline) and replaced;
+            # the query first tells whether that session was paid already.
+            try:
+                found = self.query(payment, ctx.now)
+            except AnswerRejected:
+                raise unreachable("ZaloPay") from None
+            raise SessionLinkLost(found)
         if answer.get("return_code") != 1 or not answer.get("order_url"):
             detail = f"{answer.get('sub_return_code', '')} {answer.get('sub_return_message', '')}".strip()
             raise refused("ZaloPay", detail or str(answer.get("return_message", "unknown error")))
