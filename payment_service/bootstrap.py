@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from paykit import tracing
+from paykit.clock import OffsetClock
 from paykit.database import create_db_engine
 from payment_service.adapters.http_client import HttpJsonClient
 from payment_service.adapters.metrics import PrometheusTelemetry
@@ -34,12 +35,15 @@ class App:
     use_cases: PaymentUseCases
     callbacks: CallbackUseCases
     retention: RetentionUseCases
+    clock: Clock = utc_now  # an OffsetClock unless a test gives its own
 
     def close(self) -> None:
         self.engine.dispose()
 
 
-def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> App:
+def bootstrap(settings: Settings, database_url: str, clock: Clock | None = None) -> App:
+    """`clock`: default real time plus the development offset (paykit.clock)."""
+    clock = OffsetClock() if clock is None else clock
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size)
     tracing.instrument_engine(engine)
     session_factory = sessionmaker(engine, expire_on_commit=False)
@@ -58,5 +62,10 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     use_cases.on_gateway_answer = callbacks.apply_answer
     retention = RetentionUseCases(uow_factory, clock, settings.retention)
     return App(
-        settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks, retention=retention
+        settings=settings,
+        engine=engine,
+        use_cases=use_cases,
+        callbacks=callbacks,
+        retention=retention,
+        clock=clock,
     )
