@@ -172,6 +172,18 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         reply = self.render_return(result, raw) if isinstance(result, ReturnView) else result
         return _http_body(reply, context)
 
+    @grpc_errors
+    def AdvanceClock(
+        self, request: payment_service_pb2.AdvanceClockRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.AdvanceClockResponse:
+        if self.advance_clock is None:
+            raise FailedPrecondition("this server has no test clock", subject="clock", type_="CLOCK_FIXED")
+        clock = self.advance_clock(request.by.ToTimedelta())
+        response = payment_service_pb2.AdvanceClockResponse()
+        response.now.FromDatetime(clock())
+        response.offset.FromTimedelta(clock.offset)
+        return response
+
 
 def _http_body(reply: HttpReply, context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:
     """An HTTP reply as the ingress expects it: the body, and the status and
@@ -197,15 +209,3 @@ def _raw_callback(request: httpbody_pb2.HttpBody, context: grpc.ServicerContext)
         content_type=request.content_type,
         headers={k: metadata[k] for k in JOURNALED_HEADERS if k in metadata},
     )
-
-    @grpc_errors
-    def AdvanceClock(
-        self, request: payment_service_pb2.AdvanceClockRequest, context: grpc.ServicerContext
-    ) -> payment_service_pb2.AdvanceClockResponse:
-        if self.advance_clock is None:
-            raise FailedPrecondition("this server has no test clock", subject="clock", type_="CLOCK_FIXED")
-        clock = self.advance_clock(request.by.ToTimedelta())
-        response = payment_service_pb2.AdvanceClockResponse()
-        response.now.FromDatetime(clock())
-        response.offset.FromTimedelta(clock.offset)
-        return response
