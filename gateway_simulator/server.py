@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, TypeGuard
@@ -36,10 +37,10 @@ from gateway_simulator.state import (
     Fault,
     FaultBook,
     SimError,
-    utcnow,
 )
 from gateway_simulator.web import Request, Response, html_response, json_response, page, redirect
 from gateway_simulator.web import message_page as _message
+from paykit.clock import Clock, OffsetClock, check_advance, format_duration, parse_duration
 from payment_service.gateways.momo import settings as momo_settings
 from payment_service.gateways.payos import settings as payos_settings
 from payment_service.gateways.vnpay import settings as vnpay_settings
@@ -82,11 +83,11 @@ def _is_int(value: object) -> TypeGuard[int]:
 class Engine:
     """Everything but the socket: routing, state, faults and callbacks."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, clock: Clock | None = None) -> None:
         self.config = config
         self.events = EventLog()
         self.faults = FaultBook()
-        self.ctx = Context(config, self.events)
+        self.ctx = Context(config, self.events, clock=OffsetClock() if clock is None else clock)
         self.deliverer = Deliverer(self.events, time_scale=config.time_scale, timeout=config.callback_timeout)
         gateways: list[GatewaySim] = [
             VnpaySim(self.ctx),
@@ -154,7 +155,7 @@ class Engine:
         gw = self._gateway(gateway)
         if action not in ACTIONS:
             raise SimError(400, f"action must be one of {', '.join(ACTIONS)}")
-        now = utcnow()
+        now = self.ctx.now()
         with self.ctx.lock:
             txn = gw.find(reference)
             if txn is None:
@@ -301,19 +302,55 @@ class Engine:
         if route == ("GET", "/_control/transactions"):
             gateway = request.query_params().get("gateway")
             with self.ctx.lock:
+                now = self.ctx.now()
                 txns = [
                     t.summary()
                     for gw in self.gateways.values()
                     if gateway in (None, gw.name)
                     for t in gw.txns.values()
+                    if t.refresh(now) or True
                 ]
             return json_response({"transactions": txns})
         if route == ("POST", "/_control/pay"):
             return self.control_pay(request.json_object())
+        if route == ("GET", "/_control/clock"):
+            return json_response(self.clock_json())
+        if route == ("POST", "/_control/clock"):
+            return json_response(self.advance_clock(request.json_object()))
         if route == ("POST", "/_control/reset"):
             self.reset()
             return json_response({"ok": True})
         return json_response({"error": f"no control route {request.method} {request.path}"}, 404)
+
+    def clock_json(self) -> dict[str, Any]:
+        clock = self.ctx.clock
+        offset = clock.offset.total_seconds() if isinstance(clock, OffsetClock) else None
+        return {"now": self.ctx.now().isoformat(), "offset_seconds": offset}
+
+    def advance_clock(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`{"advance": "15m"}` or `{"seconds": 900}`: moves the gateways'
+        time forward (session deadlines), as `payments clock advance` does."""
+        clock = self.ctx.clock
+        if not isinstance(clock, OffsetClock):
+            raise SimError(409, "this simulator's clock is a test's own: move it there")
+        raw, seconds = body.get("advance"), body.get("seconds")
+        try:
+            if isinstance(raw, str):
+                by = parse_duration(raw)
+            elif isinstance(seconds, int | float) and not isinstance(seconds, bool):
+                by = timedelta(seconds=seconds)
+            else:
+                raise ValueError('give "advance" (e.g. "15m") or "seconds"')
+            check_advance(by)
+        except ValueError as error:
+            raise SimError(400, str(error)) from None
+        clock.advance(by)
+        self.events.record("clock_advanced", None, None, by=format_duration(by))
+        with self.ctx.lock:  # sessions past their deadline read EXPIRED at once
+            for gw in self.gateways.values():
+                for txn in gw.txns.values():
+                    txn.refresh(self.ctx.now())
+        return self.clock_json()
 
     def control_pay(self, body: Mapping[str, Any]) -> Response:
         gw = self._gateway(body.get("gateway"))
@@ -350,6 +387,7 @@ class Engine:
             f"<table>{rows}</table>"
             "<p>Control API: <code>POST /_control/faults</code>, <code>GET /_control/events</code>, "
             "<code>POST /_control/pay</code>, <code>GET /_control/transactions</code>, "
+            "<code>GET|POST /_control/clock</code>, "
             "<code>POST /_control/reset</code>.</p>"
         )
         return html_response(page("Payments gateway simulator", body))
@@ -452,9 +490,11 @@ class Simulator:
             env = sim.service_urls()  # VNPAY_API_URL, PAYOS_BASE_URL, ... on sim.port
     """
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(self, config: SimConfig | None = None, clock: Clock | None = None) -> None:
+        """`clock`: the gateways' time; default real time plus the offset
+        `POST /_control/clock` moves."""
         self.config = config or SimConfig()
-        self.engine = Engine(self.config)
+        self.engine = Engine(self.config, clock)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

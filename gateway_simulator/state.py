@@ -94,6 +94,10 @@ class Txn:
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            # The ledger's view: when money was taken, until when the session takes it.
+            "paid_at": self.finished_at.isoformat() if self.status == PAID and self.finished_at else None,
+            "session_deadline": self.expires_at.isoformat() if self.expires_at else None,
+            "refunds": [],
         }
 
 

@@ -17,6 +17,7 @@ from order_service.config import OrderSettings
 from order_service.service_layer.services import Clock, OrderUseCases
 from order_service.service_layer.unit_of_work import UnitOfWork
 from paykit import tls, tracing
+from paykit.clock import OffsetClock
 from paykit.database import create_db_engine
 
 
@@ -30,13 +31,16 @@ class OrderApp:
     engine: Engine
     channel: grpc.Channel
     use_cases: OrderUseCases
+    clock: Clock = utc_now  # an OffsetClock unless a test gives its own
 
     def close(self) -> None:
         self.channel.close()
         self.engine.dispose()
 
 
-def bootstrap(settings: OrderSettings, database_url: str, clock: Clock = utc_now) -> OrderApp:
+def bootstrap(settings: OrderSettings, database_url: str, clock: Clock | None = None) -> OrderApp:
+    """`clock`: default real time plus the development offset (paykit.clock)."""
+    clock = OffsetClock() if clock is None else clock
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size, application_name="order_service")
     session_factory = sessionmaker(engine, expire_on_commit=False)
     tracing.instrument_engine(engine)
@@ -52,4 +56,4 @@ def bootstrap(settings: OrderSettings, database_url: str, clock: Clock = utc_now
     )
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     use_cases = OrderUseCases(uow_factory, payments, clock, settings.policy)
-    return OrderApp(settings=settings, engine=engine, channel=channel, use_cases=use_cases)
+    return OrderApp(settings=settings, engine=engine, channel=channel, use_cases=use_cases, clock=clock)

@@ -19,6 +19,7 @@ from paykit.settings import (
     env_int,
     grpc_bind_from_env,
     host_port,
+    is_development,
     is_loopback,
     is_wildcard,
 )
@@ -50,6 +51,7 @@ class OrderSettings:
     applied_events_retention_days: int = 30  # APPLIED_EVENTS_RETENTION_DAYS
     outbox_retention_days: int = 7  # OUTBOX_RETENTION_DAYS (its own outbox, order_events)
     prune_interval_seconds: float = 3600.0  # PRUNE_INTERVAL_SECONDS; 0: only `payments prune`
+    development: bool = False  # PAYMENTS_ENV=development: the test clock may move
 
     def retention(self) -> Retention:
         return Retention(
@@ -69,6 +71,7 @@ class OrderSettings:
             grpc_tls=bind.tls,
             grpc_insecure=bind.insecure,
             payment_target=payment_target(env),
+            development=is_development(env),
             payment_tls=client_tls_from_env(env, "PAYMENT"),
             policy=OrderPolicy(
                 order_ttl=timedelta(minutes=env_int(env, "ORDER_TTL_MINUTES", 30, minimum=1)),

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from paykit import tracing
+from paykit.clock import OffsetClock
 from paykit.database import create_db_engine
 from payment_service.adapters.gateway_calls import BoundedGatewayCalls
 from payment_service.adapters.http_client import HttpJsonClient
@@ -36,6 +37,7 @@ class App:
     callbacks: CallbackUseCases
     retention: RetentionUseCases
     gateway_calls: BoundedGatewayCalls | None = None
+    clock: Clock = utc_now  # an OffsetClock unless a test gives its own
 
     def close(self) -> None:
         if self.gateway_calls is not None:
@@ -43,7 +45,9 @@ class App:
         self.engine.dispose()
 
 
-def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> App:
+def bootstrap(settings: Settings, database_url: str, clock: Clock | None = None) -> App:
+    """`clock`: default real time plus the development offset (paykit.clock)."""
+    clock = OffsetClock() if clock is None else clock
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size)
     tracing.instrument_engine(engine)
     session_factory = sessionmaker(engine, expire_on_commit=False)
@@ -69,4 +73,5 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
         callbacks=callbacks,
         retention=retention,
         gateway_calls=calls,
+        clock=clock,
     )

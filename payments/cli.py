@@ -317,6 +317,23 @@ def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
     print(f"{args.ingress}/webhooks/vnpay/ipn?{vnpay.canonical_query(params)}&vnp_SecureHash={signature}")
 
 
+def cmd_clock(args: argparse.Namespace) -> None:
+    """Moves the test clock of the payment service, the simulator and the
+    order service together (development only), each sweeping right after."""
+    from paykit.clock import parse_duration
+    from payments import devclock
+
+    try:
+        by = parse_duration(args.duration)
+    except ValueError as error:
+        sys.exit(f"payments clock: {error}")
+    try:
+        offsets = devclock.advance(by, devclock.Targets.from_env(os.environ))
+    except devclock.ClockRefused as error:
+        sys.exit(f"payments clock: {error}")
+    print("clock advanced; ahead of real time by: " + ", ".join(f"{k} {v}" for k, v in offsets.items()))
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     # The benchmark drives the platform from outside; nothing of ours imports it.
     os.execv(sys.executable, [sys.executable, "-m", "bench", *args.bench_args])  # noqa: S606
@@ -379,6 +396,11 @@ def main(argv: list[str] | None = None) -> None:
     ipn.add_argument("--response-code", default="00", help="vnp_ResponseCode (00 = paid, 24 = canceled, ...)")
     ipn.add_argument("--ingress", default=f"http://127.0.0.1:{os.environ.get('INGRESS_PORT', '8080')}")
     ipn.set_defaults(func=cmd_vnpay_ipn)
+    clock = sub.add_parser("clock", help="move the development test clock (every service and the simulator)")
+    clock_sub = clock.add_subparsers(dest="clock_command", required=True)
+    advance = clock_sub.add_parser("advance", help="move time forward, e.g. 15m, 2h, 90s, 1h30m")
+    advance.add_argument("duration")
+    advance.set_defaults(func=cmd_clock)
     bench = sub.add_parser("bench", help="run the benchmark (same as make bench); extra arguments go to it")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)

@@ -15,6 +15,7 @@ from gateway_simulator.config import SimConfig
 from gateway_simulator.delivery import Callback
 from gateway_simulator.state import ACTION_STATUS, EventLog, Txn
 from gateway_simulator.web import Request, Response
+from paykit.clock import Clock, OffsetClock
 
 
 @dataclass
@@ -26,6 +27,12 @@ class Context:
     lock: threading.RLock = field(default_factory=threading.RLock)
     base_url: str = ""  # http://127.0.0.1:<port>, once bound
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    # The gateways' time (session deadlines, expiry): real time plus the
+    # offset `POST /_control/clock` moves, or a test's own clock.
+    clock: Clock = field(default_factory=OffsetClock)
+
+    def now(self) -> datetime:
+        return self.clock()
 
     def callback_url(self, path: str) -> str:
         return f"{self.config.ingress}{path}"

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from gateway_simulator.delivery import MOMO_SCHEDULE, Callback
 from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
+from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.momo import protocol as momo
@@ -85,7 +85,7 @@ class MomoSim(GatewaySim):
             "orderId": body.get("orderId", ""),
             "requestId": body.get("requestId", ""),
             "amount": body.get("amount", 0),
-            "responseTime": _ms(utcnow()),
+            "responseTime": _ms(self.ctx.now()),
             "message": message,
             "resultCode": code,
         }
@@ -159,7 +159,7 @@ class MomoSim(GatewaySim):
         return timedelta(minutes=minutes)
 
     def _open(self, body: dict[str, Any], lifetime: timedelta) -> Response:
-        now = utcnow()
+        now = self.ctx.now()
         with self.ctx.lock:
             previous = self.by_request_id.get(body["requestId"])
             if previous is not None:
@@ -213,7 +213,7 @@ class MomoSim(GatewaySim):
         )
         if body["signature"].lower() != expected:
             return self._refuse(body, 20, "Bad format request: signature mismatch")
-        now = utcnow()
+        now = self.ctx.now()
         with self.ctx.lock:
             txn = self.find(body["orderId"])
             if txn is None:
@@ -259,7 +259,7 @@ class MomoSim(GatewaySim):
             txn = self.find(order_id.strip("/"))
             if txn is None:
                 return _message("MoMo", "Không tìm thấy giao dịch (no such order)", 404)
-            txn.refresh(utcnow())
+            txn.refresh(self.ctx.now())
             text = checkout_page(
                 gateway_label="MoMo — Ví điện tử (simulator)",
                 rows=[

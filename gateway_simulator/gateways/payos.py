@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from gateway_simulator.delivery import PAYOS_SCHEDULE, Callback
 from gateway_simulator.gateways.base import GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, Txn, utcnow
+from gateway_simulator.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, Txn
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.payos import protocol as payos
@@ -137,7 +137,7 @@ class PayosSim(GatewaySim):
         )
         if not isinstance(signature, str) or signature.lower() != expected:
             return _error(BAD_SIGNATURE)
-        now = utcnow()
+        now = self.ctx.now()
         with self.ctx.lock:
             if self.find(str(order_code)) is not None:
                 self.ctx.events.record("create_refused", "payos", str(order_code), code="231")
@@ -200,7 +200,7 @@ class PayosSim(GatewaySim):
             txn = self.find(key)
             if txn is None:
                 return _error(NOT_FOUND)
-            txn.refresh(utcnow())
+            txn.refresh(self.ctx.now())
             data = self.link_data(txn)
         self.ctx.events.record("query", "payos", txn.reference, status=data["status"])
         return self._signed(data)
@@ -220,7 +220,7 @@ class PayosSim(GatewaySim):
             if not isinstance(signature, str) or signature.lower() != expected:
                 return _error(BAD_SIGNATURE)
         reason = body.get("cancellationReason")
-        now = utcnow()
+        now = self.ctx.now()
         with self.ctx.lock:
             txn = self.find(key)
             if txn is None:
@@ -242,7 +242,7 @@ class PayosSim(GatewaySim):
             txn = self.find(key.strip("/"))
             if txn is None:
                 return _message("payOS", "Không tìm thấy link thanh toán (no such payment link)", 404)
-            txn.refresh(utcnow())
+            txn.refresh(self.ctx.now())
             text = checkout_page(
                 gateway_label="payOS — Thanh toán chuyển khoản (simulator)",
                 rows=[
@@ -287,7 +287,7 @@ class PayosSim(GatewaySim):
             "description": txn.description,
             "accountNumber": ACCOUNT_NUMBER,
             "reference": txn.gateway_txn_id if success else f"{txn.gateway_txn_id}-F",
-            "transactionDateTime": _vn_datetime(txn.finished_at or utcnow()),
+            "transactionDateTime": _vn_datetime(txn.finished_at or self.ctx.now()),
             "currency": "VND",
             "paymentLinkId": txn.extra["link_id"],
             "code": code,

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from gateway_simulator.delivery import VNPAY_SCHEDULE, Callback
 from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
+from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.vnpay import protocol as vnpay
@@ -105,7 +105,7 @@ class VnpaySim(GatewaySim):
             expires = vnpay.parse_vnpay_time(p["vnp_ExpireDate"])
         except ValueError as error:
             raise SimError(400, str(error)) from None
-        now = utcnow()
+        now = self.ctx.now()
         if now >= expires:
             raise SimError(400, "Giao dịch đã quá thời gian chờ thanh toán (the payment window expired)")
         ref = p["vnp_TxnRef"]
@@ -255,7 +255,7 @@ class VnpaySim(GatewaySim):
             txn = self.txns.get(body["vnp_TxnRef"])
             if txn is None:
                 return self._answer(body, "91", "Transaction not found")
-            txn.refresh(utcnow())
+            txn.refresh(self.ctx.now())
             if body["vnp_TransactionDate"] not in txn.extra["create_dates"]:
                 # VNPay asks for the vnp_CreateDate of the pay URL; whether it
                 # refuses another date is not documented, so the simulator

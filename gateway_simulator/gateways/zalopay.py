@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from gateway_simulator.delivery import ZALOPAY_SCHEDULE, Callback
 from gateway_simulator.gateways.base import GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn, utcnow
+from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.zalopay import protocol as zalopay
@@ -151,7 +151,7 @@ class ZalopaySim(GatewaySim):
 
     def _check_order(self, body: dict[str, Any], signed: _Signed) -> _Order | Response:
         """The rest of ZaloPay's rules: today's id prefix, JSON fields, expiry range."""
-        ref, now = signed.ref, utcnow()
+        ref, now = signed.ref, self.ctx.now()
         # yymmdd_ of today in GMT+7 (a request made just after midnight may
         # still carry yesterday's date).
         prefixes = {zalopay.date_prefix(now), zalopay.date_prefix(now - timedelta(minutes=15))}
@@ -226,14 +226,14 @@ class ZalopaySim(GatewaySim):
             if txn is None:
                 self.ctx.events.record("query", "zalopay", ref, return_code=2)
                 return _answer(2, "Giao dịch thất bại", -101, "Không tìm thấy đơn hàng (order not found)")
-            status = txn.refresh(utcnow())
+            status = txn.refresh(self.ctx.now())
             code, message, sub_code, sub_message = QUERY_RESULT[status]
             more = {
                 "is_processing": False,
                 "amount": txn.amount,
                 "discount_amount": 0,
                 "zp_trans_id": int(txn.gateway_txn_id) if txn.gateway_txn_id else 0,
-                "server_time": int(utcnow().timestamp() * 1000),
+                "server_time": int(self.ctx.now().timestamp() * 1000),
             }
         self.ctx.events.record("query", "zalopay", ref, return_code=code)
         return _answer(code, message, sub_code, sub_message, **more)
@@ -245,7 +245,7 @@ class ZalopaySim(GatewaySim):
             txn = self.find(ref.strip("/"))
             if txn is None:
                 return _message("ZaloPay", "Không tìm thấy đơn hàng (no such order)", 404)
-            txn.refresh(utcnow())
+            txn.refresh(self.ctx.now())
             text = checkout_page(
                 gateway_label="ZaloPay — Cổng thanh toán (simulator)",
                 rows=[

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health
@@ -19,6 +20,7 @@ from order_service.bootstrap import OrderApp
 from order_service.entrypoints.follower import PaymentEventFollower
 from order_service.entrypoints.servicer import OrderServicer
 from paykit import tls
+from paykit.clock import OffsetClock, advance_development_clock
 from paykit.grpc_server import GrpcServer, start_grpc_server
 from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
@@ -83,7 +85,7 @@ def start(
         "order_service",
         GrpcBind(settings.host, settings.order_grpc_port, settings.grpc_tls, settings.grpc_insecure),
     )
-    servicer = OrderServicer(app.use_cases)
+    servicer = OrderServicer(app.use_cases, lambda by: advance_clock(app, by))
     serving = start_grpc_server(
         lambda server: order_service_pb2_grpc.add_OrderServiceServicer_to_server(servicer, server),
         service_names=[SERVICE_NAME],
@@ -112,6 +114,14 @@ def follow_payment_events(running: RunningOrderServer) -> None:
     )
     running.follower = follower
     follower.run()
+
+
+def advance_clock(app: OrderApp, by: timedelta) -> OffsetClock:
+    """AdvanceClock (development only): moves the clock, then expires the
+    orders due (each asks the payment service about its money first)."""
+    clock = advance_development_clock(app.clock, by, development=app.settings.development)
+    app.use_cases.expire_due_orders()
+    return clock
 
 
 def _sweep(running: RunningOrderServer) -> None:

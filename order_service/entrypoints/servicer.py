@@ -18,6 +18,8 @@ from order_service.entrypoints.protobuf import (
     requested_provider,
 )
 from order_service.service_layer.services import OrderUseCases
+from paykit.clock import ClockDoor
+from paykit.errors import FailedPrecondition
 from paykit.grpc_errors import grpc_errors
 from paykit.protobuf import timestamp
 
@@ -50,7 +52,8 @@ def _client_ip(metadata: dict[str, str]) -> str:
 
 
 class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
-    def __init__(self, use_cases: OrderUseCases) -> None:
+    def __init__(self, use_cases: OrderUseCases, advance_clock: ClockDoor | None = None) -> None:
+        self.advance_clock = advance_clock
         self.use_cases = use_cases  # only its methods are called: one per RPC
 
     @grpc_errors
@@ -110,3 +113,15 @@ class OrderServicer(order_service_pb2_grpc.OrderServiceServicer):
     ) -> os_pb2.CancelOrderResponse:
         order = self.use_cases.cancel_order(_user(context), request.order_id, request.reason)
         return os_pb2.CancelOrderResponse(order=order_to_proto(order))
+
+    @grpc_errors
+    def AdvanceClock(
+        self, request: os_pb2.AdvanceClockRequest, context: grpc.ServicerContext
+    ) -> os_pb2.AdvanceClockResponse:
+        if self.advance_clock is None:
+            raise FailedPrecondition("this server has no test clock", subject="clock", type_="CLOCK_FIXED")
+        clock = self.advance_clock(request.by.ToTimedelta())
+        response = os_pb2.AdvanceClockResponse()
+        response.now.FromDatetime(clock())
+        response.offset.FromTimedelta(clock.offset)
+        return response

@@ -10,12 +10,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
 from paykit import tls
+from paykit.clock import OffsetClock, advance_development_clock
 from paykit.grpc_server import GrpcServer, start_grpc_server
 from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
@@ -84,6 +86,7 @@ def start(
         render_return=return_renderer(settings.payment_result_url, settings.shop_url),
         retention=app.retention,
         stream_max_seconds=settings.stream_max_seconds,
+        advance_clock=lambda by: advance_clock(app, by),
     )
     serving = start_grpc_server(
         lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
@@ -112,6 +115,20 @@ def _with_collectors(
     return observability
 
 
+def advance_clock(app: App, by: timedelta) -> OffsetClock:
+    """AdvanceClock (development only): moves the clock, then sweeps once."""
+    clock = advance_development_clock(app.clock, by, development=app.settings.development)
+    sweep_once(app)
+    return clock
+
+
+def sweep_once(app: App, stopping: threading.Event | None = None) -> None:
+    """Expires every attempt due, then asks the gateways about those due."""
+    while app.use_cases.expire_due_payments() and not (stopping is not None and stopping.is_set()):
+        pass
+    app.callbacks.reconcile_due(limit=1000 if stopping is None else 20)
+
+
 def _sweep(running: RunningServer) -> None:
     """Expires pending attempts whose checkout window (plus grace) has passed,
     so that payment.expired events flow even when nobody asks again."""
@@ -127,8 +144,6 @@ def _sweep(running: RunningServer) -> None:
             except Exception:
                 log.warning("retention prune failed; will retry", exc_info=True)
         try:
-            while running.app.use_cases.expire_due_payments() and not running.stopping.is_set():
-                pass
-            running.app.callbacks.reconcile_due()
+            sweep_once(running.app, running.stopping)
         except Exception:
             log.warning("expiry sweep failed; will retry", exc_info=True)

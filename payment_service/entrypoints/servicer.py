@@ -13,7 +13,9 @@ from google.api import httpbody_pb2
 from google.protobuf import json_format
 from payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 
+from paykit.clock import ClockDoor
 from paykit.cursor import parse_cursor
+from paykit.errors import FailedPrecondition
 from paykit.grpc_errors import grpc_errors
 from payment_service.adapters.metrics import StreamPositions
 from payment_service.adapters.protobuf import payment_to_proto
@@ -66,7 +68,9 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         streams: StreamPositions | None = None,
         retention: RetentionUseCases | None = None,
         stream_max_seconds: float = 300.0,
+        advance_clock: ClockDoor | None = None,
     ) -> None:
+        self.advance_clock = advance_clock
         self.streams = streams or StreamPositions()
         self.retention = retention
         self.stream_max_seconds = stream_max_seconds
@@ -167,6 +171,18 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         result = self.callbacks.handle(raw)
         reply = self.render_return(result, raw) if isinstance(result, ReturnView) else result
         return _http_body(reply, context)
+
+    @grpc_errors
+    def AdvanceClock(
+        self, request: payment_service_pb2.AdvanceClockRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.AdvanceClockResponse:
+        if self.advance_clock is None:
+            raise FailedPrecondition("this server has no test clock", subject="clock", type_="CLOCK_FIXED")
+        clock = self.advance_clock(request.by.ToTimedelta())
+        response = payment_service_pb2.AdvanceClockResponse()
+        response.now.FromDatetime(clock())
+        response.offset.FromTimedelta(clock.offset)
+        return response
 
 
 def _http_body(reply: HttpReply, context: grpc.ServicerContext) -> httpbody_pb2.HttpBody:

@@ -184,7 +184,11 @@ def sim_stack(db_url: str, order_db_url: str, clock: Any, tmp_path: Path) -> Ite
                 stop()
 
 
-def _start_sim_stack(db_url: str, order_db_url: str, clock: Any, workdir: Path, stops: list[Any]) -> SimStack:
+def _start_sim_stack(
+    db_url: str, order_db_url: str, clock: Any, workdir: Path, stops: list[Any], *, share_clock: bool = False
+) -> SimStack:
+    """`share_clock`: the simulator's gateways read `clock` too (session
+    deadlines move with the services' time), as `payments clock advance` does."""
     from gateway_simulator import SimConfig, Simulator
     from ingress import auth
     from ingress.envoy import ORDER_CLUSTER
@@ -196,7 +200,8 @@ def _start_sim_stack(db_url: str, order_db_url: str, clock: Any, workdir: Path, 
 
     ingress_port = _free_port()
     sim = Simulator(
-        SimConfig(port=0, ingress_base_url=f"http://127.0.0.1:{ingress_port}", time_scale=0.001)
+        SimConfig(port=0, ingress_base_url=f"http://127.0.0.1:{ingress_port}", time_scale=0.001),
+        clock=clock if share_clock else None,
     ).start()
     stops.append(sim.stop)
     settings = Settings.from_env(

@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from order.v1 import order_pb2 as order_dot_v1_dot_order__pb2
 from payment.v1 import payment_pb2 as payment_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1corder/v1/order_service.proto\x12\x08order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14order/v1/order.proto\x1a\x18payment/v1/payment.proto\"<\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x14ListProductsResponse\x12#\n\x08products\x18\x01 \x03(\x0b\x32\x11.order.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"7\n\x0f\x43reateOrderItem\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"\x95\x01\n\x12\x43reateOrderRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.order.v1.CreateOrderItem\x12\x15\n\rreceiver_name\x18\x02 \x01(\t\x12\x16\n\x0ereceiver_phone\x18\x03 \x01(\t\x12\x18\n\x10shipping_address\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"5\n\x13\x43reateOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"2\n\x10GetOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x12ListOrdersResponse\x12\x1f\n\x06orders\x18\x01 \x03(\x0b\x32\x0f.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x13RetryPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12&\n\x08provider\x18\x02 \x01(\x0e\x32\x14.payment.v1.Provider\x12\x12\n\nreturn_url\x18\x03 \x01(\t\"\x99\x01\n\x14RetryPaymentResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63heckout_url\x18\x03 \x01(\t\x12\x37\n\x13payment_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x13\x43\x61ncelOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order2\xb4\x05\n\x0cOrderService\x12\x63\n\x0cListProducts\x12\x1d.order.v1.ListProductsRequest\x1a\x1e.order.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12\x61\n\x0b\x43reateOrder\x12\x1c.order.v1.CreateOrderRequest\x1a\x1d.order.v1.CreateOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/orders:\x01*\x12`\n\x08GetOrder\x12\x19.order.v1.GetOrderRequest\x1a\x1a.order.v1.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12[\n\nListOrders\x12\x1b.order.v1.ListOrdersRequest\x1a\x1c.order.v1.ListOrdersResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/orders\x12\xa7\x01\n\x0cRetryPayment\x12\x1d.order.v1.RetryPaymentRequest\x1a\x1e.order.v1.RetryPaymentResponse\"X\x82\xd3\xe4\x93\x02R\"\"/v1/orders/{order_id}:retryPayment:\x01*Z)\"$/api/orders/{order_id}/retry-payment:\x01*\x12s\n\x0b\x43\x61ncelOrder\x12\x1c.order.v1.CancelOrderRequest\x1a\x1d.order.v1.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1corder/v1/order_service.proto\x12\x08order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14order/v1/order.proto\x1a\x18payment/v1/payment.proto\"<\n\x13ListProductsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x14ListProductsResponse\x12#\n\x08products\x18\x01 \x03(\x0b\x32\x11.order.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"7\n\x0f\x43reateOrderItem\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\"\x95\x01\n\x12\x43reateOrderRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.order.v1.CreateOrderItem\x12\x15\n\rreceiver_name\x18\x02 \x01(\t\x12\x16\n\x0ereceiver_phone\x18\x03 \x01(\t\x12\x18\n\x10shipping_address\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"5\n\x13\x43reateOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"2\n\x10GetOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x12ListOrdersResponse\x12\x1f\n\x06orders\x18\x01 \x03(\x0b\x32\x0f.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x13RetryPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12&\n\x08provider\x18\x02 \x01(\x0e\x32\x14.payment.v1.Provider\x12\x12\n\nreturn_url\x18\x03 \x01(\t\"\x99\x01\n\x14RetryPaymentResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63heckout_url\x18\x03 \x01(\t\x12\x37\n\x13payment_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x13\x43\x61ncelOrderResponse\x12\x1e\n\x05order\x18\x01 \x01(\x0b\x32\x0f.order.v1.Order\"<\n\x13\x41\x64vanceClockRequest\x12%\n\x02\x62y\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x14\x41\x64vanceClockResponse\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\x83\x06\n\x0cOrderService\x12\x63\n\x0cListProducts\x12\x1d.order.v1.ListProductsRequest\x1a\x1e.order.v1.ListProductsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/products\x12\x61\n\x0b\x43reateOrder\x12\x1c.order.v1.CreateOrderRequest\x1a\x1d.order.v1.CreateOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/orders:\x01*\x12`\n\x08GetOrder\x12\x19.order.v1.GetOrderRequest\x1a\x1a.order.v1.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12[\n\nListOrders\x12\x1b.order.v1.ListOrdersRequest\x1a\x1c.order.v1.ListOrdersResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/orders\x12\xa7\x01\n\x0cRetryPayment\x12\x1d.order.v1.RetryPaymentRequest\x1a\x1e.order.v1.RetryPaymentResponse\"X\x82\xd3\xe4\x93\x02R\"\"/v1/orders/{order_id}:retryPayment:\x01*Z)\"$/api/orders/{order_id}/retry-payment:\x01*\x12s\n\x0b\x43\x61ncelOrder\x12\x1c.order.v1.CancelOrderRequest\x1a\x1d.order.v1.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12M\n\x0c\x41\x64vanceClock\x12\x1d.order.v1.AdvanceClockRequest\x1a\x1e.order.v1.AdvanceClockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,32 +48,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['RetryPayment']._serialized_options = b'\202\323\344\223\002R\"\"/v1/orders/{order_id}:retryPayment:\001*Z)\"$/api/orders/{order_id}/retry-payment:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['CancelOrder']._serialized_options = b'\202\323\344\223\002!\"\034/v1/orders/{order_id}:cancel:\001*'
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=153
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=213
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=215
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=299
-  _globals['_CREATEORDERITEM']._serialized_start=301
-  _globals['_CREATEORDERITEM']._serialized_end=356
-  _globals['_CREATEORDERREQUEST']._serialized_start=359
-  _globals['_CREATEORDERREQUEST']._serialized_end=508
-  _globals['_CREATEORDERRESPONSE']._serialized_start=510
-  _globals['_CREATEORDERRESPONSE']._serialized_end=563
-  _globals['_GETORDERREQUEST']._serialized_start=565
-  _globals['_GETORDERREQUEST']._serialized_end=600
-  _globals['_GETORDERRESPONSE']._serialized_start=602
-  _globals['_GETORDERRESPONSE']._serialized_end=652
-  _globals['_LISTORDERSREQUEST']._serialized_start=654
-  _globals['_LISTORDERSREQUEST']._serialized_end=712
-  _globals['_LISTORDERSRESPONSE']._serialized_start=714
-  _globals['_LISTORDERSRESPONSE']._serialized_end=792
-  _globals['_RETRYPAYMENTREQUEST']._serialized_start=794
-  _globals['_RETRYPAYMENTREQUEST']._serialized_end=893
-  _globals['_RETRYPAYMENTRESPONSE']._serialized_start=896
-  _globals['_RETRYPAYMENTRESPONSE']._serialized_end=1049
-  _globals['_CANCELORDERREQUEST']._serialized_start=1051
-  _globals['_CANCELORDERREQUEST']._serialized_end=1105
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1107
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1160
-  _globals['_ORDERSERVICE']._serialized_start=1163
-  _globals['_ORDERSERVICE']._serialized_end=1855
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=185
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=245
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=247
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=331
+  _globals['_CREATEORDERITEM']._serialized_start=333
+  _globals['_CREATEORDERITEM']._serialized_end=388
+  _globals['_CREATEORDERREQUEST']._serialized_start=391
+  _globals['_CREATEORDERREQUEST']._serialized_end=540
+  _globals['_CREATEORDERRESPONSE']._serialized_start=542
+  _globals['_CREATEORDERRESPONSE']._serialized_end=595
+  _globals['_GETORDERREQUEST']._serialized_start=597
+  _globals['_GETORDERREQUEST']._serialized_end=632
+  _globals['_GETORDERRESPONSE']._serialized_start=634
+  _globals['_GETORDERRESPONSE']._serialized_end=684
+  _globals['_LISTORDERSREQUEST']._serialized_start=686
+  _globals['_LISTORDERSREQUEST']._serialized_end=744
+  _globals['_LISTORDERSRESPONSE']._serialized_start=746
+  _globals['_LISTORDERSRESPONSE']._serialized_end=824
+  _globals['_RETRYPAYMENTREQUEST']._serialized_start=826
+  _globals['_RETRYPAYMENTREQUEST']._serialized_end=925
+  _globals['_RETRYPAYMENTRESPONSE']._serialized_start=928
+  _globals['_RETRYPAYMENTRESPONSE']._serialized_end=1081
+  _globals['_CANCELORDERREQUEST']._serialized_start=1083
+  _globals['_CANCELORDERREQUEST']._serialized_end=1137
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1139
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1192
+  _globals['_ADVANCECLOCKREQUEST']._serialized_start=1194
+  _globals['_ADVANCECLOCKREQUEST']._serialized_end=1254
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_start=1256
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_end=1362
+  _globals['_ORDERSERVICE']._serialized_start=1365
+  _globals['_ORDERSERVICE']._serialized_end=2136
 # @@protoc_insertion_point(module_scope)

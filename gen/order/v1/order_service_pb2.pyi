@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from order.v1 import order_pb2 as _order_pb2
 from payment.v1 import payment_pb2 as _payment_pb2
@@ -119,3 +120,17 @@ class CancelOrderResponse(_message.Message):
     ORDER_FIELD_NUMBER: _ClassVar[int]
     order: _order_pb2.Order
     def __init__(self, order: _Optional[_Union[_order_pb2.Order, _Mapping]] = ...) -> None: ...
+
+class AdvanceClockRequest(_message.Message):
+    __slots__ = ("by",)
+    BY_FIELD_NUMBER: _ClassVar[int]
+    by: _duration_pb2.Duration
+    def __init__(self, by: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AdvanceClockResponse(_message.Message):
+    __slots__ = ("now", "offset")
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    now: _timestamp_pb2.Timestamp
+    offset: _duration_pb2.Duration
+    def __init__(self, now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

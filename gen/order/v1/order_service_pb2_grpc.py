@@ -67,6 +67,11 @@ class OrderServiceStub:
                 request_serializer=order_dot_v1_dot_order__service__pb2.CancelOrderRequest.SerializeToString,
                 response_deserializer=order_dot_v1_dot_order__service__pb2.CancelOrderResponse.FromString,
                 _registered_method=True)
+        self.AdvanceClock = channel.unary_unary(
+                '/order.v1.OrderService/AdvanceClock',
+                request_serializer=order_dot_v1_dot_order__service__pb2.AdvanceClockRequest.SerializeToString,
+                response_deserializer=order_dot_v1_dot_order__service__pb2.AdvanceClockResponse.FromString,
+                _registered_method=True)
 
 
 class OrderServiceServicer:
@@ -155,6 +160,21 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdvanceClock(self, request, context):
+        """Development only: moves this service's clock forward (expiry, sweepers
+        and reconciliation act on the moved time), then runs one sweep. Used by
+        `payments clock advance`, which moves every process of the stack
+        together. Internal: no HTTP binding, so the ingress never routes it.
+
+        Errors:
+        - INVALID_ARGUMENT: by is missing, not positive or above 366 days.
+        - FAILED_PRECONDITION: not in development (PAYMENTS_ENV), or this
+        process's clock cannot be moved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -187,6 +207,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.CancelOrder,
                     request_deserializer=order_dot_v1_dot_order__service__pb2.CancelOrderRequest.FromString,
                     response_serializer=order_dot_v1_dot_order__service__pb2.CancelOrderResponse.SerializeToString,
+            ),
+            'AdvanceClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdvanceClock,
+                    request_deserializer=order_dot_v1_dot_order__service__pb2.AdvanceClockRequest.FromString,
+                    response_serializer=order_dot_v1_dot_order__service__pb2.AdvanceClockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +379,33 @@ class OrderService:
             '/order.v1.OrderService/CancelOrder',
             order_dot_v1_dot_order__service__pb2.CancelOrderRequest.SerializeToString,
             order_dot_v1_dot_order__service__pb2.CancelOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdvanceClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/order.v1.OrderService/AdvanceClock',
+            order_dot_v1_dot_order__service__pb2.AdvanceClockRequest.SerializeToString,
+            order_dot_v1_dot_order__service__pb2.AdvanceClockResponse.FromString,
             options,
             channel_credentials,
             insecure,

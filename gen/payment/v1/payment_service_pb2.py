@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from payment.v1 import payment_pb2 as payment_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n payment/v1/payment_service.proto\x12\npayment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18payment/v1/payment.proto\"\x9b\x02\n\x19\x43reateOrGetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12&\n\x08provider\x18\x05 \x01(\x0e\x32\x14.payment.v1.Provider\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12\x12\n\nuser_agent\x18\x08 \x01(\t\x12\x12\n\nreturn_url\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12-\n\tnot_after\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x1a\x43reateOrGetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x14\n\x0c\x63heckout_url\x18\x02 \x01(\t\x12\x0e\n\x06reused\x18\x03 \x01(\x08\"=\n\x18GetPaymentByOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"h\n\x19GetPaymentByOrderResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12%\n\x08\x61ttempts\x18\x02 \x03(\x0b\x32\x13.payment.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\":\n\x12GetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\":\n\x14\x43\x61ncelPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x15\x43\x61ncelPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"V\n\x18\x43onfirmCodPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ollected_amount\x18\x02 \x01(\x03\x12\x0c\n\x04note\x18\x03 \x01(\t\"A\n\x19\x43onfirmCodPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"D\n\x1aStreamPaymentEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\"k\n\x1bStreamPaymentEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.payment.v1.PaymentEvent\x12\x13\n\x0btraceparent\x18\x03 \x01(\t2\xdd\x06\n\x0ePaymentService\x12\x63\n\x12\x43reateOrGetPayment\x12%.payment.v1.CreateOrGetPaymentRequest\x1a&.payment.v1.CreateOrGetPaymentResponse\x12`\n\x11GetPaymentByOrder\x12$.payment.v1.GetPaymentByOrderRequest\x1a%.payment.v1.GetPaymentByOrderResponse\x12K\n\nGetPayment\x12\x1d.payment.v1.GetPaymentRequest\x1a\x1e.payment.v1.GetPaymentResponse\x12T\n\rCancelPayment\x12 .payment.v1.CancelPaymentRequest\x1a!.payment.v1.CancelPaymentResponse\x12`\n\x11\x43onfirmCodPayment\x12$.payment.v1.ConfirmCodPaymentRequest\x1a%.payment.v1.ConfirmCodPaymentResponse\x12h\n\x13StreamPaymentEvents\x12&.payment.v1.StreamPaymentEventsRequest\x1a\'.payment.v1.StreamPaymentEventsResponse0\x01\x12\x94\x02\n\x0eHandleCallback\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\xd5\x01\x82\xd3\xe4\x93\x02\xce\x01\x12\x13/webhooks/vnpay/ipnZ\x18\x12\x16/webhooks/vnpay/returnZ\x14\"\x0f/webhooks/payos:\x01*Z\x18\x12\x16/webhooks/payos/returnZ\x17\x12\x15/webhooks/momo/returnZ\x1a\x12\x18/webhooks/zalopay/returnZ\x17\"\x12/webhooks/momo/ipn:\x01*Z\x1f\"\x1a/webhooks/zalopay/callback:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n payment/v1/payment_service.proto\x12\npayment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18payment/v1/payment.proto\"\x9b\x02\n\x19\x43reateOrGetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12&\n\x08provider\x18\x05 \x01(\x0e\x32\x14.payment.v1.Provider\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12\x12\n\nuser_agent\x18\x08 \x01(\t\x12\x12\n\nreturn_url\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12-\n\tnot_after\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x1a\x43reateOrGetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x14\n\x0c\x63heckout_url\x18\x02 \x01(\t\x12\x0e\n\x06reused\x18\x03 \x01(\x08\"=\n\x18GetPaymentByOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"h\n\x19GetPaymentByOrderResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12%\n\x08\x61ttempts\x18\x02 \x03(\x0b\x32\x13.payment.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\":\n\x12GetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\":\n\x14\x43\x61ncelPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x15\x43\x61ncelPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"V\n\x18\x43onfirmCodPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ollected_amount\x18\x02 \x01(\x03\x12\x0c\n\x04note\x18\x03 \x01(\t\"A\n\x19\x43onfirmCodPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"D\n\x1aStreamPaymentEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\"k\n\x1bStreamPaymentEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.payment.v1.PaymentEvent\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"<\n\x13\x41\x64vanceClockRequest\x12%\n\x02\x62y\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x14\x41\x64vanceClockResponse\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\xb0\x07\n\x0ePaymentService\x12\x63\n\x12\x43reateOrGetPayment\x12%.payment.v1.CreateOrGetPaymentRequest\x1a&.payment.v1.CreateOrGetPaymentResponse\x12`\n\x11GetPaymentByOrder\x12$.payment.v1.GetPaymentByOrderRequest\x1a%.payment.v1.GetPaymentByOrderResponse\x12K\n\nGetPayment\x12\x1d.payment.v1.GetPaymentRequest\x1a\x1e.payment.v1.GetPaymentResponse\x12T\n\rCancelPayment\x12 .payment.v1.CancelPaymentRequest\x1a!.payment.v1.CancelPaymentResponse\x12`\n\x11\x43onfirmCodPayment\x12$.payment.v1.ConfirmCodPaymentRequest\x1a%.payment.v1.ConfirmCodPaymentResponse\x12h\n\x13StreamPaymentEvents\x12&.payment.v1.StreamPaymentEventsRequest\x1a\'.payment.v1.StreamPaymentEventsResponse0\x01\x12\x94\x02\n\x0eHandleCallback\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\xd5\x01\x82\xd3\xe4\x93\x02\xce\x01\x12\x13/webhooks/vnpay/ipnZ\x18\x12\x16/webhooks/vnpay/returnZ\x14\"\x0f/webhooks/payos:\x01*Z\x18\x12\x16/webhooks/payos/returnZ\x17\x12\x15/webhooks/momo/returnZ\x1a\x12\x18/webhooks/zalopay/returnZ\x17\"\x12/webhooks/momo/ipn:\x01*Z\x1f\"\x1a/webhooks/zalopay/callback:\x01*\x12Q\n\x0c\x41\x64vanceClock\x12\x1f.payment.v1.AdvanceClockRequest\x1a .payment.v1.AdvanceClockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,30 +38,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['HandleCallback']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['HandleCallback']._serialized_options = b'\202\323\344\223\002\316\001\022\023/webhooks/vnpay/ipnZ\030\022\026/webhooks/vnpay/returnZ\024\"\017/webhooks/payos:\001*Z\030\022\026/webhooks/payos/returnZ\027\022\025/webhooks/momo/returnZ\032\022\030/webhooks/zalopay/returnZ\027\"\022/webhooks/momo/ipn:\001*Z\037\"\032/webhooks/zalopay/callback:\001*'
-  _globals['_CREATEORGETPAYMENTREQUEST']._serialized_start=165
-  _globals['_CREATEORGETPAYMENTREQUEST']._serialized_end=448
-  _globals['_CREATEORGETPAYMENTRESPONSE']._serialized_start=450
-  _globals['_CREATEORGETPAYMENTRESPONSE']._serialized_end=554
-  _globals['_GETPAYMENTBYORDERREQUEST']._serialized_start=556
-  _globals['_GETPAYMENTBYORDERREQUEST']._serialized_end=617
-  _globals['_GETPAYMENTBYORDERRESPONSE']._serialized_start=619
-  _globals['_GETPAYMENTBYORDERRESPONSE']._serialized_end=723
-  _globals['_GETPAYMENTREQUEST']._serialized_start=725
-  _globals['_GETPAYMENTREQUEST']._serialized_end=764
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=766
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=824
-  _globals['_CANCELPAYMENTREQUEST']._serialized_start=826
-  _globals['_CANCELPAYMENTREQUEST']._serialized_end=884
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=886
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=947
-  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_start=949
-  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_end=1035
-  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_start=1037
-  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_end=1102
-  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_start=1104
-  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_end=1172
-  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_start=1174
-  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_end=1281
-  _globals['_PAYMENTSERVICE']._serialized_start=1284
-  _globals['_PAYMENTSERVICE']._serialized_end=2145
+  _globals['_CREATEORGETPAYMENTREQUEST']._serialized_start=197
+  _globals['_CREATEORGETPAYMENTREQUEST']._serialized_end=480
+  _globals['_CREATEORGETPAYMENTRESPONSE']._serialized_start=482
+  _globals['_CREATEORGETPAYMENTRESPONSE']._serialized_end=586
+  _globals['_GETPAYMENTBYORDERREQUEST']._serialized_start=588
+  _globals['_GETPAYMENTBYORDERREQUEST']._serialized_end=649
+  _globals['_GETPAYMENTBYORDERRESPONSE']._serialized_start=651
+  _globals['_GETPAYMENTBYORDERRESPONSE']._serialized_end=755
+  _globals['_GETPAYMENTREQUEST']._serialized_start=757
+  _globals['_GETPAYMENTREQUEST']._serialized_end=796
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=798
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=856
+  _globals['_CANCELPAYMENTREQUEST']._serialized_start=858
+  _globals['_CANCELPAYMENTREQUEST']._serialized_end=916
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=918
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=979
+  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_start=981
+  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_end=1067
+  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_start=1069
+  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_end=1134
+  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_start=1136
+  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_end=1204
+  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_start=1206
+  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_end=1313
+  _globals['_ADVANCECLOCKREQUEST']._serialized_start=1315
+  _globals['_ADVANCECLOCKREQUEST']._serialized_end=1375
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_start=1377
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_end=1483
+  _globals['_PAYMENTSERVICE']._serialized_start=1486
+  _globals['_PAYMENTSERVICE']._serialized_end=2430
 # @@protoc_insertion_point(module_scope)

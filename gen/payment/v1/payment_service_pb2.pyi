@@ -2,6 +2,7 @@ import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from payment.v1 import payment_pb2 as _payment_pb2
 from google.protobuf.internal import containers as _containers
@@ -123,3 +124,17 @@ class StreamPaymentEventsResponse(_message.Message):
     event: _payment_pb2.PaymentEvent
     traceparent: str
     def __init__(self, cursor: _Optional[str] = ..., event: _Optional[_Union[_payment_pb2.PaymentEvent, _Mapping]] = ..., traceparent: _Optional[str] = ...) -> None: ...
+
+class AdvanceClockRequest(_message.Message):
+    __slots__ = ("by",)
+    BY_FIELD_NUMBER: _ClassVar[int]
+    by: _duration_pb2.Duration
+    def __init__(self, by: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AdvanceClockResponse(_message.Message):
+    __slots__ = ("now", "offset")
+    NOW_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    now: _timestamp_pb2.Timestamp
+    offset: _duration_pb2.Duration
+    def __init__(self, now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -73,6 +73,11 @@ class PaymentServiceStub:
                 request_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.AdvanceClock = channel.unary_unary(
+                '/payment.v1.PaymentService/AdvanceClock',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -191,6 +196,21 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdvanceClock(self, request, context):
+        """Development only: moves this service's clock forward (expiry, sweepers
+        and reconciliation act on the moved time), then runs one sweep. Used by
+        `payments clock advance`, which moves every process of the stack
+        together. Internal: no HTTP binding, so the ingress never routes it.
+
+        Errors:
+        - INVALID_ARGUMENT: by is missing, not positive or above 366 days.
+        - FAILED_PRECONDITION: not in development (PAYMENTS_ENV), or this
+        process's clock cannot be moved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +248,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.HandleCallback,
                     request_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'AdvanceClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdvanceClock,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -422,6 +447,33 @@ class PaymentService:
             '/payment.v1.PaymentService/HandleCallback',
             google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdvanceClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/AdvanceClock',
+            payment_dot_v1_dot_payment__service__pb2.AdvanceClockRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.AdvanceClockResponse.FromString,
             options,
             channel_credentials,
             insecure,
