@@ -107,11 +107,18 @@ def _store_gateway_fields(payment: MutablePayment, n: Notification) -> None:
     payment.card_type = _clip(n.details.get("card_type"), 32)
 
 
-def apply_notification(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
+def apply_notification(
+    payment: MutablePayment, n: Notification, now: datetime, *, order_paid: bool = False
+) -> Decision:
     """Mutates payment as the notification requires and says what happened
     (an event means it changed: its version is bumped). A payment that is
-    settled (paid, or failed) is no longer reconciled."""
-    decision = _apply(payment, n, now)
+    settled (paid, or failed) is no longer reconciled.
+
+    `order_paid`: another attempt of the order already holds the order's
+    money. An order keeps one payment, the first money to land on any of its
+    attempts; any money after it is an extra payment (recorded, announced,
+    flagged), never a second kept payment."""
+    decision = _apply(payment, n, now, order_paid)
     if decision.event:
         payment.record_change(now)
     if payment.paid_time is not None or payment.status == PaymentStatus.FAILED:
@@ -138,7 +145,7 @@ def _extra(payment: MutablePayment, n: Notification, reason: str, now: datetime)
     )
 
 
-def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
+def _apply(payment: MutablePayment, n: Notification, now: datetime, order_paid: bool) -> Decision:
     """Checks in the order the gateways' own samples do: amount, then state.
     Only final answers change anything; money taken but not cleanly goes to
     review and never fails a payment."""
@@ -161,6 +168,15 @@ def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
         payment.review_reason = n.review_reason
         return Decision(Outcome.REVIEW, "payment.review_required")
 
+    if order_paid and n.succeeded and payment.paid_time is None:
+        # Money on another attempt of an order that already has its money.
+        reason = f"the order was already paid by another attempt: refund {n.amount} {payment.currency}"
+        if payment.status == PaymentStatus.PENDING:
+            payment.status = PaymentStatus.CANCELED
+            payment.failure_reason = "the order was already paid by another attempt"
+            return Decision(Outcome.EXTRA_PAYMENT, "payment.canceled", _extra(payment, n, reason, now))
+        return Decision(Outcome.EXTRA_PAYMENT, None, _extra(payment, n, reason, now))
+
     if payment.status == PaymentStatus.PENDING:
         _store_gateway_fields(payment, n)
         if n.succeeded:
@@ -173,17 +189,16 @@ def _apply(payment: MutablePayment, n: Notification, now: datetime) -> Decision:
 
     if n.succeeded and payment.status != PaymentStatus.SUCCEEDED and payment.paid_time is None:
         # The shopper paid an attempt we had already closed (expired,
-        # canceled or failed). The money is real: keep the attempt's status,
-        # record the payment and hand it to a person to refund or honour.
+        # canceled or failed), and it is the order's first money. The money
+        # is real: keep the attempt's status, record the payment as the
+        # order's, and hand it to a person to refund or honour.
         _store_gateway_fields(payment, n)
         payment.paid_time = now
         payment.needs_review = True
         payment.review_reason = (
             f"paid after the attempt was {payment.status.lower()}: refund it or honour the order"
         )
-        return Decision(
-            Outcome.LATE_SUCCESS, "payment.late_success", _extra(payment, n, payment.review_reason, now)
-        )
+        return Decision(Outcome.LATE_SUCCESS, "payment.late_success")
 
     if (
         n.succeeded

@@ -118,18 +118,34 @@ class CallbackUseCases:
     ) -> HttpReply:
         n = verdict.notification
         with self.uow_factory() as uow:
-            # The row lock makes concurrent copies of one callback queue up:
-            # the first applies it, the rest find it applied.
-            payment = uow.payments.by_provider_reference(
-                provider.value, n.provider_reference, for_update=True
-            )
+            payment = uow.payments.by_provider_reference(provider.value, n.provider_reference)
             if payment is None:
                 outcome = Outcome.UNKNOWN_PAYMENT
             else:
-                decision = apply_notification(payment, n, now)
+                # The order lock, then every attempt's row lock: concurrent
+                # copies of one callback queue up (the first applies it, the
+                # rest find it applied), and money landing on two attempts of
+                # one order at once is decided in one order: the first is the
+                # order's payment, the second an extra payment.
+                uow.payments.lock_order(payment.order_id)
+                attempts = uow.payments.for_order(payment.order_id, for_update=True)
+                payment = next(p for p in attempts if p.id == payment.id)
+                order_paid = any(p.paid_time is not None for p in attempts if p.id != payment.id)
+                decision = apply_notification(payment, n, now, order_paid=order_paid)
                 outcome = decision.outcome
                 if decision.event:
                     uow.payments.add_event(decision.event, payment, now)
+                if outcome == Outcome.LATE_SUCCESS:
+                    # The order has its money: no other checkout stays open.
+                    for other in attempts:
+                        if other.status == PaymentStatus.PENDING:
+                            other.close(
+                                PaymentStatus.CANCELED,
+                                f"the order was paid by attempt {payment.attempt}",
+                                now,
+                                self.policy,
+                            )
+                            uow.payments.add_event("payment.canceled", other, now)
                 if decision.extra is not None:
                     # Money beyond the order's kept payment: stored once per
                     # gateway transaction, announced, flagged.

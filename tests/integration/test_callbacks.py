@@ -218,14 +218,39 @@ def test_success_for_a_closed_payment_is_kept_for_review(
     assert (row["status"], row["needs_review"]) == (closed_status, True)
     assert row["paid_time"] is not None and row["provider_transaction_id"] == "14226112"
     assert "refund it or honour the order" in row["review_reason"]
-    # Money on a closed attempt: late_success (as before) and an extra payment, stored once.
-    assert [e[0] for e in events(db_url)][-2:] == ["payment.late_success", "payment.extra_received"]
-    assert rows(db_url, "SELECT amount, provider_transaction_id FROM extra_payments") == [
-        (150_000, "14226112")
-    ]
+    # The order's first money, on a closed attempt: kept (late_success), not
+    # an extra payment; the order's other open checkout closes.
+    kinds = [e[0] for e in events(db_url)]
+    assert "payment.late_success" in kinds and "payment.extra_received" not in kinds
+    assert rows(db_url, "SELECT count(*) FROM extra_payments") == [(0,)]
+    assert rows(db_url, "SELECT count(*) FROM payments WHERE status = 'PENDING'") == [(0,)]
     assert ipn(stub, query) == "02"
     assert [e[0] for e in events(db_url)].count("payment.late_success") == 1
-    assert [e[0] for e in events(db_url)].count("payment.extra_received") == 1
+
+
+def test_money_on_a_second_attempt_of_a_paid_order_is_an_extra_payment(
+    stub: Any, db_url: str, clock: FakeClock
+) -> None:
+    """One order, one kept payment: the first money wins, any later money on
+    another attempt is recorded, announced and flagged, never kept."""
+    first = create(stub)
+    clock.advance(minutes=22)
+    second = create(stub)  # the first expired; a second attempt opens
+    assert ipn(stub, signed_vnpay_query(vnpay_ipn_params(second.provider_reference, 150_000), SECRET)) == "00"
+    late = signed_vnpay_query(
+        {**vnpay_ipn_params(first.provider_reference, 150_000), "vnp_TransactionNo": "99887766"}, SECRET
+    )
+    assert ipn(stub, late) == "00"
+    row = payment_row(db_url, first.id)
+    assert (row["status"], row["paid_time"], row["needs_review"]) == ("EXPIRED", None, True)
+    assert "already paid by another attempt" in row["review_reason"]
+    assert rows(db_url, "SELECT amount, provider_transaction_id FROM extra_payments") == [
+        (150_000, "99887766")
+    ]
+    kinds = [e[0] for e in events(db_url)]
+    assert kinds.count("payment.extra_received") == 1 and "payment.late_success" not in kinds
+    assert ipn(stub, late) == "02"  # the same money again is a duplicate
+    assert rows(db_url, "SELECT count(*) FROM extra_payments") == [(1,)]
 
 
 def test_return_url_shows_the_result_and_changes_nothing(stub: Any, db_url: str) -> None:

@@ -154,10 +154,11 @@ def test_gateway_says_paid_for_what_we_expired(
     clock.advance(minutes=5)
     assert reconciling_app.callbacks.reconcile_due() == 1
     assert rows(db_url, "SELECT status, needs_review FROM payments") == [("EXPIRED", True)]
-    assert rows(db_url, "SELECT type FROM outbox_events ORDER BY seq DESC LIMIT 2") == [
-        ("payment.extra_received",),
+    # The order's only money: kept (for a person to honour or refund), not extra.
+    assert rows(db_url, "SELECT type FROM outbox_events ORDER BY seq DESC LIMIT 1") == [
         ("payment.late_success",),
     ]
+    assert rows(db_url, "SELECT count(*) FROM extra_payments") == [(0,)]
 
 
 def test_cod_is_never_reconciled(reconciling_app: App, vnpay_api: FakeVnpayApi, clock: FakeClock) -> None:
