@@ -18,6 +18,7 @@ from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from payment_service.config import Settings
 from payment_service.gateways import registry
 from payment_service.service_layer.callbacks import CallbackUseCases
+from payment_service.service_layer.refunds import RefundUseCases
 from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
 from payment_service.service_layer.unit_of_work import UnitOfWork
@@ -34,6 +35,7 @@ class App:
     use_cases: PaymentUseCases
     callbacks: CallbackUseCases
     retention: RetentionUseCases
+    refunds: RefundUseCases | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -57,6 +59,12 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock = utc_now) -> 
     )
     use_cases.on_gateway_answer = callbacks.apply_answer
     retention = RetentionUseCases(uow_factory, clock, settings.retention)
+    refunds = RefundUseCases(uow_factory, gateways, settings.policy, clock)
     return App(
-        settings=settings, engine=engine, use_cases=use_cases, callbacks=callbacks, retention=retention
+        settings=settings,
+        engine=engine,
+        use_cases=use_cases,
+        callbacks=callbacks,
+        retention=retention,
+        refunds=refunds,
     )

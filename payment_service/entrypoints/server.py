@@ -84,6 +84,7 @@ def start(
         render_return=return_renderer(settings.payment_result_url, settings.shop_url),
         retention=app.retention,
         stream_max_seconds=settings.stream_max_seconds,
+        refunds=app.refunds,
     )
     serving = start_grpc_server(
         lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
@@ -132,3 +133,8 @@ def _sweep(running: RunningServer) -> None:
             running.app.callbacks.reconcile_due()
         except Exception:
             log.warning("expiry sweep failed; will retry", exc_info=True)
+        try:
+            if running.app.refunds is not None:
+                running.app.refunds.reconcile_due()
+        except Exception:
+            log.warning("refund reconciliation failed; will retry", exc_info=True)
