@@ -329,3 +329,30 @@ def test_late_payment_policy_refund(
     refunds = RefundUseCases(uc.uow_factory, {Provider.VNPAY: gateway}, uc.policy, uc.clock)  # type: ignore[dict-item]
     assert refunds.reconcile_due() == 1
     assert rows(db_url, "SELECT refunded_amount FROM payments") == [(AMOUNT,)]
+
+
+def test_the_cli_records_a_manual_refund(
+    app: App, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from payments.cli import main
+
+    payment = create(app, "R-15", Provider.COD)
+    app.use_cases.confirm_cod_payment(payment.id, AMOUNT, "courier 7")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("PAYMENTS_ENV", "development")
+    argv = [
+        "refund",
+        str(payment.id),
+        "--amount",
+        "25000",
+        "--transfer-reference",
+        "FT9",
+        "--request-id",
+        "c1",
+    ]
+    main(argv)
+    main(argv)  # the same request id: the same refund
+    assert '"status": "SUCCEEDED"' in capsys.readouterr().out
+    assert rows(db_url, "SELECT amount, provider_refund_id FROM refunds") == [(25_000, "FT9")]
+    with pytest.raises(SystemExit, match="above the 75000 left"):
+        main(["refund", str(payment.id), "--amount", "80000", "--transfer-reference", "FT10"])
