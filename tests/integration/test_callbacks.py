@@ -215,11 +215,19 @@ def test_success_for_a_closed_payment_is_kept_for_review(
     query = signed_vnpay_query(vnpay_ipn_params(p.provider_reference, 150_000), SECRET)
     assert ipn(stub, query) == "00"
     row = payment_row(db_url, p.id)
-    assert (row["status"], row["needs_review"]) == (closed_status, True)
+    # Expired, nothing else paid: late (LATE_PAYMENT_POLICY honour keeps it for
+    # review). Canceled: extra (EXTRA_PAYMENT_POLICY refund queues a full
+    # refund and closes the review).
+    late = close == "expire"
+    assert (row["status"], row["needs_review"]) == (closed_status, late)
     assert row["paid_time"] is not None and row["provider_transaction_id"] == "14226112"
     assert "refund it or honour the order" in row["review_reason"]
     # Money on a closed attempt: late_success (as before) and an extra payment, stored once.
-    assert [e[0] for e in events(db_url)][-2:] == ["payment.late_success", "payment.extra_received"]
+    tail = ["payment.late_success", "payment.extra_received"]
+    if not late:
+        tail += ["payment.refund_requested", "payment.review_resolved"]
+        assert rows(db_url, "SELECT amount, status FROM refunds") == [(150_000, "PENDING")]
+    assert [e[0] for e in events(db_url)][-len(tail) :] == tail
     assert rows(db_url, "SELECT amount, provider_transaction_id FROM extra_payments") == [
         (150_000, "14226112")
     ]
