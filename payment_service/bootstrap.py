@@ -20,6 +20,7 @@ from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from payment_service.config import Settings
 from payment_service.gateways import registry
 from payment_service.service_layer.callbacks import CallbackUseCases
+from payment_service.service_layer.refunds import RefundUseCases
 from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import Clock, PaymentUseCases
 from payment_service.service_layer.unit_of_work import UnitOfWork
@@ -38,6 +39,7 @@ class App:
     retention: RetentionUseCases
     gateway_calls: BoundedGatewayCalls | None = None
     clock: Clock = utc_now  # an OffsetClock unless a test gives its own
+    refunds: RefundUseCases | None = None
 
     def close(self) -> None:
         if self.gateway_calls is not None:
@@ -66,6 +68,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock | None = None)
     )
     use_cases.on_gateway_answer = callbacks.apply_answer
     retention = RetentionUseCases(uow_factory, clock, settings.retention)
+    refunds = RefundUseCases(uow_factory, gateways, settings.policy, clock)
     return App(
         settings=settings,
         engine=engine,
@@ -74,4 +77,5 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock | None = None)
         retention=retention,
         gateway_calls=calls,
         clock=clock,
+        refunds=refunds,
     )

@@ -6,12 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from paykit.origins import LOOPBACK_ORIGINS, parse_origins
 from paykit.settings import DEFAULT_PORTS, ConfigError, ServerTls, env_int, grpc_bind_from_env, is_development
-from payment_service.domain.model import Policy, Provider
+from payment_service.domain.model import ExtraPaymentPolicy, LatePaymentPolicy, Policy, Provider
 from payment_service.gateways import registry
 from payment_service.gateways.port import ServiceUrls
 from payment_service.service_layer.retention import Retention
@@ -88,6 +89,8 @@ class Settings:
                 return_url_origins=return_url_origins(env, development),
                 min_attempt_lifetime=timedelta(seconds=env_int(env, "PAYMENT_MIN_ATTEMPT_SECONDS", 120)),
                 default_provider=_default_provider(env, enabled),
+                extra_payment_policy=_choice(env, "EXTRA_PAYMENT_POLICY", ExtraPaymentPolicy.REFUND),
+                late_payment_policy=_choice(env, "LATE_PAYMENT_POLICY", LatePaymentPolicy.HONOUR),
             ),
             development=development,
             payment_result_url=env.get("PAYMENT_RESULT_URL", ""),
@@ -100,6 +103,20 @@ class Settings:
             gateway_call_queue=call_queue,
             db_pool_size=env_int(env, "PAYMENT_DB_POOL_SIZE", 16, minimum=1),
         )
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _choice(env: Mapping[str, str], name: str, default: _E) -> _E:
+    """One of an enum's values, from the environment."""
+    raw = env.get(name, "").strip().lower() or default.value
+    kind = type(default)
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = " | ".join(v.value for v in kind)
+        raise ConfigError(f"{name}={raw!r}: use {allowed}") from None
 
 
 def retention_from_env(env: Mapping[str, str]) -> Retention:

@@ -182,6 +182,40 @@ def _observability(from_env: Callable[[], Observability], service_name: str) -> 
     return observability
 
 
+def cmd_refund(args: argparse.Namespace) -> None:
+    """Refunds a payment through its gateway (or records a manual refund with
+    --transfer-reference), as RefundPayment does; prints the refund as JSON.
+    --request-id makes a retry of this command the same refund."""
+    import json
+    import uuid
+
+    from paykit.errors import DomainError
+    from payment_service.bootstrap import bootstrap
+
+    try:
+        payment_id = uuid.UUID(args.payment_id)
+    except ValueError:
+        sys.exit(f"payments refund: {args.payment_id!r} is not a payment id (UUID)")
+    settings = _payment_settings()
+    app = bootstrap(settings, payment_database(settings))
+    try:
+        assert app.refunds is not None
+        refund = app.refunds.refund_payment(
+            payment_id,
+            args.amount,
+            args.reason,
+            args.request_id or f"cli-{uuid.uuid4().hex[:16]}",
+            provider_transaction_id=args.transaction,
+            transfer_reference=args.transfer_reference,
+        )
+    except DomainError as error:
+        sys.exit(f"payments refund: {error.message}")
+    finally:
+        app.close()
+    fields = ("id", "payment_id", "amount", "currency", "status", "provider_refund_id", "failure_reason")
+    print(json.dumps({name: str(getattr(refund, name) or "") for name in fields}, indent=2))
+
+
 def cmd_check_config(_args: argparse.Namespace) -> None:
     """Every unsafe or missing production setting, one line each; exit 1 if
     any. What an explicit opt-out accepts is printed as a NOTE, not counted."""
@@ -384,6 +418,14 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser(
         "prune", help="delete what retention no longer keeps (journal, outbox, keys)"
     ).set_defaults(func=cmd_prune)
+    refund = sub.add_parser("refund", help="refund a paid payment (all that is left, or --amount)")
+    refund.add_argument("payment_id")
+    refund.add_argument("--amount", type=int, default=0, help="minor units; 0 (default): everything left")
+    refund.add_argument("--reason", default="", help="ASCII letters, digits, space and .-_:/, only")
+    refund.add_argument("--request-id", default="", help="idempotency key (default: a new one)")
+    refund.add_argument("--transaction", default="", help="an extra payment's provider transaction id")
+    refund.add_argument("--transfer-reference", default="", help="payOS/COD: the bank transfer's reference")
+    refund.set_defaults(func=cmd_refund)
     token = sub.add_parser("token", help="print a development JWT the ingress accepts")
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")

@@ -33,6 +33,9 @@ def test_descriptor_set_has_the_payment_service_and_error_details() -> None:
         "StreamPaymentEvents",
         "ConfirmCodPayment",
         "AdvanceClock",  # development only; no HTTP binding
+        "RefundPayment",
+        "ListPaymentsNeedingReview",
+        "ResolveReview",
     }
     # Only the gateway callback is bound to HTTP: everything else stays internal.
     bound = {m.name for m in service.method if m.options.HasExtension(annotations_pb2.http)}

@@ -36,9 +36,10 @@ from paykit.database import NAMING_CONVENTION
 from payment_service.domain import model
 from payment_service.domain.callbacks import JournalEntry
 from payment_service.domain.model import PaymentStatus, Provider
+from payment_service.domain.refunds import Refund, RefundStatus
 
 
-def _in(column: str, values: type[Provider] | type[PaymentStatus]) -> str:
+def _in(column: str, values: type[Provider] | type[PaymentStatus] | type[RefundStatus]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
@@ -86,6 +87,13 @@ payments = Table(
     # A closed attempt whose gateway session may still take money (no cancel
     # API, or the cancel did not go through): watched until this moment.
     Column("closing_until", DateTime(timezone=True)),
+    # Refunds of the attempt's own capture, kept with the payment's row lock.
+    Column("refunded_amount", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("refund_pending_amount", BigInteger, nullable=False, default=0, server_default="0"),
+    # How the last review was resolved (HONOUR, REFUND) and by which request.
+    Column("review_resolution", String(16)),
+    Column("review_note", Text),
+    Column("review_request_id", String(64)),
     UniqueConstraint("order_id", "attempt"),
     # Callbacks find their payment by the gateway's reference.
     UniqueConstraint("provider", "provider_reference"),
@@ -111,6 +119,11 @@ payments = Table(
     # paid_time may also be set on a closed attempt that was paid late.
     CheckConstraint("status <> 'SUCCEEDED' OR paid_time IS NOT NULL", name="succeeded_has_paid_time"),
     CheckConstraint("version >= 1", name="version_positive"),
+    CheckConstraint(
+        "refunded_amount >= 0 AND refund_pending_amount >= 0"
+        " AND refunded_amount + refund_pending_amount <= amount",
+        name="refunds_within_amount",
+    ),
 )
 
 # CreateOrGetPayment idempotency keys, scoped to the order.
@@ -224,6 +237,35 @@ extra_payments = Table(
     UniqueConstraint("payment_id", "provider_transaction_id"),
 )
 
+# Money given back from a capture (domain.refunds.Refund). request_id is the
+# caller's idempotency key, scoped to the payment.
+refunds = Table(
+    "refunds",
+    Base.metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("payment_id", UUID(as_uuid=True), ForeignKey("payments.id"), nullable=False),
+    Column("extra_payment_id", BigInteger, ForeignKey("extra_payments.id")),
+    Column("provider_transaction_id", String(100), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(255), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("manual", Boolean, nullable=False),
+    Column("provider_refund_id", String(100)),
+    Column("failure_reason", Text),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("reconcile_time", DateTime(timezone=True)),
+    Column("reconcile_attempts", Integer, nullable=False, default=0),
+    UniqueConstraint("payment_id", "request_id"),
+    Index("ix_refunds_reconcile_time", "reconcile_time", postgresql_where=text("reconcile_time IS NOT NULL")),
+    CheckConstraint("amount > 0", name="refund_amount_positive"),
+    CheckConstraint(_in("status", RefundStatus), name="refund_status_known"),
+)
+
 Base.registry.map_imperatively(model.Payment, payments)
+Base.registry.map_imperatively(Refund, refunds)
 Base.registry.map_imperatively(model.RequestKey, payment_request_keys)
 Base.registry.map_imperatively(JournalEntry, callback_journal)

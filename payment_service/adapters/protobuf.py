@@ -12,6 +12,7 @@ from payment.v1 import payment_pb2
 from paykit.protobuf import timestamp
 from payment_service.domain.callbacks import ExtraPayment
 from payment_service.domain.model import Payment
+from payment_service.domain.refunds import Refund
 
 
 def payment_to_proto(p: Payment) -> payment_pb2.Payment:
@@ -36,11 +37,41 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         needs_review=p.needs_review,
         review_reason=p.review_reason or "",
         version=p.version,
+        refunded_amount=p.refunded_amount,
+        refund_pending_amount=p.refund_pending_amount,
+        review_resolution=_review_action(p.review_resolution),
+        review_note=p.review_note or "",
+    )
+
+
+def _review_action(value: str | None) -> str:
+    return "REVIEW_ACTION_" + (value or "UNSPECIFIED")
+
+
+def refund_to_proto(r: Refund) -> payment_pb2.Refund:
+    return payment_pb2.Refund(
+        id=str(r.id),
+        payment_id=str(r.payment_id),
+        amount=r.amount,
+        currency=r.currency,
+        status="REFUND_STATUS_" + r.status,
+        reason=r.reason,
+        provider_refund_id=r.provider_refund_id or "",
+        failure_reason=r.failure_reason or "",
+        create_time=timestamp(r.create_time),
+        update_time=timestamp(r.update_time),
+        provider_transaction_id=r.provider_transaction_id,
+        manual=r.manual,
     )
 
 
 def payment_event(
-    event_id: uuid.UUID, event_type: str, payment: Payment, now: datetime, extra: ExtraPayment | None = None
+    event_id: uuid.UUID,
+    event_type: str,
+    payment: Payment,
+    now: datetime,
+    extra: ExtraPayment | None = None,
+    refund: Refund | None = None,
 ) -> dict[str, Any]:
     """The outbox payload: a PaymentEvent in protobuf JSON (field names as in
     the .proto), so any consumer can parse it with the generated classes."""
@@ -61,4 +92,6 @@ def payment_event(
                 receive_time=timestamp(extra.receive_time),
             )
         )
+    if refund is not None:
+        event.refund.CopyFrom(refund_to_proto(refund))
     return json_format.MessageToDict(event, preserving_proto_field_name=True)

@@ -14,10 +14,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from paykit.tracing import current_traceparent
-from payment_service.adapters.orm import OutboxEvent, extra_payments, payments
+from payment_service.adapters.orm import OutboxEvent, extra_payments, payments, refunds
 from payment_service.adapters.protobuf import payment_event
 from payment_service.domain.callbacks import ExtraPayment, JournalEntry
 from payment_service.domain.model import Payment, RequestKey
+from payment_service.domain.refunds import Capture, Refund
 
 # Namespaces the advisory-lock key so other users of pg_advisory locks on the
 # same database cannot collide with ours by accident.
@@ -88,8 +89,61 @@ class PaymentRepository:
         )
         return self.session.execute(stmt).first() is not None
 
+    def extra_captures(self, payment_id: uuid.UUID) -> list[Capture]:
+        """The payment's extra payments as captures, oldest first."""
+        rows = self.session.execute(
+            select(extra_payments.c.id, extra_payments.c.provider_transaction_id, extra_payments.c.amount)
+            .where(extra_payments.c.payment_id == payment_id)
+            .order_by(extra_payments.c.id)
+        )
+        return [Capture(r.provider_transaction_id, r.amount, r.id) for r in rows]
+
+    def refunds_of(self, payment_id: uuid.UUID) -> Sequence[Refund]:
+        stmt = (
+            select(Refund)
+            .where(refunds.c.payment_id == payment_id)
+            .order_by(refunds.c.create_time, refunds.c.id)
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalars(stmt).all()
+
+    def get_refund(self, refund_id: uuid.UUID, *, for_update: bool = False) -> Refund | None:
+        stmt = select(Refund).where(refunds.c.id == refund_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self.session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
+
+    def add_refund(self, refund: Refund) -> None:
+        self.session.add(refund)
+
+    def due_refunds(self, now: datetime, limit: int) -> Sequence[Refund]:
+        stmt = (
+            select(Refund)
+            .where(refunds.c.reconcile_time <= now, refunds.c.status == "PENDING")
+            .order_by(refunds.c.reconcile_time)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.scalars(stmt).all()
+
+    def needing_review(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> Sequence[Payment]:
+        """Payments flagged for review, oldest first, after (create_time, id)."""
+        stmt = select(Payment).where(payments.c.needs_review.is_(True))
+        if after is not None:
+            stmt = stmt.where(
+                (payments.c.create_time > after[0])
+                | ((payments.c.create_time == after[0]) & (payments.c.id > after[1]))
+            )
+        stmt = stmt.order_by(payments.c.create_time, payments.c.id).limit(limit)
+        return self.session.scalars(stmt).all()
+
     def add_event(
-        self, event_type: str, payment: Payment, now: datetime, extra: ExtraPayment | None = None
+        self,
+        event_type: str,
+        payment: Payment,
+        now: datetime,
+        extra: ExtraPayment | None = None,
+        refund: Refund | None = None,
     ) -> None:
         event_id = uuid.uuid4()
         self.session.add(
@@ -98,7 +152,7 @@ class PaymentRepository:
                 aggregatetype="payment",
                 aggregateid=str(payment.id),
                 type=event_type,
-                payload=payment_event(event_id, event_type, payment, now, extra),
+                payload=payment_event(event_id, event_type, payment, now, extra, refund),
                 create_time=now,
                 traceparent=current_traceparent() or None,
             )

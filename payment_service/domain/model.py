@@ -63,6 +63,21 @@ REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]+")
 GATEWAY_SAFE_TEXT_RE = re.compile(r"[A-Za-z0-9 .\-_:/,]*")
 
 
+class ExtraPaymentPolicy(StrEnum):
+    """EXTRA_PAYMENT_POLICY: what happens to money beyond the order's kept payment."""
+
+    REFUND = "refund"  # refunded in full automatically
+    REVIEW = "review"  # flagged for a person
+
+
+class LatePaymentPolicy(StrEnum):
+    """LATE_PAYMENT_POLICY: money on an attempt that expired before it was paid."""
+
+    HONOUR = "honour"  # the order service makes the order PAID when it can reserve the stock again
+    REFUND = "refund"  # refunded in full automatically
+    REVIEW = "review"  # flagged for a person
+
+
 @dataclass(frozen=True)
 class AmountLimits:
     minimum: int
@@ -93,6 +108,9 @@ class ProviderTraits:
     # Whether a checkout URL costs a call to the gateway (a create API) rather
     # than local signing: such calls run on the bounded gateway pool.
     checkout_calls_gateway: bool = True
+    # No refund API (payOS without payouts, cash on delivery): an operator
+    # transfers the money and records the transfer's reference.
+    manual_refunds: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,9 @@ class Policy:
     min_attempt_lifetime: timedelta = timedelta(minutes=2)
     # The provider of a first attempt whose caller named none.
     default_provider: Provider | None = None
+    # EXTRA_PAYMENT_POLICY and LATE_PAYMENT_POLICY (see refunds.py).
+    extra_payment_policy: ExtraPaymentPolicy = ExtraPaymentPolicy.REFUND
+    late_payment_policy: LatePaymentPolicy = LatePaymentPolicy.HONOUR
 
     def grace_for(self, provider: str) -> timedelta:
         """After an attempt's expiry, how long its gateway may still report."""
@@ -368,6 +389,13 @@ class Payment:
     # Closed here while its gateway session may still take money: watched
     # (reconciled) until then, and any money on it is an extra payment.
     closing_until: datetime | None = None
+    # Refunds of the attempt's own capture (refunds.py keeps these).
+    refunded_amount: int = 0
+    refund_pending_amount: int = 0
+    # The last review's resolution (refunds.resolve_review).
+    review_resolution: str | None = None
+    review_note: str | None = None
+    review_request_id: str | None = None
 
     def record_change(self, now: datetime) -> None:
         """Every change of a stored payment bumps its version (the event

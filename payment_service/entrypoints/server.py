@@ -87,6 +87,7 @@ def start(
         retention=app.retention,
         stream_max_seconds=settings.stream_max_seconds,
         advance_clock=lambda by: advance_clock(app, by),
+        refunds=app.refunds,
     )
     serving = start_grpc_server(
         lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
@@ -147,3 +148,8 @@ def _sweep(running: RunningServer) -> None:
             sweep_once(running.app, running.stopping)
         except Exception:
             log.warning("expiry sweep failed; will retry", exc_info=True)
+        try:
+            if running.app.refunds is not None:
+                running.app.refunds.reconcile_due()
+        except Exception:
+            log.warning("refund reconciliation failed; will retry", exc_info=True)

@@ -18,12 +18,14 @@ from paykit.cursor import parse_cursor
 from paykit.errors import FailedPrecondition
 from paykit.grpc_errors import grpc_errors
 from payment_service.adapters.metrics import StreamPositions
-from payment_service.adapters.protobuf import payment_to_proto
+from payment_service.adapters.protobuf import payment_to_proto, refund_to_proto
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
+from payment_service.domain.refunds import ReviewAction
 from payment_service.entrypoints.pages import return_renderer
 from payment_service.gateways.port import HttpReply, RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases, ReturnView
+from payment_service.service_layer.refunds import RefundUseCases
 from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import CreatePayment, PaymentUseCases
 
@@ -69,8 +71,10 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         retention: RetentionUseCases | None = None,
         stream_max_seconds: float = 300.0,
         advance_clock: ClockDoor | None = None,
+        refunds: RefundUseCases | None = None,
     ) -> None:
         self.advance_clock = advance_clock
+        self._refunds = refunds
         self.streams = streams or StreamPositions()
         self.retention = retention
         self.stream_max_seconds = stream_max_seconds
@@ -79,6 +83,13 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         self.render_return = render_return or return_renderer("")
         self.stopping = stopping or threading.Event()
         self.poll_seconds = poll_seconds
+
+    @property
+    def refunds(self) -> RefundUseCases:
+        if self._refunds is None:
+            uc = self.use_cases
+            self._refunds = RefundUseCases(uc.uow_factory, uc.providers, uc.policy, uc.clock)
+        return self._refunds
 
     @grpc_errors
     def StreamPaymentEvents(
@@ -146,7 +157,51 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         self, request: payment_service_pb2.GetPaymentRequest, context: grpc.ServicerContext
     ) -> payment_service_pb2.GetPaymentResponse:
         payment = self.use_cases.get_payment(_payment_id(request.payment_id))
-        return payment_service_pb2.GetPaymentResponse(payment=payment_to_proto(payment))
+        refunds = self.refunds.refunds_of(payment.id)
+        return payment_service_pb2.GetPaymentResponse(
+            payment=payment_to_proto(payment), refunds=[refund_to_proto(r) for r in refunds]
+        )
+
+    @grpc_errors
+    def RefundPayment(
+        self, request: payment_service_pb2.RefundPaymentRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.RefundPaymentResponse:
+        refund = self.refunds.refund_payment(
+            _payment_id(request.payment_id),
+            request.amount,
+            request.reason,
+            request.request_id,
+            provider_transaction_id=request.provider_transaction_id,
+            transfer_reference=request.transfer_reference,
+        )
+        return payment_service_pb2.RefundPaymentResponse(refund=refund_to_proto(refund))
+
+    @grpc_errors
+    def ListPaymentsNeedingReview(
+        self, request: payment_service_pb2.ListPaymentsNeedingReviewRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.ListPaymentsNeedingReviewResponse:
+        page, token = self.refunds.needing_review(request.page_size, request.page_token)
+        return payment_service_pb2.ListPaymentsNeedingReviewResponse(
+            payments=[payment_to_proto(p) for p in page], next_page_token=token
+        )
+
+    @grpc_errors
+    def ResolveReview(
+        self, request: payment_service_pb2.ResolveReviewRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.ResolveReviewResponse:
+        action = None
+        if request.action != payment_pb2.REVIEW_ACTION_UNSPECIFIED:
+            if request.action not in payment_pb2.ReviewAction.values():
+                raise InvalidArgument.one("action", f"unknown action {request.action}")
+            action = ReviewAction(
+                payment_pb2.ReviewAction.Name(request.action).removeprefix("REVIEW_ACTION_")
+            )
+        result = self.refunds.resolve_review(
+            _payment_id(request.payment_id), action, request.note, request.request_id
+        )
+        return payment_service_pb2.ResolveReviewResponse(
+            payment=payment_to_proto(result.payment), refunds=[refund_to_proto(r) for r in result.refunds]
+        )
 
     @grpc_errors
     def CancelPayment(

@@ -18,9 +18,12 @@ from payment_service.gateways.port import (
     HttpReply,
     PaymentView,
     RawCallback,
+    RefundAnswer,
+    RefundOrder,
     Rejected,
     ServiceUrls,
     Verified,
+    no_refund_api,
 )
 
 
@@ -42,6 +45,7 @@ SETTINGS = GatewaySettings(
         has_checkout_page=False,
         queryable=False,
         settled_on_delivery=True,
+        manual_refunds=True,
     ),
     routes=(),
     from_env=from_env,
@@ -71,6 +75,12 @@ class CashOnDelivery:
 
     def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
         return CancelResult(closed=True)  # no session: nothing can take money
+
+    def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        raise no_refund_api("cash on delivery")
+
+    def query_refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        raise no_refund_api("cash on delivery")
 
 
 def build(config: CodConfig, http: Any) -> CashOnDelivery:

@@ -120,6 +120,44 @@ class SessionLinkLost(Exception):
         self.notification = notification
 
 
+class RefundState(StrEnum):
+    PENDING = "pending"  # accepted, not final yet (asked again on a schedule)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # refused: final
+    NOT_FOUND = "not_found"  # the gateway never received it: safe to send again (same key)
+
+
+@dataclass(frozen=True)
+class RefundOrder:
+    """A refund as a gateway sees it. `key` is the gateway-side idempotency
+    key, derived from our refund's id, so sending it twice is one refund."""
+
+    key: str  # 32 lowercase hex characters
+    payment: PaymentView
+    transaction_id: str  # the captured transaction the money is taken back from
+    captured_amount: int
+    amount: int
+    reason: str
+    create_time: datetime
+
+    @property
+    def full(self) -> bool:
+        return self.amount == self.captured_amount
+
+
+@dataclass(frozen=True)
+class RefundAnswer:
+    """What the gateway said of a refund (verified), and what was exchanged
+    (for the journal; no secrets)."""
+
+    state: RefundState
+    provider_refund_id: str = ""
+    code: str = ""
+    message: str = ""
+    sent: dict[str, Any] = field(default_factory=dict)
+    received: dict[str, Any] = field(default_factory=dict)
+
+
 class Gateway(Protocol):
     def provider_reference(self, payment_intent_id: str, now: datetime) -> str:
         """The id the gateway will know this attempt by."""
@@ -150,6 +188,15 @@ class Gateway(Protocol):
         """Closes the payment's session at the gateway where it has an API for
         that; NOT_CANCELLABLE where it has none (the session is then watched
         until its deadline). Raises Unavailable, AnswerRejected."""
+
+    def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        """Asks the gateway to give `order.amount` back. Raises Unavailable
+        when the answer is unknown (timeout: the refund stays pending and is
+        queried), AnswerRejected when it does not verify. Never called for a
+        gateway whose traits say manual_refunds."""
+
+    def query_refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        """What became of a refund sent before (same key). Raises like refund."""
 
 
 # --- what adapters share ------------------------------------------------------
@@ -191,6 +238,14 @@ def finality_fields(finality: Finality, reason: str) -> dict[str, Any]:
         "final": finality in (Finality.PAID, Finality.FAILED, Finality.REVIEW),
         "review_reason": f"money taken but not cleanly: {reason}" if finality == Finality.REVIEW else "",
     }
+
+
+def no_refund_api(name: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"{name} has no refund API: record a manual refund with the transfer's reference",
+        subject=f"providers/{name}",
+        type_="MANUAL_REFUND",
+    )
 
 
 def unreachable(name: str) -> Unavailable:

@@ -19,6 +19,7 @@ from payment_service.domain.callbacks import (
 )
 from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
 from payment_service.domain.model import Payment, PaymentStatus, Policy, Provider
+from payment_service.domain.refunds import auto_refund
 from payment_service.gateways._wire import scrub
 from payment_service.gateways.port import (
     AnswerRejected,
@@ -29,6 +30,7 @@ from payment_service.gateways.port import (
     Rejected,
     Verified,
 )
+from payment_service.service_layer.refunds import queue_full_refund
 from payment_service.service_layer.services import Clock
 from payment_service.service_layer.telemetry import NO_TELEMETRY, Telemetry
 from payment_service.service_layer.unit_of_work import UnitOfWork
@@ -146,12 +148,34 @@ class CallbackUseCases:
                                 self.policy,
                             )
                             uow.payments.add_event("payment.canceled", other, now)
+                    if auto_refund(payment, attempts, False, self.policy) and payment.provider_transaction_id:
+                        # LATE_PAYMENT_POLICY=refund: the late money goes back.
+                        queue_full_refund(
+                            uow,
+                            payment,
+                            payment.provider_transaction_id,
+                            "Hoan tien thanh toan tre",
+                            f"auto:{payment.provider_transaction_id}",
+                            now,
+                        )
                 if decision.extra is not None:
                     # Money beyond the order's kept payment: stored once per
                     # gateway transaction, announced, flagged.
                     if uow.payments.add_extra_payment(decision.extra):
                         record_extra_payment(payment, decision.extra, now)
                         uow.payments.add_event("payment.extra_received", payment, now, decision.extra)
+                        siblings = uow.payments.for_order(payment.order_id)
+                        second = outcome == Outcome.EXTRA_PAYMENT
+                        if auto_refund(payment, siblings, second, self.policy):
+                            # Sent by refund reconciliation, outside this transaction.
+                            queue_full_refund(
+                                uow,
+                                payment,
+                                decision.extra.provider_transaction_id,
+                                "Hoan tien thanh toan thua",
+                                f"auto:{decision.extra.provider_transaction_id}",
+                                now,
+                            )
                     elif outcome == Outcome.EXTRA_PAYMENT:
                         outcome = Outcome.DUPLICATE
             reply = gateway.ack(outcome)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from payment_service.domain.callbacks import ExtraPayment, JournalEntry
 from payment_service.domain.model import Payment, RequestKey
+from payment_service.domain.refunds import Capture, Refund
 
 
 class PaymentRepository(Protocol):
@@ -27,8 +28,23 @@ class PaymentRepository(Protocol):
     def request_key(self, order_id: str, request_id: str) -> RequestKey | None: ...
     def add_request_key(self, key: RequestKey) -> None: ...
     def add_event(
-        self, event_type: str, payment: Payment, now: datetime, extra: ExtraPayment | None = None
+        self,
+        event_type: str,
+        payment: Payment,
+        now: datetime,
+        extra: ExtraPayment | None = None,
+        refund: Refund | None = None,
     ) -> None: ...
+    def extra_captures(self, payment_id: uuid.UUID) -> list[Capture]: ...
+    def refunds_of(self, payment_id: uuid.UUID) -> Sequence[Refund]:
+        """The payment's refunds, oldest first, as committed now."""
+
+    def get_refund(self, refund_id: uuid.UUID, *, for_update: bool = False) -> Refund | None: ...
+    def add_refund(self, refund: Refund) -> None: ...
+    def due_refunds(self, now: datetime, limit: int) -> Sequence[Refund]:
+        """Pending refunds whose gateway is due to be asked, locked (skip locked)."""
+
+    def needing_review(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> Sequence[Payment]: ...
     def add_extra_payment(self, extra: ExtraPayment) -> bool:
         """Stores an extra payment; False when this transaction was stored before."""
 

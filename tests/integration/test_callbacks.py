@@ -215,6 +215,8 @@ def test_success_for_a_closed_payment_is_kept_for_review(
     query = signed_vnpay_query(vnpay_ipn_params(p.provider_reference, 150_000), SECRET)
     assert ipn(stub, query) == "00"
     row = payment_row(db_url, p.id)
+    # Nothing else of the order paid: the order's money, late
+    # (LATE_PAYMENT_POLICY honour keeps it for review), never refunded by itself.
     assert (row["status"], row["needs_review"]) == (closed_status, True)
     assert row["paid_time"] is not None and row["provider_transaction_id"] == "14226112"
     assert "refund it or honour the order" in row["review_reason"]

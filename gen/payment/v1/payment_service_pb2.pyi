@@ -72,10 +72,70 @@ class GetPaymentRequest(_message.Message):
     def __init__(self, payment_id: _Optional[str] = ...) -> None: ...
 
 class GetPaymentResponse(_message.Message):
-    __slots__ = ("payment",)
+    __slots__ = ("payment", "refunds")
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
     payment: _payment_pb2.Payment
-    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
+    refunds: _containers.RepeatedCompositeFieldContainer[_payment_pb2.Refund]
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., refunds: _Optional[_Iterable[_Union[_payment_pb2.Refund, _Mapping]]] = ...) -> None: ...
+
+class RefundPaymentRequest(_message.Message):
+    __slots__ = ("payment_id", "amount", "reason", "request_id", "provider_transaction_id", "transfer_reference")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    amount: int
+    reason: str
+    request_id: str
+    provider_transaction_id: str
+    transfer_reference: str
+    def __init__(self, payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., transfer_reference: _Optional[str] = ...) -> None: ...
+
+class RefundPaymentResponse(_message.Message):
+    __slots__ = ("refund",)
+    REFUND_FIELD_NUMBER: _ClassVar[int]
+    refund: _payment_pb2.Refund
+    def __init__(self, refund: _Optional[_Union[_payment_pb2.Refund, _Mapping]] = ...) -> None: ...
+
+class ListPaymentsNeedingReviewRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPaymentsNeedingReviewResponse(_message.Message):
+    __slots__ = ("payments", "next_page_token")
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[_payment_pb2.Payment]
+    next_page_token: str
+    def __init__(self, payments: _Optional[_Iterable[_Union[_payment_pb2.Payment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ResolveReviewRequest(_message.Message):
+    __slots__ = ("payment_id", "action", "note", "request_id")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    action: _payment_pb2.ReviewAction
+    note: str
+    request_id: str
+    def __init__(self, payment_id: _Optional[str] = ..., action: _Optional[_Union[_payment_pb2.ReviewAction, str]] = ..., note: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ResolveReviewResponse(_message.Message):
+    __slots__ = ("payment", "refunds")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    refunds: _containers.RepeatedCompositeFieldContainer[_payment_pb2.Refund]
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., refunds: _Optional[_Iterable[_Union[_payment_pb2.Refund, _Mapping]]] = ...) -> None: ...
 
 class CancelPaymentRequest(_message.Message):
     __slots__ = ("payment_id", "reason")

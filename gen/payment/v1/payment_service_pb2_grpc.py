@@ -63,6 +63,21 @@ class PaymentServiceStub:
                 request_serializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentRequest.SerializeToString,
                 response_deserializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentResponse.FromString,
                 _registered_method=True)
+        self.RefundPayment = channel.unary_unary(
+                '/payment.v1.PaymentService/RefundPayment',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.FromString,
+                _registered_method=True)
+        self.ListPaymentsNeedingReview = channel.unary_unary(
+                '/payment.v1.PaymentService/ListPaymentsNeedingReview',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.ListPaymentsNeedingReviewRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.ListPaymentsNeedingReviewResponse.FromString,
+                _registered_method=True)
+        self.ResolveReview = channel.unary_unary(
+                '/payment.v1.PaymentService/ResolveReview',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.ResolveReviewRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.ResolveReviewResponse.FromString,
+                _registered_method=True)
         self.StreamPaymentEvents = channel.unary_stream(
                 '/payment.v1.PaymentService/StreamPaymentEvents',
                 request_serializer=payment_dot_v1_dot_payment__service__pb2.StreamPaymentEventsRequest.SerializeToString,
@@ -161,6 +176,66 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefundPayment(self, request, context):
+        """Gives money of a paid payment back to the shopper, through the
+        payment's gateway with the gateway's refund API, or for payOS and cash on
+        delivery (no refund API) as a manual refund: the operator transfers the
+        money and records the transfer's reference (transfer_reference). The
+        gateway is called after the refund is stored; its answer (or, when it
+        does not answer in time, reconciliation) settles it: the response may be
+        PENDING. Emits payment.refund_requested, then payment.refunded or
+        payment.refund_failed. Concurrent refunds of one payment never exceed
+        what was captured.
+
+        Errors:
+        - INVALID_ARGUMENT: payment_id is not a UUID, amount is negative, reason
+        is too long, request_id is missing or malformed, or request_id was used
+        for this payment with different parameters.
+        - NOT_FOUND: no such payment, or provider_transaction_id is none of its
+        captured transactions.
+        - FAILED_PRECONDITION: the payment took no money (reason NOT_CAPTURED),
+        the amount is above what is left to refund (REFUND_EXCEEDS_CAPTURED),
+        the gateway has no refund API and transfer_reference is empty
+        (MANUAL_REFUND), or the provider is not enabled on this server.
+        Nothing is written.
+        - UNAVAILABLE: the database cannot be reached; safe to retry with the
+        same request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPaymentsNeedingReview(self, request, context):
+        """Lists payments flagged needs_review, oldest first, with the reason.
+
+        Errors:
+        - INVALID_ARGUMENT: page_size is negative or page_token is not one this
+        service issued.
+        - UNAVAILABLE: the database cannot be reached; safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveReview(self, request, context):
+        """Closes the review of a payment: HONOUR keeps the money, REFUND gives
+        every captured amount not yet refunded back (as refunds, like
+        RefundPayment). Emits payment.review_resolved. Resolving again with the
+        same request_id returns the payment unchanged.
+
+        Errors:
+        - INVALID_ARGUMENT: payment_id is not a UUID, action is unspecified,
+        note is too long, or request_id is missing or malformed.
+        - NOT_FOUND: no such payment.
+        - FAILED_PRECONDITION: the payment is not under review (NOT_IN_REVIEW),
+        or REFUND on a gateway without a refund API (MANUAL_REFUND: record the
+        transfers with RefundPayment, then resolve with HONOUR).
+        - UNAVAILABLE: the database cannot be reached; safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamPaymentEvents(self, request, context):
         """Streams outbox events in a stable order, starting after `after_cursor`,
         and keeps the stream open for new ones. At least once: a consumer stores
@@ -238,6 +313,21 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ConfirmCodPayment,
                     request_deserializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentRequest.FromString,
                     response_serializer=payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentResponse.SerializeToString,
+            ),
+            'RefundPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPayment,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.SerializeToString,
+            ),
+            'ListPaymentsNeedingReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaymentsNeedingReview,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.ListPaymentsNeedingReviewRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.ListPaymentsNeedingReviewResponse.SerializeToString,
+            ),
+            'ResolveReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveReview,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.ResolveReviewRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.ResolveReviewResponse.SerializeToString,
             ),
             'StreamPaymentEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamPaymentEvents,
@@ -393,6 +483,87 @@ class PaymentService:
             '/payment.v1.PaymentService/ConfirmCodPayment',
             payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentRequest.SerializeToString,
             payment_dot_v1_dot_payment__service__pb2.ConfirmCodPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/RefundPayment',
+            payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaymentsNeedingReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/ListPaymentsNeedingReview',
+            payment_dot_v1_dot_payment__service__pb2.ListPaymentsNeedingReviewRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.ListPaymentsNeedingReviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/ResolveReview',
+            payment_dot_v1_dot_payment__service__pb2.ResolveReviewRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.ResolveReviewResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
@@ -22,6 +23,9 @@ from payment_service.gateways.port import (
     HttpReply,
     PaymentView,
     RawCallback,
+    RefundAnswer,
+    RefundOrder,
+    RefundState,
     Rejected,
     Verified,
     finality_fields,
@@ -126,6 +130,78 @@ class MomoGateway:
         if outcome == Outcome.INVALID_SIGNATURE:
             return json_reply(400, {"message": "invalid signature"})
         return json_reply(429, {"message": "try again later"})
+
+    def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        """Synchronous at MoMo: resultCode 0 is the money back. orderId and
+        requestId are both derived from our refund id (a NEW orderId)."""
+        if not order.transaction_id.isdigit():
+            raise AnswerRejected(f"MoMo transId {order.transaction_id!r} is not a number")
+        refund_id = "rf" + order.key
+        body = momo.build_refund_payload(
+            self.config,
+            order_id=refund_id,
+            request_id=refund_id,
+            amount=order.amount,
+            trans_id=int(order.transaction_id),
+            description=order.reason,
+        )
+        answer = self._post(momo.REFUND_PATH, body)
+        if answer.get("orderId", refund_id) != refund_id or answer.get("partnerCode") not in (
+            None,
+            self.config.partner_code,
+        ):
+            raise AnswerRejected(
+                "MoMo refund answer is about another refund", order.payment.provider_reference
+            )
+        code = answer.get("resultCode", -1)
+        return RefundAnswer(
+            _momo_refund_state(code),
+            provider_refund_id=str(answer.get("transId", "")) if code == 0 else "",
+            code=str(code),
+            message=str(answer.get("message", "")),
+            sent={k: v for k, v in body.items() if k != "signature"},
+            received=answer,
+        )
+
+    def query_refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        """The purchase's query lists its refunds (refundTrans[])."""
+        body = momo.build_query_payload(
+            self.config, order_id=order.payment.provider_reference, request_id=secrets.token_hex(16)
+        )
+        answer = self._post(momo.QUERY_PATH, body)
+        checked = momo.verify_query_answer(answer, self.config, order.payment.provider_reference)
+        if not checked.valid:
+            raise AnswerRejected(f"MoMo query answer: {checked.reason}", order.payment.provider_reference)
+        refund_id = "rf" + order.key
+        for item in answer.get("refundTrans") or []:
+            if isinstance(item, dict) and item.get("orderId") == refund_id:
+                code = item.get("resultCode", -1)
+                return RefundAnswer(
+                    _momo_refund_state(code),
+                    provider_refund_id=str(item.get("transId", "")),
+                    code=str(code),
+                    received=answer,
+                )
+        return RefundAnswer(RefundState.NOT_FOUND, received=answer)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.http.request("POST", self.config.endpoint.rstrip("/") + path, body)
+        except GatewayUnreachable:
+            raise unreachable("MoMo") from None
+
+
+# Refund answers: 0 done; refused for good; anything else (7000/7002
+# processing, 40 duplicate in progress, 10/99 maintenance or unknown) pending.
+_MOMO_REFUND_REFUSED = frozenset({11, 12, 13, 20, 21, 22, 41, 42, 1080, 1081, 1088})
+
+
+def _momo_refund_state(code: Any) -> RefundState:
+    if code == 0:
+        return RefundState.SUCCEEDED
+    if code in _MOMO_REFUND_REFUSED:
+        return RefundState.FAILED
+    return RefundState.PENDING
 
 
 def build(config: momo.MomoConfig, http: HttpJsonClient) -> MomoGateway:

@@ -21,10 +21,13 @@ from payment_service.gateways.port import (
     HttpReply,
     PaymentView,
     RawCallback,
+    RefundAnswer,
+    RefundOrder,
     Rejected,
     Verified,
     finality_fields,
     json_reply,
+    no_refund_api,
     refused,
     unreachable,
 )
@@ -190,6 +193,12 @@ class PayosGateway:
         if outcome == Outcome.INVALID_SIGNATURE:
             return json_reply(400, {"success": False, "error": "invalid signature"})
         return json_reply(429, {"success": False, "error": "try again later"})
+
+    def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        raise no_refund_api("payOS")
+
+    def query_refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        raise no_refund_api("payOS")
 
 
 def build(config: payos.PayosConfig, http: HttpJsonClient) -> PayosGateway:

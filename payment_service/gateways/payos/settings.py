@@ -39,7 +39,7 @@ ROUTES: Final = (
     WebhookRoute("POST", WEBHOOK_PATH, CallbackKind.IPN),
     WebhookRoute("GET", RETURN_PATH, CallbackKind.RETURN),
 )
-TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999))
+TRAITS: Final = ProviderTraits(limits=AmountLimits(1_000, 999_999_999), manual_refunds=True)
 
 
 def from_env(env: Mapping[str, str], development: bool, urls: ServiceUrls) -> PayosConfig:

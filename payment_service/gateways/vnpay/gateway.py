@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime
+from typing import Any
 
 from paykit.errors import Unavailable
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
@@ -18,6 +19,9 @@ from payment_service.gateways.port import (
     HttpReply,
     PaymentView,
     RawCallback,
+    RefundAnswer,
+    RefundOrder,
+    RefundState,
     Rejected,
     Verified,
     finality_fields,
@@ -150,6 +154,92 @@ class VnpayGateway:
         code = VNPAY_ACKS[outcome]
         body = json.dumps({"RspCode": code, "Message": vnpay.IPN_ACK_CODES[code]}, separators=(",", ":"))
         return HttpReply(200, "application/json", body.encode())
+
+    def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        body = vnpay.build_refund(
+            self.config,
+            request_id=order.key,
+            txn_ref=order.payment.provider_reference,
+            amount=order.amount,
+            full=order.full,
+            transaction_no=order.transaction_id,
+            transaction_date=order.payment.create_time,
+            now=now,
+            create_by="payment_service",
+            ip_addr="127.0.0.1",
+            order_info=order.reason,
+        )
+        answer = self._post(body, order)
+        if not vnpay.verify_refund_response(answer, self.config.hash_secret):
+            raise AnswerRejected(
+                "VNPay refund answer without a valid checksum", order.payment.provider_reference
+            )
+        code = str(answer.get("vnp_ResponseCode", ""))
+        if code in vnpay.REFUND_REFUSED_CODES:
+            state = RefundState.FAILED
+        elif code == "00":
+            state = _REFUND_STATES.get(str(answer.get("vnp_TransactionStatus", "")), RefundState.PENDING)
+        else:
+            state = RefundState.PENDING  # 94: a refund already in progress; 99: unknown
+        return RefundAnswer(
+            state,
+            provider_refund_id=str(answer.get("vnp_TransactionNo", "")),
+            code=code,
+            message=str(answer.get("vnp_Message", "")),
+            sent=_without_hash(body),
+            received=answer,
+        )
+
+    def query_refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        """querydr of the paid transaction: its refund states 05, 06, 09."""
+        body = vnpay.build_querydr(
+            self.config,
+            request_id=secrets.token_hex(16),
+            txn_ref=order.payment.provider_reference,
+            transaction_date=order.payment.create_time,
+            now=now,
+            ip_addr="127.0.0.1",
+        )
+        answer = self._post(body, order)
+        if not vnpay.verify_querydr_response(answer, self.config.hash_secret):
+            raise AnswerRejected(
+                "VNPay querydr answer without a valid checksum", order.payment.provider_reference
+            )
+        code = str(answer.get("vnp_ResponseCode", ""))
+        status = str(answer.get("vnp_TransactionStatus", ""))
+        if code != vnpay.QUERYDR_OK:
+            state = RefundState.PENDING
+        elif status in _REFUND_STATES:
+            state = _REFUND_STATES[status]
+        else:
+            state = RefundState.NOT_FOUND  # paid, no refund in progress: it never arrived
+        return RefundAnswer(
+            state,
+            provider_refund_id=str(answer.get("vnp_TransactionNo", "")),
+            code=status,
+            message=str(answer.get("vnp_Message", "")),
+            sent=_without_hash(body),
+            received=answer,
+        )
+
+    def _post(self, body: dict[str, str], order: RefundOrder) -> dict[str, Any]:
+        if not self.query_url:
+            raise Unavailable("VNPay's API URL is not configured")
+        try:
+            return self.http.request("POST", self.query_url, body)
+        except GatewayUnreachable:
+            raise Unavailable("VNPay cannot be reached right now") from None
+
+
+_REFUND_STATES = {
+    vnpay.REFUND_PROCESSING: RefundState.PENDING,
+    vnpay.REFUND_SENT_TO_BANK: RefundState.SUCCEEDED,
+    vnpay.REFUND_REJECTED: RefundState.FAILED,
+}
+
+
+def _without_hash(body: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in body.items() if k != "vnp_SecureHash"}
 
 
 def build(config: vnpay.VnpayConfig, http: HttpJsonClient) -> VnpayGateway:

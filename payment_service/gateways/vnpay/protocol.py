@@ -446,3 +446,81 @@ def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
     references, codes and the hash; vnp_OrderInfo (free text) and anything
     unknown masked, the bank's transaction number down to its last digits."""
     return audit_view(loose_query(raw_query), _AUDIT_KEEP, _AUDIT_PARTIAL)
+
+
+# --- refund -------------------------------------------------------------------
+
+REFUND_FIELDS: Final = (
+    "vnp_RequestId",
+    "vnp_Version",
+    "vnp_Command",
+    "vnp_TmnCode",
+    "vnp_TransactionType",
+    "vnp_TxnRef",
+    "vnp_Amount",
+    "vnp_TransactionNo",
+    "vnp_TransactionDate",
+    "vnp_CreateBy",
+    "vnp_CreateDate",
+    "vnp_IpAddr",
+    "vnp_OrderInfo",
+)
+REFUND_RESPONSE_FIELDS: Final = QUERYDR_RESPONSE_FIELDS[:-2]  # without the two Promotion fields
+REFUND_FULL: Final = "02"
+REFUND_PARTIAL: Final = "03"
+# Refund states of a paid transaction as querydr reports them (GATEWAYS.md §1.3).
+REFUND_PROCESSING: Final = "05"
+REFUND_SENT_TO_BANK: Final = "06"
+REFUND_REJECTED: Final = "09"
+# Refund answer codes that refuse the refund for good: bad merchant, bad
+# format, no such transaction, original not successful, our checksum.
+REFUND_REFUSED_CODES: Final = frozenset({"02", "03", "91", "95", "97"})
+
+
+def refund_request_hash(body: Mapping[str, Any], secret: str) -> str:
+    return pipe_signature([str(body.get(name, "")) for name in REFUND_FIELDS], secret)
+
+
+def refund_response_hash(body: Mapping[str, Any], secret: str) -> str:
+    return pipe_signature([str(body.get(name, "")) for name in REFUND_RESPONSE_FIELDS], secret)
+
+
+def verify_refund_response(body: Mapping[str, Any], secret: str) -> bool:
+    return same_hex(refund_response_hash(body, secret), str(body.get("vnp_SecureHash", "")))
+
+
+def build_refund(
+    config: VnpayConfig,
+    *,
+    request_id: str,
+    txn_ref: str,
+    amount: int,
+    full: bool,
+    transaction_no: str,
+    transaction_date: datetime,
+    now: datetime,
+    create_by: str,
+    ip_addr: str,
+    order_info: str,
+) -> dict[str, str]:
+    """The JSON body of ``vnp_Command=refund``: 02 full, 03 partial; the
+    amount times 100; vnp_RequestId is the idempotency key (≤ 32 alphanumerics)."""
+    if not re.fullmatch(r"[A-Za-z0-9]{1,32}", request_id):
+        raise ValueError("vnp_RequestId must be 1-32 letters or digits")
+    body = {
+        "vnp_RequestId": request_id,
+        "vnp_Version": VNPAY_VERSION,
+        "vnp_Command": "refund",
+        "vnp_TmnCode": config.tmn_code,
+        "vnp_TransactionType": REFUND_FULL if full else REFUND_PARTIAL,
+        "vnp_TxnRef": txn_ref,
+        "vnp_Amount": str(amount * 100),
+        "vnp_TransactionNo": transaction_no or "0",
+        "vnp_TransactionDate": format_vnpay_time(transaction_date),
+        "vnp_CreateBy": create_by,
+        "vnp_CreateDate": format_vnpay_time(now),
+        "vnp_IpAddr": ip_addr,
+        "vnp_OrderInfo": order_info,
+    }
+    body["vnp_SecureHash"] = refund_request_hash(body, config.hash_secret)
+    return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from paykit.errors import FailedPrecondition
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
@@ -19,6 +20,9 @@ from payment_service.gateways.port import (
     HttpReply,
     PaymentView,
     RawCallback,
+    RefundAnswer,
+    RefundOrder,
+    RefundState,
     Rejected,
     SessionLinkLost,
     Verified,
@@ -164,6 +168,45 @@ class ZalopayGateway:
         if outcome == Outcome.INVALID_SIGNATURE:
             return HttpReply(200, "application/json", zalopay.callback_ack(-1, "mac not equal"))
         return HttpReply(200, "application/json", zalopay.callback_ack(0, "try again"))
+
+    def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        """Asynchronous at ZaloPay: 3 (processing) is the usual answer."""
+        body = zalopay.build_refund_payload(
+            self.config,
+            m_refund_id=zalopay.m_refund_id(order.create_time, self.config.app_id, order.key),
+            zp_trans_id=order.transaction_id,
+            amount=order.amount,
+            description=order.reason,
+            timestamp=int(now.timestamp() * 1000),
+        )
+        return self._refund_answer(self._post(zalopay.REFUND_PATH, body), body)
+
+    def query_refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
+        body = zalopay.build_query_refund_payload(
+            self.config,
+            m_refund_id=zalopay.m_refund_id(order.create_time, self.config.app_id, order.key),
+            timestamp=int(now.timestamp() * 1000),
+        )
+        return self._refund_answer(self._post(zalopay.QUERY_REFUND_PATH, body), body)
+
+    def _refund_answer(self, answer: dict[str, Any], body: dict[str, Any]) -> RefundAnswer:
+        code = answer.get("return_code")
+        states: dict[Any, RefundState] = {1: RefundState.SUCCEEDED, 2: RefundState.FAILED}
+        state = states.get(code, RefundState.PENDING)
+        return RefundAnswer(
+            state,
+            provider_refund_id=str(answer.get("refund_id", "") or ""),
+            code=f"{code}/{answer.get('sub_return_code', '')}",
+            message=str(answer.get("sub_return_message") or answer.get("return_message") or ""),
+            sent={k: v for k, v in body.items() if k != "mac"},
+            received=answer,
+        )
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.http.request("POST", self.config.endpoint.rstrip("/") + path, body)
+        except GatewayUnreachable:
+            raise unreachable("ZaloPay") from None
 
 
 def build(config: zalopay.ZalopayConfig, http: HttpJsonClient) -> ZalopayGateway:

@@ -459,3 +459,51 @@ def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
     inner = loose_json(data.encode("utf-8", "replace")) if isinstance(data, str) else {}
     fields.update({f"data.{k}": v for k, v in inner.items()})
     return audit_view(fields, _AUDIT_KEEP)
+
+
+# --- refund -------------------------------------------------------------------
+
+
+def m_refund_id(when: datetime, app_id: int, key: str) -> str:
+    """``yymmdd_appid_xxx`` with the GMT+7 date of `when` (the refund's
+    creation, so the id is the same on every retry)."""
+    return f"{date_prefix(when)}_{app_id}_{key}"
+
+
+def build_refund_payload(
+    config: ZalopayConfig,
+    *,
+    m_refund_id: str,
+    zp_trans_id: str,
+    amount: int,
+    description: str,
+    timestamp: int,
+) -> dict[str, Any]:
+    """Signed body of ``POST /v2/refund`` (asynchronous: poll query_refund)."""
+    return {
+        "app_id": config.app_id,
+        "m_refund_id": m_refund_id,
+        "zp_trans_id": zp_trans_id,
+        "amount": amount,
+        "timestamp": timestamp,
+        "description": description,
+        "mac": refund_mac(
+            app_id=config.app_id,
+            zp_trans_id=zp_trans_id,
+            amount=amount,
+            description=description,
+            timestamp=timestamp,
+            key1=config.key1,
+        ),
+    }
+
+
+def build_query_refund_payload(config: ZalopayConfig, *, m_refund_id: str, timestamp: int) -> dict[str, Any]:
+    return {
+        "app_id": config.app_id,
+        "m_refund_id": m_refund_id,
+        "timestamp": timestamp,
+        "mac": query_refund_mac(
+            app_id=config.app_id, m_refund_id=m_refund_id, timestamp=timestamp, key1=config.key1
+        ),
+    }

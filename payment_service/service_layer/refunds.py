@@ -1,0 +1,376 @@
+"""RefundPayment, refund reconciliation, the review queue and its resolution.
+
+A refund is stored (under the payment's row lock, so concurrent refunds
+never exceed the capture) and committed before its gateway is called; the
+gateway's answer is applied in a second transaction. No lock is held across
+the network call. A refund whose answer is unknown (timeout) stays pending
+and is queried on a schedule with the same gateway-side key, so it never
+becomes a second refund. Every request and answer is journaled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from payment_service.domain import refunds as rules
+from payment_service.domain.callbacks import JournalEntry
+from payment_service.domain.errors import FailedPrecondition, InvalidArgument, NotFound, ProviderNotEnabled
+from payment_service.domain.model import Payment, Policy, Provider
+from payment_service.domain.refunds import Capture, Refund, RefundCall, RefundStatus, ReviewAction
+from payment_service.gateways.port import AnswerRejected, Gateway, RefundAnswer, RefundOrder, RefundState
+from payment_service.service_layer.services import Clock
+from payment_service.service_layer.unit_of_work import UnitOfWork
+
+log = logging.getLogger("payment_service.refunds")
+
+_FINAL = {RefundState.SUCCEEDED: RefundStatus.SUCCEEDED, RefundState.FAILED: RefundStatus.FAILED}
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Resolution:
+    payment: Payment
+    refunds: Sequence[Refund]
+
+
+class RefundUseCases:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        gateways: Mapping[Provider, Gateway],
+        policy: Policy,
+        clock: Clock,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.gateways = gateways
+        self.policy = policy
+        self.clock = clock
+
+    # --- RefundPayment -------------------------------------------------------
+
+    def refund_payment(
+        self,
+        payment_id: uuid.UUID,
+        amount: int,
+        reason: str,
+        request_id: str,
+        provider_transaction_id: str = "",
+        transfer_reference: str = "",
+    ) -> Refund:
+        call = rules.validate_refund(
+            payment_id=payment_id,
+            amount=amount,
+            reason=reason,
+            request_id=request_id,
+            provider_transaction_id=provider_transaction_id,
+            transfer_reference=transfer_reference,
+        )
+        refund, payment, fresh = self._store(call)
+        if fresh and refund.status == RefundStatus.PENDING:
+            return self.send(refund, payment)
+        return refund
+
+    def _store(self, call: RefundCall) -> tuple[Refund, Payment, bool]:
+        """Under the payment's row lock: the refund this request_id made
+        before, or a new one (committed with payment.refund_requested)."""
+        now = self.clock()
+        with self.uow_factory() as uow:
+            payment = uow.payments.get(call.payment_id, for_update=True)
+            if payment is None:
+                raise NotFound(f"payment {call.payment_id} not found")
+            existing = uow.payments.refunds_of(payment.id)
+            for refund in existing:
+                if refund.request_id == call.request_id:
+                    return rules.check_replay(refund, call), payment, False
+            traits = self.policy.traits_of(payment.provider)
+            if not traits.manual_refunds and Provider(payment.provider) not in self.gateways:
+                raise ProviderNotEnabled(payment.provider)
+            capture = rules.choose_capture(
+                payment, uow.payments.extra_captures(payment.id), call.provider_transaction_id
+            )
+            refund = rules.request_refund(
+                payment, capture, existing, call, manual=traits.manual_refunds, now=now
+            )
+            uow.payments.add_refund(refund)
+            uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)
+            if refund.status == RefundStatus.SUCCEEDED:
+                # A manual refund: the operator already transferred the money.
+                uow.payments.add_event("payment.refunded", payment, now, refund=refund)
+            uow.commit()
+        return refund, payment, True
+
+    def send(self, refund: Refund, payment: Payment) -> Refund:
+        """Outside any transaction: sends the refund to its gateway, journals
+        the exchange, applies a final answer. Unknown answers leave it
+        pending for reconciliation."""
+        return self._ask(refund, payment, query=False)
+
+    def _ask(self, refund: Refund, payment: Payment, *, query: bool) -> Refund:
+        provider = Provider(payment.provider)
+        gateway = self.gateways.get(provider)
+        if gateway is None:
+            return refund
+        order = self._order(refund, payment)
+        now = self.clock()
+        kind = "refund_query" if query else "refund"
+        try:
+            answer = gateway.query_refund(order, now) if query else gateway.refund(order, now)
+            if query and answer.state == RefundState.NOT_FOUND:
+                # Never reached the gateway: send it again, with the same key.
+                kind, answer = "refund", gateway.refund(order, now)
+        except AnswerRejected as rejected:
+            self._journal(
+                refund, payment, kind, "rejected", RefundAnswer(RefundState.PENDING), rejected.reason
+            )
+            return self._schedule(refund)
+        except Exception as error:  # noqa: BLE001 -- timeout, 5xx, transport: the answer is unknown
+            log.warning("refund request failed; it stays pending", extra={"provider": provider.value})
+            self._journal(refund, payment, kind, "unreachable", RefundAnswer(RefundState.PENDING), str(error))
+            return self._schedule(refund)
+        return self._apply(refund, payment, kind, answer)
+
+    def _order(self, refund: Refund, payment: Payment) -> RefundOrder:
+        captured = payment.amount
+        if refund.extra_payment_id is not None:
+            with self.uow_factory() as uow:
+                for capture in uow.payments.extra_captures(payment.id):
+                    if capture.extra_payment_id == refund.extra_payment_id:
+                        captured = capture.amount
+        return RefundOrder(
+            key=refund.gateway_key,
+            payment=payment,
+            transaction_id=refund.provider_transaction_id,
+            captured_amount=captured,
+            amount=refund.amount,
+            reason=refund.reason,
+            create_time=refund.create_time,
+        )
+
+    def _apply(self, refund: Refund, payment: Payment, kind: str, answer: RefundAnswer) -> Refund:
+        now = self.clock()
+        with self.uow_factory() as uow:
+            fresh_payment = uow.payments.get(payment.id, for_update=True)
+            fresh = uow.payments.get_refund(refund.id, for_update=True)
+            assert fresh_payment is not None and fresh is not None
+            status = _FINAL.get(answer.state, RefundStatus.PENDING)
+            failure = f"{answer.message} (code {answer.code})" if answer.code else answer.message
+            event = rules.settle_refund(fresh_payment, fresh, status, answer.provider_refund_id, failure, now)
+            if event:
+                uow.payments.add_event(event, fresh_payment, now, refund=fresh)
+            elif fresh.status == RefundStatus.PENDING and fresh.reconcile_time is None:
+                fresh.reconcile_time = now + self.policy.reconcile_after
+            uow.payments.add_journal_entry(
+                _entry(fresh, fresh_payment, kind, answer.state.value, answer, "", now)
+            )
+            uow.commit()
+        return fresh
+
+    def _schedule(self, refund: Refund) -> Refund:
+        now = self.clock()
+        with self.uow_factory() as uow:
+            fresh = uow.payments.get_refund(refund.id, for_update=True)
+            assert fresh is not None
+            if fresh.status == RefundStatus.PENDING and fresh.reconcile_time is None:
+                fresh.reconcile_time = now + self.policy.reconcile_after
+                uow.commit()
+        return fresh
+
+    def _journal(
+        self, refund: Refund, payment: Payment, kind: str, outcome: str, answer: RefundAnswer, error: str
+    ) -> None:
+        try:
+            with self.uow_factory() as uow:
+                uow.payments.add_journal_entry(
+                    _entry(refund, payment, kind, outcome, answer, error, self.clock())
+                )
+                uow.commit()
+        except Exception:
+            log.exception("could not journal a refund exchange")
+
+    def reconcile_due(self, limit: int = 20) -> int:
+        """Asks the gateways about pending refunds that are due; returns how
+        many became final."""
+        now = self.clock()
+        with self.uow_factory() as uow:
+            due = list(uow.payments.due_refunds(now, limit))
+            for refund in due:
+                refund.asked_gateway(now, self.policy)
+            payments = {r.payment_id: uow.payments.get(r.payment_id) for r in due}
+            uow.commit()
+        settled = 0
+        for refund in due:
+            payment = payments[refund.payment_id]
+            assert payment is not None
+            if self._ask(refund, payment, query=True).status != RefundStatus.PENDING:
+                settled += 1
+        return settled
+
+    def refunds_of(self, payment_id: uuid.UUID) -> Sequence[Refund]:
+        with self.uow_factory() as uow:
+            return uow.payments.refunds_of(payment_id)
+
+    # --- automatic refunds (EXTRA_PAYMENT_POLICY, LATE_PAYMENT_POLICY) -------
+
+    def refund_everything(self, payment_id: uuid.UUID, reason: str, key: str) -> list[Refund]:
+        """Refunds every capture of the payment that has money left (its own
+        when paid late, and its extra payments); request ids derive from
+        `key`, so a repeat refunds nothing twice."""
+        with self.uow_factory() as uow:
+            payment = uow.payments.get(payment_id)
+            if payment is None:
+                raise NotFound(f"payment {payment_id} not found")
+            found = rules.captures(payment, uow.payments.extra_captures(payment_id))
+            existing = uow.payments.refunds_of(payment_id)
+        made = []
+        for capture in found:
+            request_id = _derived_id(key, capture)
+            if rules.left_to_refund(capture, existing) <= 0 and not any(
+                r.request_id == request_id for r in existing
+            ):
+                continue
+            made.append(
+                self.refund_payment(
+                    payment_id,
+                    0,
+                    reason,
+                    request_id,
+                    provider_transaction_id=capture.transaction_id,
+                )
+            )
+        return made
+
+    # --- reviews -------------------------------------------------------------
+
+    def needing_review(self, page_size: int, page_token: str) -> tuple[Sequence[Payment], str]:
+        if page_size < 0:
+            raise InvalidArgument.one("page_size", "must not be negative")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _parse_page_token(page_token)
+        with self.uow_factory() as uow:
+            page = list(uow.payments.needing_review(after, size + 1))
+        token = ""
+        if len(page) > size:
+            page = page[:size]
+            token = _page_token(page[-1])
+        return page, token
+
+    def resolve_review(
+        self, payment_id: uuid.UUID, action: ReviewAction | None, note: str, request_id: str
+    ) -> Resolution:
+        action = rules.validate_resolution(action, note, request_id)
+        with self.uow_factory() as uow:
+            payment = uow.payments.get(payment_id)
+            if payment is None:
+                raise NotFound(f"payment {payment_id} not found")
+            if payment.needs_review and action == ReviewAction.REFUND:
+                if self.policy.traits_of(payment.provider).manual_refunds:
+                    raise FailedPrecondition(
+                        f"{payment.provider} has no refund API: record each bank transfer with RefundPayment "
+                        "(transfer_reference), then resolve with HONOUR",
+                        subject=f"payments/{payment_id}",
+                        type_="MANUAL_REFUND",
+                    )
+        made: list[Refund] = []
+        if action == ReviewAction.REFUND and (
+            payment.needs_review or payment.review_request_id == request_id
+        ):
+            made = self.refund_everything(
+                payment_id, note or "Hoan tien theo xem xet", f"review:{request_id}"
+            )
+        now = self.clock()
+        with self.uow_factory() as uow:
+            payment = uow.payments.get(payment_id, for_update=True)
+            assert payment is not None
+            if rules.resolve_review(payment, action, note, request_id, now):
+                uow.payments.add_event("payment.review_resolved", payment, now)
+                uow.commit()
+        return Resolution(payment, made)
+
+
+def queue_full_refund(
+    uow: UnitOfWork, payment: Payment, transaction_id: str, reason: str, key: str, now: datetime
+) -> Refund | None:
+    """Inside the caller's transaction (the payment locked): a refund of
+    everything left of one capture, due to be sent by refund reconciliation
+    at once (no network call here), and the review closed as REFUND. None
+    when nothing is left."""
+    capture = rules.choose_capture(payment, uow.payments.extra_captures(payment.id), transaction_id)
+    existing = uow.payments.refunds_of(payment.id)
+    if rules.left_to_refund(capture, existing) <= 0:
+        return None
+    call = rules.validate_refund(
+        payment_id=payment.id,
+        amount=0,
+        reason=reason,
+        request_id=_derived_id(key, capture),
+        provider_transaction_id=capture.transaction_id,
+        transfer_reference="",
+    )
+    refund = rules.request_refund(payment, capture, existing, call, manual=False, now=now)
+    refund.reconcile_time = now
+    uow.payments.add_refund(refund)
+    uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)
+    if rules.resolve_review(payment, ReviewAction.REFUND, f"automatic: {reason}", key[:64], now):
+        uow.payments.add_event("payment.review_resolved", payment, now)
+    return refund
+
+
+def _derived_id(key: str, capture: Capture) -> str:
+    which = "own" if capture.extra_payment_id is None else f"x{capture.extra_payment_id}"
+    return f"{key}:{which}"[:128]
+
+
+def _page_token(payment: Payment) -> str:
+    return f"{payment.create_time.isoformat()}|{payment.id}"
+
+
+def _parse_page_token(token: str) -> tuple[datetime, uuid.UUID] | None:
+    if not token:
+        return None
+    try:
+        when, _, ident = token.partition("|")
+        return datetime.fromisoformat(when), uuid.UUID(ident)
+    except ValueError:
+        raise InvalidArgument.one("page_token", "is not a token this service issued") from None
+
+
+def _entry(
+    refund: Refund, payment: Payment, kind: str, outcome: str, answer: RefundAnswer, error: str, now: datetime
+) -> JournalEntry:
+    body = json.dumps(
+        {"refund_id": str(refund.id), "sent": answer.sent, "received": answer.received},
+        default=str,
+        separators=(",", ":"),
+    ).encode()
+    return JournalEntry(
+        receive_time=now,
+        provider=payment.provider,
+        kind=kind,
+        path=f"{kind}:{payment.provider.lower()}",
+        raw_query=b"",
+        raw_body=body,
+        headers={},
+        verified=not error,
+        verify_error=error[:1000] or None,
+        outcome=outcome[:32],
+        ack=json.dumps({"code": answer.code, "message": answer.message})[:1024],
+        payment_id=payment.id,
+        provider_reference=refund.gateway_key,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        audit=_audit(answer),
+    )
+
+
+def _audit(answer: RefundAnswer) -> dict[str, Any]:
+    return {
+        "state": answer.state.value,
+        "code": answer.code,
+        "provider_refund_id": answer.provider_refund_id,
+    }
