@@ -418,6 +418,17 @@ class Payment:
                 self.reconcile_time = now
         self.record_change(now)
 
+    def watch_session(self, now: datetime, policy: Policy) -> None:
+        """A failed attempt's gateway session may still take money (the
+        shopper may try again on the same page until it ends): watched, and
+        asked once more when it has ended, like a closed attempt."""
+        traits = policy.traits_of(self.provider)
+        if not traits.has_checkout_page:
+            return
+        self.closing_until = max(now, self.expire_time) + policy.grace_for(self.provider)
+        if traits.queryable:
+            self.reconcile_time = self.closing_until + timedelta(seconds=1)
+
     def session_closed(self) -> None:
         """The gateway confirmed the session can no longer take money."""
         self.closing_until = None

@@ -18,7 +18,7 @@ from payment_service.domain.callbacks import (
     record_extra_payment,
 )
 from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
-from payment_service.domain.model import Payment, PaymentStatus, Policy, Provider
+from payment_service.domain.model import LatePaymentPolicy, Payment, PaymentStatus, Policy, Provider
 from payment_service.domain.refunds import auto_refund
 from payment_service.gateways._wire import scrub
 from payment_service.gateways.port import (
@@ -137,6 +137,8 @@ class CallbackUseCases:
                 outcome = decision.outcome
                 if decision.event:
                     uow.payments.add_event(decision.event, payment, now)
+                if outcome == Outcome.FAILED:
+                    payment.watch_session(now, self.policy)
                 if outcome == Outcome.LATE_SUCCESS:
                     # The order has its money: no other checkout stays open.
                     for other in attempts:
@@ -148,7 +150,11 @@ class CallbackUseCases:
                                 self.policy,
                             )
                             uow.payments.add_event("payment.canceled", other, now)
-                    if auto_refund(payment, attempts, False, self.policy) and payment.provider_transaction_id:
+                    if (
+                        self.policy.late_payment_policy == LatePaymentPolicy.REFUND
+                        and not self.policy.traits_of(payment.provider).manual_refunds
+                        and payment.provider_transaction_id
+                    ):
                         # LATE_PAYMENT_POLICY=refund: the late money goes back.
                         queue_full_refund(
                             uow,

@@ -292,8 +292,9 @@ def _ledger_check(storm: Storm) -> tuple[dict[str, int], list[str]]:
     payments = rows(
         storm.db_url,
         "SELECT id, order_id, lower(provider), provider_reference, status, amount, needs_review,"
-        " provider_transaction_id FROM payments",
+        " provider_transaction_id, paid_time IS NOT NULL FROM payments",
     )
+    refunded = {r[0] for r in rows(storm.db_url, "SELECT payment_id FROM refunds")}
     extras = rows(storm.db_url, "SELECT payment_id, amount, provider_transaction_id FROM extra_payments")
     orders = rows(storm.order_db_url, "SELECT id::text, status, total_amount, paid_payment_id FROM orders")
     by_ref = {(p[2], p[3]): p for p in payments}
@@ -309,11 +310,13 @@ def _ledger_check(storm: Storm) -> tuple[dict[str, int], list[str]]:
         if payment is None:
             problems.append(f"money taken on {t['gateway']} {t['reference']} for no payment of ours")
             continue
-        pid, order_id, _prov, _ref, pstatus, amount, review, txn_id = payment
+        pid, order_id, _prov, _ref, pstatus, amount, review, txn_id, paid = payment
+        # Kept: the order's money in our books (paid in time, or late and
+        # held for a person to honour or refund).
         is_kept = (
             txn_id == t["gateway_txn_id"]
             and pid not in kept_payment_ids
-            and (pstatus == "SUCCEEDED" or pid in paid_by)
+            and (pstatus == "SUCCEEDED" or pid in paid_by or paid)
         )
         is_extra = (pid, t["gateway_txn_id"]) in extra_keys
         if is_kept:
@@ -327,8 +330,10 @@ def _ledger_check(storm: Storm) -> tuple[dict[str, int], list[str]]:
                 f" (PAID by payment {pid}, {pstatus}) and is also an extra payment to refund"
             )
         elif is_extra:
-            if not review:
-                problems.append(f"extra payment on {pid} ({t['gateway']} {t['reference']}) not flagged")
+            if not review and pid not in refunded:
+                problems.append(
+                    f"extra payment on {pid} ({t['gateway']} {t['reference']}) neither flagged nor refunded"
+                )
         elif not is_kept:
             problems.append(
                 f"money taken that our books do not show: {t['gateway']} {t['reference']}"
