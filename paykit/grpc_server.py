@@ -54,6 +54,25 @@ class GrpcServer:
             self.observability.stop()
 
 
+class ServedBy:
+    """For a service's running-server record: the started server's parts,
+    read through its `serving` field."""
+
+    serving: GrpcServer
+
+    @property
+    def server(self) -> grpc.Server:
+        return self.serving.server
+
+    @property
+    def health(self) -> health.HealthServicer:
+        return self.serving.health
+
+    @property
+    def port(self) -> int:
+        return self.serving.port
+
+
 def start_grpc_server(
     register: Register | Sequence[Register],
     *,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from gateway_simulator.config import SimConfig
 from gateway_simulator.delivery import Callback
@@ -82,12 +82,39 @@ class GatewaySim:
 
     # --- hooks ---
 
+    # A gateway with a create API, a query API and a checkout page under one
+    # path prefix (MoMo, ZaloPay) sets these and gets handle() and
+    # reference_from_url() as they are; the others override both.
+    create_path: ClassVar[str] = ""
+    query_path: ClassVar[str] = ""
+    pay_path: ClassVar[str] = ""
+
     def handle(self, request: Request) -> Response | None:
         """This gateway's own API and pages; None when the path is not one of them."""
-        raise NotImplementedError
+        if not self.pay_path:
+            raise NotImplementedError
+        if request.path == self.create_path and request.method == "POST":
+            return self.create(request)
+        if request.path == self.query_path and request.method == "POST":
+            return self.query(request)
+        if request.path.startswith(self.pay_path) and request.method == "GET":
+            return self.web(unquote(request.path.removeprefix(self.pay_path)))
+        return None
 
     def reference_from_url(self, url: str) -> str | None:
         """The reference of a checkout URL this gateway handed out (for /_control/pay)."""
+        if not self.pay_path:
+            raise NotImplementedError
+        path = urlsplit(url).path
+        return unquote(path.rsplit(self.pay_path, 1)[1]).strip("/") if self.pay_path in path else None
+
+    def create(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def query(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def web(self, reference: str) -> Response:
         raise NotImplementedError
 
     def on_settle(self, txn: Txn, action: str, now: datetime) -> None:

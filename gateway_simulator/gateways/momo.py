@@ -8,7 +8,6 @@ import json
 import re
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, TypeGuard
-from urllib.parse import unquote, urlsplit
 
 from gateway_simulator.delivery import MOMO_SCHEDULE, Callback
 from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
@@ -64,20 +63,9 @@ class MomoSim(GatewaySim):
         super().reset()
         self.by_request_id.clear()
 
-    # --- routes ---
-
-    def handle(self, request: Request) -> Response | None:
-        if request.path == CREATE_PATH and request.method == "POST":
-            return self.create(request)
-        if request.path == QUERY_PATH and request.method == "POST":
-            return self.query(request)
-        if request.path.startswith(PAY_PATH) and request.method == "GET":
-            return self.web(unquote(request.path.removeprefix(PAY_PATH)))
-        return None
-
-    def reference_from_url(self, url: str) -> str | None:
-        path = urlsplit(url).path
-        return unquote(path.rsplit(PAY_PATH, 1)[1]).strip("/") if PAY_PATH in path else None
+    create_path = CREATE_PATH
+    query_path = QUERY_PATH
+    pay_path = PAY_PATH
 
     def _refuse(self, body: dict[str, Any], code: int, message: str, status: int = 400) -> Response:
         answer = {

@@ -8,7 +8,6 @@ import json
 import secrets
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, NamedTuple
-from urllib.parse import unquote, urlsplit
 
 from gateway_simulator.delivery import ZALOPAY_SCHEDULE, Callback
 from gateway_simulator.gateways.base import GatewaySim, corrupt
@@ -80,20 +79,9 @@ class ZalopaySim(GatewaySim):
     callback_actions: ClassVar[frozenset[str]] = frozenset({"pay"})
     has_failure_callback: ClassVar[bool] = False
 
-    # --- routes ---
-
-    def handle(self, request: Request) -> Response | None:
-        if request.path == CREATE_PATH and request.method == "POST":
-            return self.create(request)
-        if request.path == QUERY_PATH and request.method == "POST":
-            return self.query(request)
-        if request.path.startswith(PAY_PATH) and request.method == "GET":
-            return self.web(unquote(request.path.removeprefix(PAY_PATH)))
-        return None
-
-    def reference_from_url(self, url: str) -> str | None:
-        path = urlsplit(url).path
-        return unquote(path.rsplit(PAY_PATH, 1)[1]).strip("/") if PAY_PATH in path else None
+    create_path = CREATE_PATH
+    query_path = QUERY_PATH
+    pay_path = PAY_PATH
 
     def _refuse(self, app_trans_id: object, sub_code: int, sub_message: str) -> Response:
         reference = app_trans_id if isinstance(app_trans_id, str) and app_trans_id else None

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import grpc
-from grpc_health.v1 import health
 from order.v1 import order_service_pb2, order_service_pb2_grpc
 
 from order_service.bootstrap import OrderApp
@@ -21,7 +19,7 @@ from order_service.entrypoints.follower import PaymentEventFollower
 from order_service.entrypoints.servicer import OrderServicer
 from paykit import tls
 from paykit.clock import OffsetClock, advance_development_clock
-from paykit.grpc_server import GrpcServer, start_grpc_server
+from paykit.grpc_server import GrpcServer, ServedBy, start_grpc_server
 from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
 from paykit.settings import DEFAULT_PORTS, GrpcBind
@@ -31,24 +29,12 @@ SERVICE_NAME = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].ful
 
 
 @dataclass
-class RunningOrderServer:
+class RunningOrderServer(ServedBy):
     serving: GrpcServer
     app: OrderApp
     stopping: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     follower: PaymentEventFollower | None = None
-
-    @property
-    def server(self) -> grpc.Server:
-        return self.serving.server
-
-    @property
-    def health(self) -> health.HealthServicer:
-        return self.serving.health
-
-    @property
-    def port(self) -> int:
-        return self.serving.port
 
     def stop(self, grace: float | None = None) -> None:
         if self.stopping.is_set():

@@ -12,13 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import grpc
-from grpc_health.v1 import health
 from payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 
 from paykit import tls
 from paykit.clock import OffsetClock, advance_development_clock
-from paykit.grpc_server import GrpcServer, start_grpc_server
+from paykit.grpc_server import GrpcServer, ServedBy, start_grpc_server
 from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
 from paykit.settings import DEFAULT_PORTS, GrpcBind
@@ -32,24 +30,12 @@ SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 
 
 @dataclass
-class RunningServer:
+class RunningServer(ServedBy):
     serving: GrpcServer
     app: App
     servicer: PaymentServicer
     stopping: threading.Event = field(default_factory=threading.Event)
     sweeper: threading.Thread | None = None
-
-    @property
-    def server(self) -> grpc.Server:
-        return self.serving.server
-
-    @property
-    def health(self) -> health.HealthServicer:
-        return self.serving.health
-
-    @property
-    def port(self) -> int:
-        return self.serving.port
 
     def stop(self, grace: float | None = None) -> None:
         if self.stopping.is_set():
