@@ -19,11 +19,8 @@ from urllib.parse import unquote
 
 from gateway_simulator.config import SimConfig
 from gateway_simulator.delivery import Deliverer, Plan
+from gateway_simulator.gateways import simulated_gateways
 from gateway_simulator.gateways.base import Context, GatewaySim
-from gateway_simulator.gateways.momo import MomoSim
-from gateway_simulator.gateways.payos import PayosSim
-from gateway_simulator.gateways.vnpay import VnpaySim
-from gateway_simulator.gateways.zalopay import ZalopaySim
 from gateway_simulator.state import (
     ACTIONS,
     EXPIRED,
@@ -41,10 +38,6 @@ from gateway_simulator.state import (
 from gateway_simulator.web import Request, Response, html_response, json_response, page, redirect
 from gateway_simulator.web import message_page as _message
 from paykit.clock import Clock, OffsetClock, check_advance, format_duration, parse_duration
-from payment_service.gateways.momo import settings as momo_settings
-from payment_service.gateways.payos import settings as payos_settings
-from payment_service.gateways.vnpay import settings as vnpay_settings
-from payment_service.gateways.zalopay import settings as zalopay_settings
 
 log = logging.getLogger("gateway_simulator")
 
@@ -89,12 +82,7 @@ class Engine:
         self.faults = FaultBook()
         self.ctx = Context(config, self.events, clock=OffsetClock() if clock is None else clock)
         self.deliverer = Deliverer(self.events, time_scale=config.time_scale, timeout=config.callback_timeout)
-        gateways: list[GatewaySim] = [
-            VnpaySim(self.ctx),
-            PayosSim(self.ctx),
-            MomoSim(self.ctx),
-            ZalopaySim(self.ctx),
-        ]
+        gateways: list[GatewaySim] = [sim(self.ctx) for sim in simulated_gateways()]
         self.gateways: dict[str, GatewaySim] = {g.name: g for g in gateways}
 
     def _gateway(self, name: object) -> GatewaySim:
@@ -395,14 +383,10 @@ class Engine:
 
 def service_urls(base_url: str) -> dict[str, str]:
     """The payment service's settings that point each gateway at this simulator."""
-    return {
-        "VNPAY_API_URL": base_url + vnpay_settings.SIM_PAY_PATH,
-        "VNPAY_QUERY_URL": base_url + vnpay_settings.SIM_QUERY_PATH,
-        "PAYOS_BASE_URL": base_url + payos_settings.SIM_PATH,
-        "PAYOS_CHECKOUT_URL": base_url + payos_settings.SIM_CHECKOUT_PATH,
-        "MOMO_ENDPOINT": base_url + momo_settings.SIM_PATH,
-        "ZALOPAY_ENDPOINT": base_url + zalopay_settings.SIM_PATH,
-    }
+    urls: dict[str, str] = {}
+    for sim in simulated_gateways():
+        urls.update(sim.service_urls(base_url))
+    return urls
 
 
 # --- the socket -----------------------------------------------------------

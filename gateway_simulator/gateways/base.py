@@ -82,6 +82,15 @@ class GatewaySim:
 
     # --- hooks ---
 
+    # The payment service's variables that point this gateway at the
+    # simulator, and the path under the simulator's base URL each one takes
+    # (from the gateway's settings module).
+    endpoints: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @classmethod
+    def service_urls(cls, base_url: str) -> dict[str, str]:
+        return {variable: base_url + path for variable, path in cls.endpoints}
+
     # A gateway with a create API, a query API and a checkout page under one
     # path prefix (MoMo, ZaloPay) sets these and gets handle() and
     # reference_from_url() as they are; the others override both.

@@ -53,6 +53,9 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 class MomoSim(GatewaySim):
     name: ClassVar[str] = "momo"
+    endpoints: ClassVar[tuple[tuple[str, str], ...]] = tuple(
+        (e.variable, e.simulator_path) for e in momo_settings.SETTINGS.endpoints
+    )
     label: ClassVar[str] = "MoMo"
 
     def __init__(self, ctx: Context) -> None:

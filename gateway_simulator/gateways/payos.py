@@ -62,6 +62,9 @@ def _iso(dt: datetime | None) -> str | None:
 
 class PayosSim(GatewaySim):
     name: ClassVar[str] = "payos"
+    endpoints: ClassVar[tuple[tuple[str, str], ...]] = tuple(
+        (e.variable, e.simulator_path) for e in payos_settings.SETTINGS.endpoints
+    )
     label: ClassVar[str] = "payOS"
     # payOS sends its webhook when money arrives, and only then.
     callback_actions: ClassVar[frozenset[str]] = frozenset({"pay"})

@@ -49,6 +49,9 @@ def message_page(message: str, status: int = 400) -> Response:
 
 class VnpaySim(GatewaySim):
     name: ClassVar[str] = "vnpay"
+    endpoints: ClassVar[tuple[tuple[str, str], ...]] = tuple(
+        (e.variable, e.simulator_path) for e in vnpay_settings.SETTINGS.endpoints
+    )
     label: ClassVar[str] = "VNPay"
 
     def __init__(self, ctx: Context) -> None:

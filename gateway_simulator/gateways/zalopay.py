@@ -74,6 +74,9 @@ class _Order(NamedTuple):
 
 class ZalopaySim(GatewaySim):
     name: ClassVar[str] = "zalopay"
+    endpoints: ClassVar[tuple[tuple[str, str], ...]] = tuple(
+        (e.variable, e.simulator_path) for e in zalopay_settings.SETTINGS.endpoints
+    )
     label: ClassVar[str] = "ZaloPay"
     # ZaloPay calls back only for a successful payment.
     callback_actions: ClassVar[frozenset[str]] = frozenset({"pay"})
