@@ -240,9 +240,9 @@ def test_cod_refund_is_a_manual_record(app: App, refunds: RefundUseCases, stub: 
 def test_review_queue_and_resolution(
     app: App, refunds: RefundUseCases, gateway: FakeRefunds, clock: FakeClock, stub: Any, db_url: str
 ) -> None:
-    late = create(app, "R-10")
-    app.use_cases.cancel_payment(late.id, "shopper left")
-    pay(app, late, "T-late")  # money on a canceled attempt: an extra payment
+    paid_twice = create(app, "R-10")
+    pay(app, paid_twice, "T-first")
+    pay(app, paid_twice, "T-second")  # a second transaction: extra, refunded by itself (not in review)
     honoured = create(app, "R-11")
     clock.advance(minutes=30)
     app.use_cases.expire_due_payments()
