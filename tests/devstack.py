@@ -86,7 +86,14 @@ def _copy_into(copy: Path) -> Path:
 
 
 def user_env(ports: dict[str, int]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_PREFIXES)}
+    # Nor make's own variables: `make test` runs this, a user's shell does not
+    # (nested, make would add "Entering/Leaving directory" lines).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(PROJECT_PREFIXES)
+        and k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+    }
     env.update({name: str(port) for name, port in ports.items()})
     return env
 

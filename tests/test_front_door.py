@@ -88,7 +88,7 @@ def test_a_failure_during_start_up_stops_everything_and_says_why(
         started = time.monotonic()
         code = run.proc.wait(60)
         took = time.monotonic() - started
-    last = run.output().strip().splitlines()[-2:]  # the cause, then make's own error line
+    last = run.output().strip().splitlines()[-4:]  # the cause, then make's own error line(s)
     assert code != 0
     assert any(line.startswith("payments dev: ") and str(ports["INGRESS_PORT"]) in line for line in last), (
         last

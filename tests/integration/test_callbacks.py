@@ -244,8 +244,12 @@ def test_money_on_a_second_attempt_of_a_paid_order_is_an_extra_payment(
     )
     assert ipn(stub, late) == "00"
     row = payment_row(db_url, first.id)
-    assert (row["status"], row["paid_time"], row["needs_review"]) == ("EXPIRED", None, True)
+    assert (row["status"], row["paid_time"]) == ("EXPIRED", None)
     assert "already paid by another attempt" in row["review_reason"]
+    # EXTRA_PAYMENT_POLICY=refund (the default): a full refund is queued and
+    # the review closed as REFUND, to be sent by refund reconciliation.
+    assert row["needs_review"] is False
+    assert rows(db_url, "SELECT amount, status FROM refunds") == [(150_000, "PENDING")]
     assert rows(db_url, "SELECT amount, provider_transaction_id FROM extra_payments") == [
         (150_000, "99887766")
     ]
