@@ -15,7 +15,9 @@ from paykit.settings import (
     ClientTls,
     ConfigError,
     ServerTls,
+    bind_findings,
     client_tls_from_env,
+    env_flag,
     env_int,
     grpc_bind_from_env,
     host_port,
@@ -103,6 +105,12 @@ def payment_target(env: Mapping[str, str]) -> str:
     )
 
 
+def plaintext_payment_target(env: Mapping[str, str]) -> str:
+    """PAYMENT_TARGET when it is not on this host ('' when it is)."""
+    target = payment_target(env)
+    return "" if is_loopback(target.rpartition(":")[0]) else target
+
+
 def production_problems(env: Mapping[str, str]) -> list[str]:
     """Every unsafe or missing production setting of the order service, one line each."""
     problems: list[str] = []
@@ -110,22 +118,17 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
         problems.append(
             "ORDER_DATABASE_URL and DATABASE_URL are not set: the order service would use embedded PostgreSQL"
         )
-    try:
-        bind = grpc_bind_from_env(env, "ORDER", DEFAULT_PORTS["order"])
-        if bind.exposed_without_tls:
-            problems.append(
-                f"ORDER_GRPC_HOST={bind.host} has no TLS (ORDER_GRPC_INSECURE=1): internal API exposed"
-            )
-    except ConfigError as error:
-        problems.append(str(error))
+    problems += bind_findings(env, "ORDER", DEFAULT_PORTS["order"])[0]
     try:
         tls = client_tls_from_env(env, "PAYMENT")
     except ConfigError as error:
         problems.append(str(error))
     else:
-        target = payment_target(env)
-        if tls is None and not is_loopback(target.rpartition(":")[0]):
+        plaintext = plaintext_payment_target(env) if tls is None else ""
+        # Unless the payment service chose plaintext itself: then a note (payments check-config).
+        if plaintext and not env_flag(env, "PAYMENT_GRPC_INSECURE"):
             problems.append(
-                f"PAYMENT_TARGET={target} is not on this host and PAYMENT_TLS_CA is not set: plaintext gRPC"
+                f"PAYMENT_TARGET={plaintext} is not on this host and PAYMENT_TLS_CA is not set:"
+                " plaintext gRPC"
             )
     return problems

@@ -126,6 +126,24 @@ class GrpcBind:
         return self.tls is None and not is_loopback(self.host)
 
 
+def bind_findings(env: Mapping[str, str], prefix: str, default_port: int) -> tuple[list[str], list[str]]:
+    """What check-config says of <PREFIX>_GRPC_HOST: (problems, notes). A
+    non-loopback bind without TLS is a problem, unless <PREFIX>_GRPC_INSECURE=1
+    chose it: then it is a note (the network is the boundary)."""
+    try:
+        bind = grpc_bind_from_env(env, prefix, default_port)
+    except ConfigError as error:
+        return [str(error)], []
+    if not bind.exposed_without_tls:
+        return [], []
+    if bind.insecure:
+        return [], [
+            f"{prefix}_GRPC_HOST={bind.host} without TLS by the explicit opt-out {prefix}_GRPC_INSECURE=1:"
+            " only the network (a NetworkPolicy) keeps the internal API private"
+        ]
+    return [f"{prefix}_GRPC_HOST={bind.host} has no TLS ({prefix}_GRPC_INSECURE=1): internal API exposed"], []
+
+
 def grpc_bind_from_env(env: Mapping[str, str], prefix: str, default_port: int) -> GrpcBind:
     """<PREFIX>_GRPC_HOST (default 127.0.0.1), <PREFIX>_GRPC_PORT,
     <PREFIX>_GRPC_TLS_CERT/_KEY/_CLIENT_CA and <PREFIX>_GRPC_INSECURE.

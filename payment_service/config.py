@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from paykit.origins import LOOPBACK_ORIGINS, parse_origins
-from paykit.settings import DEFAULT_PORTS, ConfigError, ServerTls, env_int, grpc_bind_from_env, is_development
+from paykit.settings import (
+    DEFAULT_PORTS,
+    ConfigError,
+    ServerTls,
+    bind_findings,
+    env_int,
+    grpc_bind_from_env,
+    is_development,
+)
 from payment_service.domain.model import ExtraPaymentPolicy, LatePaymentPolicy, Policy, Provider
 from payment_service.gateways import registry
 from payment_service.gateways.port import ServiceUrls
@@ -205,7 +213,7 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
     for name in ("PAYMENT_RESULT_URL", "VNPAY_RETURN_URL"):
         if env.get(name) and not env[name].lower().startswith("https://"):
             problems.append(f"{name} is not an https URL ({env[name]})")
-    problems += _bind_problems(env, "PAYMENT", DEFAULT_PORTS["payment"])
+    problems += bind_findings(env, "PAYMENT", DEFAULT_PORTS["payment"])[0]
     try:
         enabled = _enabled_providers(env, development=False)
         return_url_origins(env, development=False)
@@ -218,13 +226,3 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
         else:
             problems += [f"{name} is the public development value" for name in gateway.dev_keys_in_use(env)]
     return problems
-
-
-def _bind_problems(env: Mapping[str, str], prefix: str, port: int) -> list[str]:
-    try:
-        bind = grpc_bind_from_env(env, prefix, port)
-    except ConfigError as error:
-        return [str(error)]
-    if bind.exposed_without_tls:
-        return [f"{prefix}_GRPC_HOST={bind.host} has no TLS ({prefix}_GRPC_INSECURE=1): internal API exposed"]
-    return []

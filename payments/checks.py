@@ -3,7 +3,7 @@ the platform, read from one environment, one line each. Each service
 reports its own (payment_service.config, order_service.config); the
 ingress's identity-provider settings are checked here from their names.
 
-A deliberate opt-out is not a problem but a note: an internal gRPC server
+A deliberate opt-out is not a problem but a note (paykit.settings.bind_findings): an internal gRPC server
 on a non-loopback address without TLS under <SERVICE>_GRPC_INSECURE=1 (the
 network, a NetworkPolicy say, is then the boundary), and the order service
 reaching a payment service that runs so (PAYMENT_GRPC_INSECURE=1) without
@@ -42,7 +42,7 @@ def production_report(env: Mapping[str, str]) -> Report:
     report.add_problems(jwt_problems(env))
     # Anything else the services would refuse at start, whatever was found above.
     report.add_problems(_load_errors({**env, "PAYMENTS_ENV": "production"}))
-    _accept_opt_outs(env, report)
+    report.notes += _opt_out_notes(env)
     return report
 
 
@@ -50,48 +50,27 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
     return production_report(env).problems
 
 
-def _accept_opt_outs(env: Mapping[str, str], report: Report) -> None:
-    """Moves what an explicit *_GRPC_INSECURE=1 accepts from the problems to the notes."""
-    from order_service.config import payment_target
-    from paykit.settings import (
-        DEFAULT_PORTS,
-        ConfigError,
-        client_tls_from_env,
-        env_flag,
-        grpc_bind_from_env,
-        is_loopback,
-    )
+def _opt_out_notes(env: Mapping[str, str]) -> list[str]:
+    """What an explicit *_GRPC_INSECURE=1 accepts (the services leave it out
+    of their problems)."""
+    from order_service.config import plaintext_payment_target
+    from paykit.settings import DEFAULT_PORTS, ConfigError, bind_findings, client_tls_from_env, env_flag
 
-    def accept(starts: str, note: str) -> None:
-        accepted = [p for p in report.problems if p.startswith(starts)]
-        if accepted:
-            report.problems = [p for p in report.problems if p not in accepted]
-            report.notes.append(note)
-
-    for prefix, port in (("PAYMENT", DEFAULT_PORTS["payment"]), ("ORDER", DEFAULT_PORTS["order"])):
-        try:
-            bind = grpc_bind_from_env(env, prefix, port)
-        except ConfigError:
-            continue  # reported as a problem already
-        if bind.exposed_without_tls and bind.insecure:
-            accept(
-                f"{prefix}_GRPC_HOST={bind.host} has no TLS",
-                f"{prefix}_GRPC_HOST={bind.host} without TLS by the explicit opt-out"
-                f" {prefix}_GRPC_INSECURE=1: only the network (a NetworkPolicy) keeps the internal API"
-                " private",
-            )
+    notes = [
+        note
+        for prefix, port in (("PAYMENT", DEFAULT_PORTS["payment"]), ("ORDER", DEFAULT_PORTS["order"]))
+        for note in bind_findings(env, prefix, port)[1]
+    ]
     try:
-        payment_insecure = env_flag(env, "PAYMENT_GRPC_INSECURE")
-        client_tls = client_tls_from_env(env, "PAYMENT")
-        target = payment_target(env)
+        plaintext = plaintext_payment_target(env) if client_tls_from_env(env, "PAYMENT") is None else ""
     except ConfigError:
-        return
-    if payment_insecure and client_tls is None and not is_loopback(target.rpartition(":")[0]):
-        accept(
-            f"PAYMENT_TARGET={target} is not on this host",
-            f"PAYMENT_TARGET={target} in plaintext: the payment service runs without TLS by the explicit"
-            " opt-out PAYMENT_GRPC_INSECURE=1",
+        return notes  # reported as a problem already
+    if plaintext and env_flag(env, "PAYMENT_GRPC_INSECURE"):
+        notes.append(
+            f"PAYMENT_TARGET={plaintext} in plaintext: the payment service runs without TLS by the explicit"
+            " opt-out PAYMENT_GRPC_INSECURE=1"
         )
+    return notes
 
 
 def _load_errors(env: Mapping[str, str]) -> list[str]:
