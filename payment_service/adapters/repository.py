@@ -158,6 +158,13 @@ class PaymentRepository:
             )
         )
 
+    def order_of_reference(self, provider: str, reference: str) -> str | None:
+        """The order an attempt belongs to, by the gateway's reference (no lock)."""
+        stmt = select(payments.c.order_id).where(
+            payments.c.provider == provider, payments.c.provider_reference == reference
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
+
     def by_provider_reference(
         self, provider: str, reference: str, *, for_update: bool = False
     ) -> Payment | None:

@@ -120,8 +120,9 @@ class CallbackUseCases:
     ) -> HttpReply:
         n = verdict.notification
         with self.uow_factory() as uow:
-            payment = uow.payments.by_provider_reference(provider.value, n.provider_reference)
-            if payment is None:
+            order_id = uow.payments.order_of_reference(provider.value, n.provider_reference)
+            payment = None
+            if order_id is None:
                 outcome = Outcome.UNKNOWN_PAYMENT
             else:
                 # The order lock, then every attempt's row lock: concurrent
@@ -129,9 +130,13 @@ class CallbackUseCases:
                 # rest find it applied), and money landing on two attempts of
                 # one order at once is decided in one order: the first is the
                 # order's payment, the second an extra payment.
-                uow.payments.lock_order(payment.order_id)
-                attempts = uow.payments.for_order(payment.order_id, for_update=True)
-                payment = next(p for p in attempts if p.id == payment.id)
+                uow.payments.lock_order(order_id)
+                attempts = uow.payments.for_order(order_id, for_update=True)
+                payment = next(
+                    p
+                    for p in attempts
+                    if p.provider == provider.value and p.provider_reference == n.provider_reference
+                )
                 order_paid = any(p.paid_time is not None for p in attempts if p.id != payment.id)
                 decision = apply_notification(payment, n, now, order_paid=order_paid)
                 outcome = decision.outcome

@@ -48,6 +48,7 @@ class PaymentRepository(Protocol):
     def add_extra_payment(self, extra: ExtraPayment) -> bool:
         """Stores an extra payment; False when this transaction was stored before."""
 
+    def order_of_reference(self, provider: str, reference: str) -> str | None: ...
     def by_provider_reference(
         self, provider: str, reference: str, *, for_update: bool = False
     ) -> Payment | None: ...
