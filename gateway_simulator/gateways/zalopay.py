@@ -448,7 +448,7 @@ class ZalopaySim(GatewaySim):
                     txn,
                     Refund(
                         m_refund_id,
-                        f"{self.ctx.serial():012d}",
+                        str(200_000_000_000 + self.ctx.serial()),  # refund_id is an int64
                         amount,
                         self.ctx.now(),
                         REFUND_FAIL_SCHEDULE if faults.rejected else REFUND_SCHEDULE,
