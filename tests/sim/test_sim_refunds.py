@@ -57,7 +57,7 @@ def fault(sim: Simulator, gateway: str, kind: str, **more: Any) -> None:
 def raw_post(url: str, body: dict[str, Any]) -> bytes:
     """POST that reports a connection closed without an answer as b''."""
     parts = urlsplit(url)
-    conn = httplib.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn = httplib.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
         conn.request("POST", parts.path, json.dumps(body), {"Content-Type": "application/json"})
         return conn.getresponse().read()
@@ -191,25 +191,23 @@ def momo_refund(
 def momo_under_minimum(sim: Simulator, txn: dict[str, Any]) -> dict[str, Any]:
     """999 VND: our builder refuses it, so signed by hand to see MoMo refuse it."""
     config = momo_config(sim)
-    fields = {
-        "order_id": "rfsmall",
-        "request_id": "rfsmall",
-        "amount": 999,
-        "trans_id": int(txn["gateway_txn_id"]),
-    }
+    trans_id = int(txn["gateway_txn_id"])
     signature = momo.refund_signature(
         access_key=config.access_key,
+        amount=999,
         description="",
+        order_id="rfsmall",
         partner_code=config.partner_code,
+        request_id="rfsmall",
+        trans_id=trans_id,
         secret_key=config.secret_key,
-        **fields,  # type: ignore[arg-type]
     )
     body = {
         "partnerCode": config.partner_code,
         "orderId": "rfsmall",
         "requestId": "rfsmall",
         "amount": 999,
-        "transId": fields["trans_id"],
+        "transId": trans_id,
         "lang": "vi",
         "description": "",
         "signature": signature,
