@@ -32,6 +32,9 @@ REFUND_FAULT_KINDS: Final = (
     # The gateway records the refund but answers "duplicate / already in
     # progress" (VNPay 94, MoMo 1080, ZaloPay 2/-68): the merchant must query.
     "refund_duplicate",
+    # The request never reaches the gateway: the connection closes and
+    # nothing is recorded (the merchant's query finds no refund).
+    "refund_lost",
 )
 FAULT_KINDS: Final = PAYMENT_FAULT_KINDS + REFUND_FAULT_KINDS
 MAX_REFUND_DROP_SECONDS: Final = 60.0

@@ -59,10 +59,11 @@ class RefundFaults:
     drop_after: float = 0.0
     rejected: bool = False
     duplicate: bool = False
+    lost: bool = False
     ids: tuple[int, ...] = ()
 
     def names(self) -> list[str]:
-        flags = (self.timeout, self.rejected, self.duplicate)
+        flags = (self.timeout, self.rejected, self.duplicate, self.lost)
         return [k for k, on in zip(REFUND_FAULT_KINDS, flags, strict=True) if on]
 
 
@@ -120,6 +121,7 @@ class GatewaySim:
             drop_after=timeout.seconds if timeout is not None else 0.0,
             rejected="refund_rejected" in by_kind,
             duplicate="refund_duplicate" in by_kind,
+            lost="refund_lost" in by_kind,
             ids=tuple(f.id for f in taken),
         )
 
@@ -136,6 +138,12 @@ class GatewaySim:
             faults=faults.names(),
         )
         return refund
+
+    def lose_refund_request(self, txn: Txn, faults: RefundFaults) -> Response:
+        """The refund_lost fault: the connection closes before the gateway
+        records anything."""
+        self.ctx.events.record("refund_request_lost", self.name, txn.reference, faults=faults.names())
+        return Response(0, drop_after=0.0)
 
     def deliver_refund_answer(self, txn: Txn, response: Response, faults: RefundFaults) -> Response:
         """The answer as sent, or a connection closed without one."""

@@ -437,6 +437,8 @@ class MomoSim(GatewaySim):
             return self._refund_refused(body, 42, "Giao dịch không tồn tại (transId not found)")
         refund = next((r for r in txn.refunds if r.request_id == request_id), None)
         faults = self.refund_faults(txn, new=previous is None)
+        if faults.lost:
+            return self.lose_refund_request(txn, faults)
         if previous is not None:
             # The same request again: the first answer, unless a fault says otherwise.
             answer = dict(previous[1])

@@ -389,6 +389,8 @@ class VnpaySim(GatewaySim):
                 return self._refund_answer(body, "91", "Transaction not found")
             refund = txn.refund_of(request_id)
             faults = self.refund_faults(txn, new=refund is None)
+            if faults.lost:
+                return self.lose_refund_request(txn, faults)
             if refund is None:
                 refusal = self._refusal(txn, body, amount, faults)
                 self.refund_requests[request_id] = (identity, refusal)

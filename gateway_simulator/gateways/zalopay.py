@@ -444,6 +444,8 @@ class ZalopaySim(GatewaySim):
                 if refusal is not None:
                     return self._refund_refused(m_refund_id, *refusal)
                 faults = self.refund_faults(txn, new=True)
+                if faults.lost:
+                    return self.lose_refund_request(txn, faults)
                 refund = self.record_refund(
                     txn,
                     Refund(

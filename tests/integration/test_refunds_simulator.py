@@ -209,3 +209,19 @@ def test_a_duplicate_answer_is_one_refund(
     assert [r.status for r in mine] == ["SUCCEEDED"]
     theirs = assert_same_books(app, sim, payment, mine)
     assert len(theirs["refunds"]) == 1 and theirs["refunded"] == 25_000
+
+
+@pytest.mark.parametrize("provider", GATEWAYS)
+def test_a_refund_that_never_arrived_is_sent_again_by_reconciliation(
+    stack: tuple[App, Simulator], clock: FakeClock, provider: Provider
+) -> None:
+    app, sim = stack
+    payment = paid(app, sim, clock, provider)
+    sim.add_fault(provider.value.lower(), "refund_lost", count=3)  # every HTTP attempt
+    refund = refunds_of(app).refund_payment(payment.id, 15_000, "Tra hang", "lost-1")
+    assert refund.status == "PENDING"
+    assert books(sim, provider, payment.provider_reference)["refunds"] == []
+    mine = settle_all(app, clock, payment.id)
+    assert [r.status for r in mine] == ["SUCCEEDED"]
+    theirs = assert_same_books(app, sim, payment, mine)
+    assert len(theirs["refunds"]) == 1 and theirs["refunded"] == 15_000

@@ -420,3 +420,39 @@ def test_concurrent_refunds_never_exceed_the_capture(sim: Simulator, gateway: st
     advance(sim, 10)
     books = ledger(sim, gateway, txn["reference"])
     assert (len(books["refunds"]), books["refunded"]) == (3, 90_000)
+
+
+def test_refund_lost_records_nothing_and_the_resend_is_the_first_refund(sim: Simulator) -> None:
+    vtxn, mtxn, ztxn = paid(sim, "vnpay"), paid(sim, "momo"), paid(sim, "zalopay")
+    for gateway in ("vnpay", "momo", "zalopay"):
+        fault(sim, gateway, "refund_lost")
+    vbody = vnpay_refund_body(sim, vtxn, 10_000)
+    assert raw_post(sim.service_urls()["VNPAY_QUERY_URL"], vbody) == b""
+    assert vnpay_querydr(sim, vtxn)["vnp_TransactionType"] == "01"  # no refund there
+    assert vnpay_post(sim, vbody)["vnp_ResponseCode"] == "00"
+    mbody = momo.build_refund_payload(
+        momo_config(sim),
+        order_id="rflost1",
+        request_id="rflost1",
+        amount=10_000,
+        trans_id=int(mtxn["gateway_txn_id"]),
+    )
+    assert raw_post(momo_config(sim).endpoint + momo.REFUND_PATH, mbody) == b""
+    assert momo_query(sim, mtxn["reference"])["refundTrans"] == []
+    assert momo_refund(sim, mtxn, 10_000, key="rflost1")["resultCode"] == 0
+    config = zalopay_config(sim)
+    m_refund_id = zalopay.m_refund_id(datetime.now(UTC), config.app_id, "lost1")
+    zbody = zalopay.build_refund_payload(
+        config,
+        m_refund_id=m_refund_id,
+        zp_trans_id=ztxn["gateway_txn_id"],
+        amount=10_000,
+        description="x",
+        timestamp=1,
+    )
+    assert raw_post(config.endpoint + zalopay.REFUND_PATH, zbody) == b""
+    assert zalopay_query_refund(sim, m_refund_id)["sub_return_code"] == -101
+    assert zalopay_refund(sim, ztxn, 10_000, key="lost1")["return_code"] == 3
+    for gateway, txn in (("vnpay", vtxn), ("momo", mtxn), ("zalopay", ztxn)):
+        assert [r["amount"] for r in ledger(sim, gateway, txn["reference"])["refunds"]] == [10_000]
+    assert len(sim.events(kind="refund_request_lost")) == 3
