@@ -7,6 +7,7 @@ one refund at the gateway, never two."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from gateway_simulator import SimConfig, Simulator
 from payment_service.bootstrap import App, bootstrap
+from payment_service.domain.errors import FailedPrecondition
 from payment_service.domain.model import PaymentStatus, Policy, Provider
 from payment_service.domain.refunds import Refund
 from payment_service.gateways import registry
@@ -225,3 +227,32 @@ def test_a_refund_that_never_arrived_is_sent_again_by_reconciliation(
     assert [r.status for r in mine] == ["SUCCEEDED"]
     theirs = assert_same_books(app, sim, payment, mine)
     assert len(theirs["refunds"]) == 1 and theirs["refunded"] == 15_000
+
+
+@pytest.mark.parametrize("provider", GATEWAYS)
+def test_concurrent_refund_requests_never_exceed_the_capture_at_either_end(
+    stack: tuple[App, Simulator], clock: FakeClock, provider: Provider
+) -> None:
+    app, sim = stack
+    payment = paid(app, sim, clock, provider)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            refunds_of(app).refund_payment(payment.id, 30_000, "Tra hang", f"cc-{i}")
+            outcomes.append("made")
+        except FailedPrecondition:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["made"] * 3 + ["refused"] * 5
+    mine = settle_all(app, clock, payment.id)
+    assert [r.status for r in mine] == ["SUCCEEDED"] * 3
+    theirs = assert_same_books(app, sim, payment, mine)
+    assert theirs["refunded"] == 90_000
