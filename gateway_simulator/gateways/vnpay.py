@@ -300,17 +300,10 @@ class VnpaySim(GatewaySim):
                 return self._answer(body, "91", "Transaction not found")
             txn.refresh(self.ctx.now())
             if body["vnp_TransactionDate"] not in txn.extra["create_dates"]:
-                # VNPay asks for the vnp_CreateDate of the pay URL; whether it
-                # refuses another date is not documented, so the simulator
-                # answers and leaves a trace.
-                self.ctx.events.record(
-                    "warning",
-                    "vnpay",
-                    txn.reference,
-                    message="querydr vnp_TransactionDate is not the vnp_CreateDate of any pay URL",
-                    transaction_date=body["vnp_TransactionDate"],
-                    create_dates=list(txn.extra["create_dates"]),
-                )
+                # VNPay finds the transaction by its reference and the
+                # vnp_CreateDate of its pay URL (GATEWAYS.md §7: 91 is
+                # "usually a wrong vnp_TransactionDate").
+                return self._answer(body, "91", "Transaction not found (vnp_TransactionDate)")
             return self._answer(body, "00", "QueryDR Success", txn)
 
     # --- refund ---
@@ -426,14 +419,7 @@ class VnpaySim(GatewaySim):
         """Why VNPay refuses a new refund of this transaction, if it does."""
         txn.refresh(self.ctx.now())
         if body["vnp_TransactionDate"] not in txn.extra["create_dates"]:
-            # As for querydr: whether VNPay refuses another date is not documented.
-            self.ctx.events.record(
-                "warning",
-                "vnpay",
-                txn.reference,
-                message="refund vnp_TransactionDate is not the vnp_CreateDate of any pay URL",
-                transaction_date=body["vnp_TransactionDate"],
-            )
+            return ("91", "Transaction not found (vnp_TransactionDate is no pay URL's vnp_CreateDate)")
         number = body["vnp_TransactionNo"]
         if number not in ("", "0") and number != txn.gateway_txn_id:
             return ("91", f"Transaction not found (vnp_TransactionNo {number} is not {txn.reference}'s)")

@@ -97,7 +97,7 @@ class VnpayGateway:
             amount=payment.amount,
             order_info=payment.description,
             ip_addr=ctx.client_ip,
-            create_time=ctx.now,
+            create_time=payment.create_time,  # querydr and refund send it back as vnp_TransactionDate
             expire_time=payment.expire_time,
             return_url=ctx.return_url or None,
         )
