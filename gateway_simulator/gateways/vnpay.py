@@ -17,6 +17,7 @@ from gateway_simulator.state import (
     PAID,
     PENDING,
     REFUND_PROCESSING,
+    REFUND_FINAL,
     REFUND_REJECTED,
     REFUND_SENT_TO_BANK,
     REFUND_SUCCEEDED,
@@ -433,4 +434,8 @@ class VnpaySim(GatewaySim):
             )
         if amount > left:
             return ("03", f"Số tiền hoàn vượt quá số tiền còn lại ({amount} > {left} VND left to refund)")
+        now = self.ctx.now()
+        if any(r.status(now) not in REFUND_FINAL for r in txn.refunds):
+            # querydr describes one refund per transaction: one at a time.
+            return ("94", "Yêu cầu hoàn tiền đang được xử lý (a refund of this transaction is in progress)")
         return None

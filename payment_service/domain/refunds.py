@@ -193,6 +193,7 @@ def request_refund(
     *,
     manual: bool,
     now: datetime,
+    one_at_a_time: bool = False,
 ) -> Refund:
     """A new refund of `capture` (PENDING; SUCCEEDED at once when manual,
     i.e. the operator already transferred the money). Raises, changing
@@ -210,6 +211,17 @@ def request_refund(
             f"payment {payment.id}: refund of {amount} {payment.currency} is above the {left} left to refund",
             subject=f"payments/{payment.id}",
             type_="REFUND_EXCEEDS_CAPTURED",
+        )
+    if one_at_a_time and any(
+        r.status == RefundStatus.PENDING and r.provider_transaction_id == capture.transaction_id
+        for r in refunds
+    ):
+        raise FailedPrecondition(
+            f"payment {payment.id}: a refund of transaction {capture.transaction_id or '(own)'} is in "
+            f"progress at {payment.provider}, which follows one refund per transaction at a time: "
+            "ask again when it is final",
+            subject=f"payments/{payment.id}",
+            type_="REFUND_IN_PROGRESS",
         )
     if manual and not call.transfer_reference:
         raise FailedPrecondition(

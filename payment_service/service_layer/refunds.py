@@ -96,7 +96,13 @@ class RefundUseCases:
                 payment, uow.payments.extra_captures(payment.id), call.provider_transaction_id
             )
             refund = rules.request_refund(
-                payment, capture, existing, call, manual=traits.manual_refunds, now=now
+                payment,
+                capture,
+                existing,
+                call,
+                manual=traits.manual_refunds,
+                now=now,
+                one_at_a_time=traits.one_refund_at_a_time,
             )
             uow.payments.add_refund(refund)
             uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)

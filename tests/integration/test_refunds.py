@@ -139,9 +139,16 @@ def test_request_id_replays_or_is_refused(app: App, refunds: RefundUseCases, gat
         refunds.refund_payment(payment.id, 20_000, "x", "same")
 
 
-def test_concurrent_refunds_never_exceed_the_capture(
-    app: App, refunds: RefundUseCases, gateway: FakeRefunds, db_url: str
-) -> None:
+def test_concurrent_refunds_never_exceed_the_capture(app: App, gateway: FakeRefunds, db_url: str) -> None:
+    # A gateway that takes several refunds of a transaction at once (MoMo,
+    # ZaloPay): only the row lock stands between them and the capture.
+    uc = app.use_cases
+    traits = {
+        **uc.policy.traits,
+        Provider.VNPAY: replace(uc.policy.traits[Provider.VNPAY], one_refund_at_a_time=False),
+    }
+    policy = replace(uc.policy, traits=traits)
+    refunds = RefundUseCases(uc.uow_factory, {Provider.VNPAY: gateway}, policy, uc.clock)  # type: ignore[dict-item]
     payment = paid(app, "R-5")
     results: list[str] = []
     barrier = threading.Barrier(8)
@@ -162,6 +169,24 @@ def test_concurrent_refunds_never_exceed_the_capture(
     assert results.count("ok") == 3 and results.count("refused") == 5
     assert rows(db_url, "SELECT sum(amount) FROM refunds WHERE status <> 'FAILED'") == [(90_000,)]
     assert rows(db_url, "SELECT refunded_amount FROM payments") == [(90_000,)]
+
+
+def test_vnpay_takes_one_refund_of_a_transaction_at_a_time(
+    app: App, refunds: RefundUseCases, gateway: FakeRefunds, clock: FakeClock, db_url: str
+) -> None:
+    payment = paid(app, "R-5b")
+    gateway.state = RefundState.PENDING  # accepted, in progress
+    first = refunds.refund_payment(payment.id, 30_000, "", "one")
+    assert first.status == "PENDING"
+    with pytest.raises(FailedPrecondition, match="in progress at VNPAY") as refused:
+        refunds.refund_payment(payment.id, 20_000, "", "two")
+    assert refused.value.type == "REFUND_IN_PROGRESS"
+    assert rows(db_url, "SELECT count(*) FROM refunds") == [(1,)]
+    gateway.state = RefundState.SUCCEEDED
+    clock.advance(hours=1)
+    refunds.reconcile_due()
+    assert refunds.refund_payment(payment.id, 20_000, "", "two").status == "SUCCEEDED"
+    assert rows(db_url, "SELECT refunded_amount FROM payments") == [(50_000,)]
 
 
 def test_a_timeout_after_accept_is_reconciled_with_the_same_key(

@@ -251,8 +251,17 @@ def test_concurrent_refund_requests_never_exceed_the_capture_at_either_end(
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes) == ["made"] * 3 + ["refused"] * 5
+    # VNPay follows one refund of a transaction at a time (querydr shows one):
+    # the others wait until it is final. The other gateways take as many as
+    # the capture covers.
+    made = 1 if provider == Provider.VNPAY else 3
+    assert sorted(outcomes) == ["made"] * made + ["refused"] * (8 - made)
     mine = settle_all(app, clock, payment.id)
-    assert [r.status for r in mine] == ["SUCCEEDED"] * 3
+    assert [r.status for r in mine] == ["SUCCEEDED"] * made
+    if provider == Provider.VNPAY:
+        # Final now: the next one is taken.
+        refunds_of(app).refund_payment(payment.id, 30_000, "Tra hang", "cc-next")
+        mine = settle_all(app, clock, payment.id)
+        assert [r.status for r in mine] == ["SUCCEEDED"] * 2
     theirs = assert_same_books(app, sim, payment, mine)
-    assert theirs["refunded"] == 90_000
+    assert theirs["refunded"] == 30_000 * len(mine)

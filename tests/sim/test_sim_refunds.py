@@ -416,10 +416,13 @@ def test_concurrent_refunds_never_exceed_the_capture(sim: Simulator, gateway: st
     for t in threads:
         t.join()
     accepted = {"vnpay": "00", "momo": 0, "zalopay": 3}[gateway]
-    assert results.count(accepted) == 3, results
+    # VNPay takes one refund of a transaction at a time (94 while it is in
+    # progress); the others take as many as the capture covers.
+    expected = 1 if gateway == "vnpay" else 3
+    assert results.count(accepted) == expected, results
     advance(sim, 10)
     books = ledger(sim, gateway, txn["reference"])
-    assert (len(books["refunds"]), books["refunded"]) == (3, 90_000)
+    assert (len(books["refunds"]), books["refunded"]) == (expected, expected * 30_000)
 
 
 def test_refund_lost_records_nothing_and_the_resend_is_the_first_refund(sim: Simulator) -> None:

@@ -196,8 +196,10 @@ class PaymentServiceServicer:
         - FAILED_PRECONDITION: the payment took no money (reason NOT_CAPTURED),
         the amount is above what is left to refund (REFUND_EXCEEDS_CAPTURED),
         the gateway has no refund API and transfer_reference is empty
-        (MANUAL_REFUND), or the provider is not enabled on this server.
-        Nothing is written.
+        (MANUAL_REFUND), a refund of the same transaction is still in progress
+        at a gateway that follows one at a time (VNPay; REFUND_IN_PROGRESS:
+        ask again when it is final), or the provider is not enabled on this
+        server. Nothing is written.
         - UNAVAILABLE: the database cannot be reached; safe to retry with the
         same request_id.
         """
