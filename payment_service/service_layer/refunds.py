@@ -63,6 +63,7 @@ class RefundUseCases:
         request_id: str,
         provider_transaction_id: str = "",
         transfer_reference: str = "",
+        restock: bool = False,
     ) -> Refund:
         call = rules.validate_refund(
             payment_id=payment_id,
@@ -71,6 +72,7 @@ class RefundUseCases:
             request_id=request_id,
             provider_transaction_id=provider_transaction_id,
             transfer_reference=transfer_reference,
+            restock=restock,
         )
         refund, payment, fresh = self._store(call)
         if fresh and refund.status == RefundStatus.PENDING:
