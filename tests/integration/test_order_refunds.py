@@ -158,7 +158,7 @@ def test_refunding_an_extra_payment_leaves_the_order_paid(
     apply_all_events(orders, db_url)
     got = get(order_stub, order.id)
     assert (got.status, got.refunded_amount) == (order_pb2.ORDER_STATUS_PAID, 0)
-    # An operator refunding it with restock does not restock a paid order either.
+    # Nothing moved the stock: the order keeps its goods and its money.
     assert stock(order_db_url) == 49
 
 

@@ -6,6 +6,7 @@ LATE_PAYMENT_POLICY decides money for a closed order."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import replace
 
@@ -265,3 +266,27 @@ def test_unresolved_review_event_changes_nothing() -> None:
     order = closed_order()
     order.apply_payment_event(event("payment.late_success", order), NOW, late_policy=REVIEW)
     assert order.apply_payment_event(resolved(order, ReviewResolution.NONE), NOW) is None
+
+
+def test_late_payment_policy_is_read_like_the_payment_service_reads_it() -> None:
+    from order_service.config import OrderSettings
+    from paykit.settings import ConfigError
+    from payment_service.config import Settings
+
+    assert OrderSettings.from_env({}).policy.late_payment == HONOUR
+    for value in ("honour", "refund", "review", " Refund "):
+        order = OrderSettings.from_env({"LATE_PAYMENT_POLICY": value}).policy.late_payment
+        payment = Settings.from_env({"LATE_PAYMENT_POLICY": value, "PAYMENTS_ENV": "development"})
+        assert order.value == payment.policy.late_payment_policy.value == value.strip().lower()
+    with pytest.raises(
+        ConfigError, match=re.escape("LATE_PAYMENT_POLICY='honor': use honour | refund | review")
+    ):
+        OrderSettings.from_env({"LATE_PAYMENT_POLICY": "honor"})
+
+
+@pytest.mark.parametrize("status", [OrderStatus.REFUNDED, OrderStatus.PARTIALLY_REFUNDED])
+def test_refunded_orders_cannot_be_paid_again(status: OrderStatus) -> None:
+    order = paid_order()
+    order.status = status.value
+    with pytest.raises(OrderClosed):
+        check_payable(order)
