@@ -624,13 +624,13 @@ class Order:
             return self._set(OrderChange(new, reason, "order.refund_failed"), now)
         if new == status and not restock:
             return None
-        reason = self.status_reason
+        why = self.status_reason
         if new != status:
-            reason = f"{self.refunded_amount} of {event.amount} {event.currency} refunded"
+            why = f"{self.refunded_amount} of {event.amount} {event.currency} refunded"
         if restock:
-            reason = f"{reason}; stock returned" if reason else "stock returned"
+            why = f"{why}; stock returned" if why else "stock returned"
         kind = _REFUND_EVENT.get(new, "order.restocked")
-        return self._set(OrderChange(new, reason, kind, restock=restock), now)
+        return self._set(OrderChange(new, why, kind, restock=restock), now)
 
     def _review_resolved(
         self, event: PaymentEvent, reserve: Callable[[], bool], now: datetime
