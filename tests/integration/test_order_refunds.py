@@ -338,3 +338,43 @@ def test_late_payment_policy_refund_keeps_the_order_closed(
     assert got.refunded_amount == PRICE
     assert stock(order_db_url) == 50
     assert "order.paid" not in order_events(order_db_url, order.id)
+
+
+def test_the_migration_backfills_orders_stored_before(empty_db_url: str) -> None:
+    """refund_o0001 on orders of every kind: closed ones gave their stock
+    back; one in review for money after it was closed too (and how it was
+    closed, and the payment reviewed, come from its reason)."""
+    from paykit import migrations
+
+    migrations.upgrade(empty_db_url, "order", "money_o_0001")
+    late_payment = "6f1c2a5e-0d1b-4c9e-9a57-2b8f0a3c4d5e"
+    cases = {
+        "PAID": None,
+        "CANCELED": "canceled by the shopper",
+        "EXPIRED": "not paid in time",
+        "NEEDS_REVIEW": f"payment {late_payment} succeeded after the order was canceled: refund it",
+    }
+    for n, (state, reason) in enumerate(cases.items()):
+        rows(
+            empty_db_url,
+            "INSERT INTO orders (id, user_id, status, status_reason, total_amount, currency, receiver_name,"
+            " receiver_phone, shipping_address, note, create_time, update_time, expire_time)"
+            " VALUES (gen_random_uuid(), %s, %s, %s, 1000, 'VND', 'A', '0901234567', 'x', '',"
+            " now(), now(), now())"
+            " RETURNING id",
+            f"u{n}",
+            state,
+            reason,
+        )
+    migrations.upgrade(empty_db_url, "order")
+    got = rows(
+        empty_db_url,
+        "SELECT status, stock_held, closed_as, review_payment_id::text, refunded_amount"
+        " FROM orders ORDER BY user_id",
+    )
+    assert got == [
+        ("PAID", True, None, None, 0),
+        ("CANCELED", False, "CANCELED", None, 0),
+        ("EXPIRED", False, "EXPIRED", None, 0),
+        ("NEEDS_REVIEW", False, "CANCELED", late_payment, 0),
+    ]
