@@ -26,6 +26,7 @@ from payment_service.bootstrap import App, bootstrap
 from payment_service.domain.callbacks import Notification
 from payment_service.domain.model import LatePaymentPolicy as PaymentLatePolicy
 from payment_service.domain.model import Provider
+from payment_service.gateways.port import RefundState
 from payment_service.service_layer.refunds import RefundUseCases
 from tests.conftest import FakeClock, make_settings
 from tests.integration.helpers import rows
@@ -146,6 +147,18 @@ def test_a_full_refund_at_once(
     refund(stub, payment.id, 0, "all")
     apply_all_events(orders, db_url)
     assert status(order_stub, order.id) == "ORDER_STATUS_REFUNDED"
+
+
+def test_a_failed_refund_changes_only_the_reason(
+    app: App, stub: Any, order_stub: Any, orders: Any, db_url: str, gateway: FakeRefunds
+) -> None:
+    order, payment = paid_order(app, stub, order_stub, orders, db_url)
+    gateway.state = RefundState.FAILED
+    assert refund(stub, payment.id, 10_000, "refused").status == payment_pb2.REFUND_STATUS_FAILED
+    apply_all_events(orders, db_url)
+    got = get(order_stub, order.id)
+    assert (got.status, got.refunded_amount) == (order_pb2.ORDER_STATUS_PAID, 0)
+    assert "failed" in got.status_reason
 
 
 def test_refunding_an_extra_payment_leaves_the_order_paid(
