@@ -92,6 +92,7 @@ def payment_event_from_proto(
         create_time=event.create_time.ToDatetime(tzinfo=UTC) if event.HasField("create_time") else None,
         traceparent=traceparent,
         refunded_amount=payment.refunded_amount,
+        refund_pending_amount=payment.refund_pending_amount,
         review_resolution=_resolution(payment.review_resolution),
         refund=_refund(event) if event.HasField("refund") else None,
     )

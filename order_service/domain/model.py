@@ -367,6 +367,9 @@ _REFUND_EVENT = {
 }
 
 
+_REFUND_ORDER = [OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED]
+
+
 def refunded_status(refunded: int, amount: int) -> OrderStatus:
     """A kept payment's status once `refunded` of its `amount` went back."""
     if refunded >= amount:
@@ -617,7 +620,11 @@ class Order:
             and self.stock_held
             and status in RESTOCKABLE
         )
-        new = refunded_status(self.refunded_amount, event.amount) if kept and status in SETTLED else status
+        new = status
+        if kept and status in SETTLED:
+            # Forward only: an order refunded by a review stays REFUNDED
+            # whatever its refunds' news (a failed one included).
+            new = max(status, refunded_status(self.refunded_amount, event.amount), key=_REFUND_ORDER.index)
         if refund.status == RefundStatus.FAILED:
             failure = refund.failure_reason or "refused"
             reason = f"refund {refund.refund_id} of {refund.amount} failed: {failure}"
@@ -642,6 +649,22 @@ class Order:
         stock back if it held it. Reviews of other payments change nothing."""
         status = OrderStatus(self.status)
         payment_id = event.payment_id
+        if (
+            status in SETTLED
+            and str(self.paid_payment_id or "") == payment_id
+            and event.review_resolution == ReviewResolution.REFUND
+            and event.refunded_amount + event.refund_pending_amount >= event.amount
+        ):
+            # The kept payment itself refunded by review (an order paid by
+            # late money honoured, say): its goods do not ship, the stock
+            # comes back once. A review closed by refunding only an extra
+            # payment of it leaves its own capture, and the order, alone.
+            self.refunded_amount = max(self.refunded_amount, event.refunded_amount)
+            reason = f"payment {payment_id} refunded after review"
+            if self.stock_held:
+                reason += "; stock returned"
+            change = OrderChange(OrderStatus.REFUNDED, reason, "order.refunded", restock=self.stock_held)
+            return self._set(change, now)
         ours = str(self.review_payment_id or "") == payment_id or (
             self.review_payment_id is None
             and status == OrderStatus.NEEDS_REVIEW

@@ -76,6 +76,8 @@ class PaymentEvent:
     traceparent: str = ""
     # Money given back from the payment's own capture (refunds SUCCEEDED).
     refunded_amount: int = 0
+    # Money being given back right now from the payment's own capture (refunds PENDING).
+    refund_pending_amount: int = 0
     # payment.review_resolved: how the review was closed.
     review_resolution: ReviewResolution = ReviewResolution.NONE
     # payment.refund_requested, payment.refunded, payment.refund_failed.

@@ -298,6 +298,22 @@ def test_late_money_honoured_when_the_stock_is_there(
     assert stock(order_db_url) == 48
 
 
+def test_late_money_honoured_then_refunded_by_review_gives_the_stock_back(
+    app: App, stub: Any, order_stub: Any, orders: Any, db_url: str, order_db_url: str
+) -> None:
+    """The payment service keeps honoured late money flagged for review; an
+    operator who refunds it there refunds the order, and its stock comes back once."""
+    order, payment = canceled_and_paid_late(app, stub, order_stub, quantity=2)
+    apply_all_events(orders, db_url)
+    assert status(order_stub, order.id) == "ORDER_STATUS_PAID" and stock(order_db_url) == 48
+    resolve(stub, payment.id, payment_pb2.REVIEW_ACTION_REFUND, "r1")
+    resolve(stub, payment.id, payment_pb2.REVIEW_ACTION_REFUND, "r1")  # replayed: the same resolution
+    apply_all_events(orders, db_url)
+    got = get(order_stub, order.id)
+    assert (got.status, got.refunded_amount) == (order_pb2.ORDER_STATUS_REFUNDED, 2 * PRICE)
+    assert stock(order_db_url) == 50
+
+
 def test_late_money_without_stock_needs_review_never_below_zero(
     app: App, stub: Any, order_stub: Any, orders: Any, db_url: str, order_db_url: str
 ) -> None:

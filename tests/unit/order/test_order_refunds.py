@@ -290,3 +290,26 @@ def test_refunded_orders_cannot_be_paid_again(status: OrderStatus) -> None:
     order.status = status.value
     with pytest.raises(OrderClosed):
         check_payable(order)
+
+
+def test_review_refund_of_the_kept_payment_refunds_the_order_and_its_stock() -> None:
+    order, stock = closed_order(), Stock()
+    order.apply_payment_event(event("payment.late_success", order), NOW, late_policy=HONOUR, reserve=stock)
+    assert order.status == OrderStatus.PAID and order.stock_held
+    # An extra payment of the kept payment refunded by itself closes its
+    # review with REFUND: its own capture is untouched, the order stays PAID.
+    extra = resolved(order, ReviewResolution.REFUND)
+    assert order.apply_payment_event(extra, NOW) is None and order.status == OrderStatus.PAID
+    # An operator refunds the kept payment itself by review (still pending).
+    total = order.total_amount
+    whole = replace(resolved(order, ReviewResolution.REFUND), refund_pending_amount=total)
+    change = order.apply_payment_event(whole, NOW)
+    assert change is not None and change.restock and change.event == "order.refunded"
+    assert order.status == OrderStatus.REFUNDED and not order.stock_held
+    # Its refund fails afterwards: the order does not go back to PAID.
+    failed = refund_event(order, "payment.refund_failed", 0, amount=total, status=RefundStatus.FAILED)
+    change = order.apply_payment_event(failed, NOW)
+    assert change is not None and order.status == OrderStatus.REFUNDED and not change.restock
+    again = replace(resolved(order, ReviewResolution.REFUND), refunded_amount=total)
+    change = order.apply_payment_event(again, NOW)
+    assert change is not None and not change.restock  # never twice
