@@ -207,13 +207,16 @@ def cmd_refund(args: argparse.Namespace) -> None:
             args.request_id or f"cli-{uuid.uuid4().hex[:16]}",
             provider_transaction_id=args.transaction,
             transfer_reference=args.transfer_reference,
+            restock=args.restock,
         )
     except DomainError as error:
         sys.exit(f"payments refund: {error.message}")
     finally:
         app.close()
     fields = ("id", "payment_id", "amount", "currency", "status", "provider_refund_id", "failure_reason")
-    print(json.dumps({name: str(getattr(refund, name) or "") for name in fields}, indent=2))
+    shown: dict[str, object] = {name: str(getattr(refund, name) or "") for name in fields}
+    shown["restock"] = refund.restock
+    print(json.dumps(shown, indent=2))
 
 
 def cmd_check_config(_args: argparse.Namespace) -> None:
@@ -425,6 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     refund.add_argument("--request-id", default="", help="idempotency key (default: a new one)")
     refund.add_argument("--transaction", default="", help="an extra payment's provider transaction id")
     refund.add_argument("--transfer-reference", default="", help="payOS/COD: the bank transfer's reference")
+    refund.add_argument(
+        "--restock", action="store_true", help="give the order's stock back (once, while the order holds it)"
+    )
     refund.set_defaults(func=cmd_refund)
     token = sub.add_parser("token", help="print a development JWT the ingress accepts")
     token.add_argument("--user", required=True)

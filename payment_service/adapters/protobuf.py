@@ -62,6 +62,7 @@ def refund_to_proto(r: Refund) -> payment_pb2.Refund:
         update_time=timestamp(r.update_time),
         provider_transaction_id=r.provider_transaction_id,
         manual=r.manual,
+        restock=r.restock,
     )
 
 

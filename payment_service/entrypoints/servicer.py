@@ -173,6 +173,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
             request.request_id,
             provider_transaction_id=request.provider_transaction_id,
             transfer_reference=request.transfer_reference,
+            restock=request.restock,
         )
         return payment_service_pb2.RefundPaymentResponse(refund=refund_to_proto(refund))
 

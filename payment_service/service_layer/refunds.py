@@ -63,6 +63,7 @@ class RefundUseCases:
         request_id: str,
         provider_transaction_id: str = "",
         transfer_reference: str = "",
+        restock: bool = False,
     ) -> Refund:
         call = rules.validate_refund(
             payment_id=payment_id,
@@ -71,6 +72,7 @@ class RefundUseCases:
             request_id=request_id,
             provider_transaction_id=provider_transaction_id,
             transfer_reference=transfer_reference,
+            restock=restock,
         )
         refund, payment, fresh = self._store(call)
         if fresh and refund.status == RefundStatus.PENDING:
@@ -106,9 +108,11 @@ class RefundUseCases:
             )
             uow.payments.add_refund(refund)
             uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)
-            if refund.status == RefundStatus.SUCCEEDED:
-                # A manual refund: the operator already transferred the money.
-                uow.payments.add_event("payment.refunded", payment, now, refund=refund)
+            if refund.manual:
+                # The operator already transferred the money.
+                event = rules.record_transfer(payment, refund, call.transfer_reference, now)
+                if event:
+                    uow.payments.add_event(event, payment, now, refund=refund)
             uow.commit()
         return refund, payment, True
 

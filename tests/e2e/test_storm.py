@@ -371,16 +371,26 @@ def _ledger_check(storm: Storm) -> tuple[dict[str, int], list[str]]:
 
 def _stock_check(storm: Storm, initial: dict[str, int]) -> list[str]:
     now = dict(rows(storm.order_db_url, "SELECT variant_id, stock FROM products"))
-    held = dict(
-        rows(
-            storm.order_db_url,
-            "SELECT i.variant_id, sum(i.quantity) FROM order_items i WHERE NOT EXISTS"
-            " (SELECT 1 FROM order_events e WHERE e.aggregateid = i.order_id::text AND e.type = ANY(%s))"
-            " GROUP BY i.variant_id",
-            ["order.canceled", "order.expired"],
-        )
-    )
-    return [
+    # Replay each order's events: placing it takes the stock, a cancel or
+    # expiry gives it back, money honoured after that (order.paid) takes it again.
+    holds: dict[str, bool] = {}
+    for order_id, kind in rows(storm.order_db_url, "SELECT aggregateid, type FROM order_events ORDER BY seq"):
+        if kind in ("order.canceled", "order.expired"):
+            holds[order_id] = False
+        elif kind in ("order.created", "order.paid"):
+            holds[order_id] = True
+    held: Counter[str] = Counter()
+    problems = []
+    for order_id, variant_id, quantity, flag in rows(
+        storm.order_db_url,
+        "SELECT i.order_id::text, i.variant_id, i.quantity, o.stock_held"
+        " FROM order_items i JOIN orders o ON o.id = i.order_id",
+    ):
+        if holds.get(order_id, True):
+            held[variant_id] += quantity
+        if flag != holds.get(order_id, True):
+            problems.append(f"order {order_id}: stock_held is {flag}, its events say otherwise")
+    return problems + [
         f"stock of {v}: {now[v]}, expected {initial[v] - held.get(v, 0)}"
         for v in initial
         if now[v] != initial[v] - held.get(v, 0)

@@ -139,6 +139,31 @@ def test_request_id_replays_or_is_refused(app: App, refunds: RefundUseCases, gat
         refunds.refund_payment(payment.id, 20_000, "x", "same")
 
 
+def test_restock_is_stored_carried_and_part_of_the_parameters(
+    app: App, refunds: RefundUseCases, gateway: FakeRefunds, db_url: str
+) -> None:
+    payment = paid(app, "R-4b")
+    first = refunds.refund_payment(payment.id, 10_000, "x", "rs", restock=True)
+    again = refunds.refund_payment(payment.id, 10_000, "x", "rs", restock=True)
+    assert first.restock and again.id == first.id
+    with pytest.raises(InvalidArgument, match="different parameters"):
+        refunds.refund_payment(payment.id, 10_000, "x", "rs")  # the same key without restock
+    plain = refunds.refund_payment(payment.id, 10_000, "x", "plain")
+    with pytest.raises(InvalidArgument, match="different parameters"):
+        refunds.refund_payment(payment.id, 10_000, "x", "plain", restock=True)
+    assert rows(db_url, "SELECT request_id, restock FROM refunds ORDER BY request_id") == [
+        ("plain", False),
+        ("rs", True),
+    ]
+    assert not plain.restock and len(gateway.sent) == 2
+    carried = rows(
+        db_url,
+        "SELECT payload->'refund'->>'restock', payload->'refund'->>'id' FROM outbox_events"
+        " WHERE type = 'payment.refunded' ORDER BY seq",
+    )
+    assert carried == [("true", str(first.id)), (None, str(plain.id))]  # proto3 JSON leaves false out
+
+
 def test_concurrent_refunds_never_exceed_the_capture(app: App, gateway: FakeRefunds, db_url: str) -> None:
     # A gateway that takes several refunds of a transaction at once (MoMo,
     # ZaloPay): only the row lock stands between them and the capture.
@@ -377,7 +402,15 @@ def test_the_cli_records_a_manual_refund(
     ]
     main(argv)
     main(argv)  # the same request id: the same refund
-    assert '"status": "SUCCEEDED"' in capsys.readouterr().out
-    assert rows(db_url, "SELECT amount, provider_refund_id FROM refunds") == [(25_000, "FT9")]
-    with pytest.raises(SystemExit, match="above the 75000 left"):
+    out = capsys.readouterr().out
+    assert '"status": "SUCCEEDED"' in out and '"restock": false' in out
+    with pytest.raises(SystemExit, match="different parameters"):
+        main([*argv, "--restock"])
+    main(["refund", str(payment.id), "--amount", "1000", "--transfer-reference", "FT8", "--restock"])
+    assert '"restock": true' in capsys.readouterr().out
+    assert rows(db_url, "SELECT count(*) FROM refunds WHERE restock") == [(1,)]
+    assert rows(db_url, "SELECT amount, provider_refund_id FROM refunds WHERE NOT restock") == [
+        (25_000, "FT9")
+    ]
+    with pytest.raises(SystemExit, match="above the 74000 left"):
         main(["refund", str(payment.id), "--amount", "80000", "--transfer-reference", "FT10"])

@@ -112,7 +112,7 @@ class Payment(_message.Message):
     def __init__(self, id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[Provider, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., failure_reason: _Optional[str] = ..., attempt: _Optional[int] = ..., original_payment_id: _Optional[str] = ..., provider_reference: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., needs_review: _Optional[bool] = ..., review_reason: _Optional[str] = ..., version: _Optional[int] = ..., refunded_amount: _Optional[int] = ..., refund_pending_amount: _Optional[int] = ..., review_resolution: _Optional[_Union[ReviewAction, str]] = ..., review_note: _Optional[str] = ...) -> None: ...
 
 class Refund(_message.Message):
-    __slots__ = ("id", "payment_id", "amount", "currency", "status", "reason", "provider_refund_id", "failure_reason", "create_time", "update_time", "provider_transaction_id", "manual")
+    __slots__ = ("id", "payment_id", "amount", "currency", "status", "reason", "provider_refund_id", "failure_reason", "create_time", "update_time", "provider_transaction_id", "manual", "restock")
     ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,7 @@ class Refund(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     MANUAL_FIELD_NUMBER: _ClassVar[int]
+    RESTOCK_FIELD_NUMBER: _ClassVar[int]
     id: str
     payment_id: str
     amount: int
@@ -137,7 +138,8 @@ class Refund(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     provider_transaction_id: str
     manual: bool
-    def __init__(self, id: _Optional[str] = ..., payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[RefundStatus, str]] = ..., reason: _Optional[str] = ..., provider_refund_id: _Optional[str] = ..., failure_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_transaction_id: _Optional[str] = ..., manual: _Optional[bool] = ...) -> None: ...
+    restock: bool
+    def __init__(self, id: _Optional[str] = ..., payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[RefundStatus, str]] = ..., reason: _Optional[str] = ..., provider_refund_id: _Optional[str] = ..., failure_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_transaction_id: _Optional[str] = ..., manual: _Optional[bool] = ..., restock: _Optional[bool] = ...) -> None: ...
 
 class PaymentEvent(_message.Message):
     __slots__ = ("id", "type", "payment", "version", "create_time", "extra_payment", "refund")

@@ -80,20 +80,22 @@ class GetPaymentResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., refunds: _Optional[_Iterable[_Union[_payment_pb2.Refund, _Mapping]]] = ...) -> None: ...
 
 class RefundPaymentRequest(_message.Message):
-    __slots__ = ("payment_id", "amount", "reason", "request_id", "provider_transaction_id", "transfer_reference")
+    __slots__ = ("payment_id", "amount", "reason", "request_id", "provider_transaction_id", "transfer_reference", "restock")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    RESTOCK_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     amount: int
     reason: str
     request_id: str
     provider_transaction_id: str
     transfer_reference: str
-    def __init__(self, payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., transfer_reference: _Optional[str] = ...) -> None: ...
+    restock: bool
+    def __init__(self, payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., transfer_reference: _Optional[str] = ..., restock: _Optional[bool] = ...) -> None: ...
 
 class RefundPaymentResponse(_message.Message):
     __slots__ = ("refund",)
