@@ -44,7 +44,9 @@ class ShopStack:
     clock: FakeClock
     screenshots: Path
 
-    def call(self, method: str, path: str, body: Any = None, token: str = "", **headers: str) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, token: str = "", **headers: str
+    ) -> tuple[int, Any]:
         """The JSON API through the ingress: (HTTP status, parsed body)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
@@ -55,7 +57,7 @@ class ShopStack:
         for name, value in headers.items():
             request.add_header(name.replace("_", "-"), value)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")

@@ -57,7 +57,9 @@ def wait_status(page: Any, status: str) -> None:
 
 
 @pytest.mark.parametrize("provider", GATEWAYS)
-def test_shopper_buys_and_pays_with_each_gateway(page: Any, shop_stack: ShopStack, user: str, provider: str) -> None:
+def test_shopper_buys_and_pays_with_each_gateway(
+    page: Any, shop_stack: ShopStack, user: str, provider: str
+) -> None:
     sign_in(page, shop_stack, user)
     place_order(page, shop_stack)
     assert status_of(page) == "ORDER_STATUS_PENDING_PAYMENT"
