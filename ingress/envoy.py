@@ -271,6 +271,9 @@ class IngressSettings:
     payment_upstream_tls: UpstreamTls | None = None
     order_upstream_tls: UpstreamTls | None = None
     # The web app serving /shop/ and /console/ (WEB_UPSTREAM_HOST, WEB_PORT).
+    # Without it (production where WEB_UPSTREAM_HOST is unset) those paths
+    # are not routed: the shop's own front end is elsewhere.
+    pages: bool = True
     web_upstream_host: str = "127.0.0.1"
     web_upstream_port: int = DEFAULT_PORTS["web"]
     # PAYMENTS_ENV=development. Outside development a JWKS source is required.
@@ -319,6 +322,7 @@ class IngressSettings:
             order_upstream_port=_int(env, "ORDER_GRPC_PORT", DEFAULT_PORTS["order"]),
             payment_upstream_tls=_upstream_tls(env, "PAYMENT"),
             order_upstream_tls=_upstream_tls(env, "ORDER"),
+            pages=development or bool(env.get("WEB_UPSTREAM_HOST", "").strip()),
             web_upstream_host=_upstream_host(env, "WEB_UPSTREAM_HOST", "WEB_HOST"),
             web_upstream_port=_int(env, "WEB_PORT", DEFAULT_PORTS["web"]),
             development=development,
@@ -508,7 +512,7 @@ def _routes(s: IngressSettings) -> list[dict[str, Any]]:
             "route": {"cluster": WEB_CLUSTER, "timeout": _seconds(s.route_timeout_seconds)},
             "typed_per_filter_config": no_transcoding,
         }
-        for prefix in PAGE_PREFIXES
+        for prefix in (PAGE_PREFIXES if s.pages else ())
     ]
     admin = [
         {
@@ -884,7 +888,7 @@ def render_config(s: IngressSettings) -> dict[str, Any]:
             ],
             "clusters": [
                 *(_grpc_cluster(upstream) for upstream in clusters),
-                _web_cluster(s),
+                *([_web_cluster(s)] if s.pages else []),
                 *([_jwks_cluster(s)] if s.jwks_url else []),
             ],
         },
