@@ -270,10 +270,10 @@ class IngressSettings:
     # behind their *_GRPC_INSECURE=1 opt-out).
     payment_upstream_tls: UpstreamTls | None = None
     order_upstream_tls: UpstreamTls | None = None
-    # The web app serving /shop/ and /console/ (WEB_UPSTREAM_HOST, WEB_PORT).
-    # Without it (production where WEB_UPSTREAM_HOST is unset) those paths
-    # are not routed: the shop's own front end is elsewhere.
-    pages: bool = True
+    # Route /shop/ and /console/ to the web app (WEB_UPSTREAM_HOST, WEB_PORT):
+    # from_env turns it on in development or when WEB_UPSTREAM_HOST is set;
+    # otherwise those paths are not routed (the shop's front end is elsewhere).
+    pages: bool = False
     web_upstream_host: str = "127.0.0.1"
     web_upstream_port: int = DEFAULT_PORTS["web"]
     # PAYMENTS_ENV=development. Outside development a JWKS source is required.

@@ -135,6 +135,7 @@ def shop_stack(
                 admin_port=0,
                 payment_upstream_port=payment.port,
                 order_upstream_port=orders.port,
+                pages=True,
                 web_upstream_port=web.port,
             ).with_jwks(keys.jwks),
             tmp_path_factory.mktemp("envoy"),

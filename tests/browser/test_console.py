@@ -133,6 +133,7 @@ def test_operator_refunds_a_late_payment_and_resolves_its_review(
     assert body["payment"]["review_resolution"] == "REVIEW_ACTION_HONOUR"
     assert body["payment"]["refunded_amount"] == "89000"
     page.goto(f"{shop_stack.base_url}/console/")
+    page.locator("main h2").wait_for()  # the queue is rendered
     assert page.get_by_test_id("review-row").filter(has_text=f"#{number}").count() == 0
 
 
@@ -168,6 +169,7 @@ def test_operator_replays_a_journaled_callback(page: Any, shop_stack: ShopStack,
     page.goto(f"{shop_stack.base_url}/console/dev-login?user=ops")
     page.wait_for_url(f"{shop_stack.base_url}/console/")
     page.goto(f"{shop_stack.base_url}/console/payments/{payment['id']}")
+    page.get_by_test_id("callback-row").first.wait_for()
     callbacks = page.get_by_test_id("callback-row").count()
     assert callbacks >= 1
     page.get_by_test_id("replay-button").first.click()
@@ -181,6 +183,11 @@ def test_operator_replays_a_journaled_callback(page: Any, shop_stack: ShopStack,
     _, after = shop_stack.call("GET", f"/admin/v1/payments/{payment['id']}", token=admin)
     assert after["payment"]["status"] == "PAYMENT_STATUS_SUCCEEDED"
     assert after["payment"]["version"] == payment["version"]
+    # Force reconcile: VNPay is asked now; its answer (paid) changes nothing.
+    page.get_by_test_id("reconcile-button").click()
+    page.wait_for_selector("text=Kết quả: duplicate")
+    assert page.get_by_test_id("callback-row").count() == callbacks + 2
+    assert "reconcile" in page.get_by_test_id("callback-row").last.inner_text()
     # A replay of something that is no gateway notification is refused, clearly.
     status, body = shop_stack.call(
         "POST", "/admin/v1/callbacks/999999999:replay", {"dry_run": True}, token=admin

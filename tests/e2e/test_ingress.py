@@ -279,7 +279,7 @@ def _hcm(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_render_config_shape() -> None:
-    config = render_config(IngressSettings(payment_upstream_port=50999, development=True))
+    config = render_config(IngressSettings(payment_upstream_port=50999, development=True, pages=True))
     hcm = _hcm(config)
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.lua",
