@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check paykit payment_service order_service gateway_simulator ingress payments tools tests bench alembic/*/env.py
+	$(BIN)/ruff format --check paykit payment_service order_service gateway_simulator ingress web payments tools tests bench alembic/*/env.py
 	$(BIN)/mypy
 
 bench: $(STAMP) ## throughput and latency of the hot paths (results in bench/results/)

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +69,7 @@ def create_app(settings: WebSettings, keys: auth.DevKeys | None = None) -> Starl
     def dev_keys() -> auth.DevKeys:
         return keys if keys is not None else auth.load_or_create(settings.data_dir)
 
-    def dev_login(home: str, admin: bool):  # type: ignore[no-untyped-def]
+    def dev_login(home: str, admin: bool) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if not settings.development:
                 return PlainTextResponse(
