@@ -90,6 +90,19 @@ def test_pay_again_after_a_failed_payment(page: Any, shop_stack: ShopStack, user
     page.get_by_role("button", name="Tiếng Việt").click()
 
 
+def test_cash_on_delivery(page: Any, shop_stack: ShopStack, user: str) -> None:
+    """COD has no checkout page: the order page follows the order until it
+    waits for the courier, and offers no payment any more."""
+    sign_in(page, shop_stack, user)
+    place_order(page, shop_stack)
+    page.get_by_test_id("provider-select").select_option("PROVIDER_COD")
+    page.get_by_test_id("pay-again").click()
+    page.wait_for_url("**/shop/orders/*returned=1")
+    wait_status(page, "ORDER_STATUS_AWAITING_DELIVERY_PAYMENT")
+    assert page.get_by_test_id("order-status").inner_text() == "Thanh toán khi nhận hàng"
+    assert page.get_by_test_id("pay-again").count() == 0
+
+
 def test_dev_login_refused_without_a_valid_user(page: Any, shop_stack: ShopStack) -> None:
     response = page.goto(f"{shop_stack.base_url}/shop/dev-login?user=%3Cscript%3E")
     assert response.status == 400

@@ -12,7 +12,7 @@ window.TEXT = {
     gateway: "Cổng thanh toán", payAgain: "Thanh toán lại", pay: "Thanh toán", remove: "Xoá",
     signIn: "Bạn cần đăng nhập (mở /shop/dev-login?user=... khi phát triển).", error: "Lỗi",
     checking: "Đang xác nhận thanh toán, trang sẽ tự cập nhật…", added: (name) => `Đã thêm ${name} vào giỏ.`,
-    codPlaced: "Đơn thanh toán khi nhận hàng đã được ghi nhận.", reason: "Lý do", view: "Xem",
+    reason: "Lý do",
     ORDER_STATUS_PENDING_PAYMENT: "Chờ thanh toán", ORDER_STATUS_PAID: "Đã thanh toán",
     ORDER_STATUS_PAYMENT_FAILED: "Thanh toán thất bại", ORDER_STATUS_CANCELED: "Đã huỷ",
     ORDER_STATUS_EXPIRED: "Đã hết hạn", ORDER_STATUS_NEEDS_REVIEW: "Đang được kiểm tra",
@@ -27,7 +27,7 @@ window.TEXT = {
     gateway: "Payment method", payAgain: "Pay again", pay: "Pay", remove: "Remove",
     signIn: "Please sign in (in development open /shop/dev-login?user=...).", error: "Error",
     checking: "Confirming your payment; this page updates itself…", added: (name) => `Added ${name} to the cart.`,
-    codPlaced: "Your cash-on-delivery order is placed.", reason: "Reason", view: "View",
+    reason: "Reason",
     ORDER_STATUS_PENDING_PAYMENT: "Awaiting payment", ORDER_STATUS_PAID: "Paid",
     ORDER_STATUS_PAYMENT_FAILED: "Payment failed", ORDER_STATUS_CANCELED: "Canceled",
     ORDER_STATUS_EXPIRED: "Expired", ORDER_STATUS_NEEDS_REVIEW: "Being reviewed",
@@ -39,8 +39,8 @@ const PROVIDERS = [
   ["PROVIDER_VNPAY", "VNPay"], ["PROVIDER_MOMO", "MoMo"], ["PROVIDER_ZALOPAY", "ZaloPay"],
   ["PROVIDER_PAYOS", "payOS (VietQR)"], ["PROVIDER_COD", "COD"],
 ];
-// Statuses a shopper may still pay from.
-const PAYABLE = ["ORDER_STATUS_PENDING_PAYMENT", "ORDER_STATUS_PAYMENT_FAILED", "ORDER_STATUS_AWAITING_DELIVERY_PAYMENT"];
+// Statuses a shopper may still pay from (cash on delivery waits for the courier).
+const PAYABLE = ["ORDER_STATUS_PENDING_PAYMENT", "ORDER_STATUS_PAYMENT_FAILED"];
 const CART_KEY = "payments.cart";
 const app = document.getElementById("app");
 
@@ -170,8 +170,8 @@ async function orderPage(orderId) {
             provider: select.value,
             return_url: location.origin + "/shop/orders/" + encodeURIComponent(order.id) + "?returned=1",
           });
-          if (result.checkout_url) location.assign(result.checkout_url);
-          else { render(result.order); app.prepend(el("p", { class: "notice", role: "status" }, t("codPlaced"))); }
+          // Cash on delivery has no checkout: follow the order here until it says so.
+          location.assign(result.checkout_url || "/shop/orders/" + encodeURIComponent(order.id) + "?returned=1");
         } catch (e) {
           showError(error, e);
           payButton.disabled = false;

@@ -334,13 +334,14 @@ class PaymentServiceServicer:
 
     def ReconcilePayment(self, request, context):
         """Operator console: asks the payment's gateway about it now, and applies
-        the answer like a callback (journaled as kind "reconcile").
+        the answer like a callback (journaled as kind "reconcile"). A gateway
+        with nothing final to say (and cash on delivery) gives outcome
+        "no_answer"; an answer that does not verify is journaled, never applied.
 
         Errors:
         - INVALID_ARGUMENT: payment_id is not a UUID.
         - NOT_FOUND: no such payment.
-        - FAILED_PRECONDITION: the provider is not enabled on this server, or
-        has nothing to ask (cash on delivery).
+        - FAILED_PRECONDITION: the provider is not enabled on this server.
         - UNAVAILABLE: the database or the gateway cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
