@@ -346,8 +346,21 @@ class CallbackUseCases:
         )
         verdict = gateway.verify_callback(raw)
         if isinstance(verdict, Rejected):
-            # Today's code no longer accepts it (a rotated key, say).
-            return Applied(gateway.ack(Outcome.INVALID_SIGNATURE), Outcome.INVALID_SIGNATURE, []), None
+            # Today's code no longer accepts it (a rotated key, say): never
+            # applied; an applied replay is journaled like any refusal.
+            reply = gateway.ack(Outcome.INVALID_SIGNATURE)
+            if not dry_run:
+                self._journal_alone(
+                    raw,
+                    self.clock(),
+                    provider,
+                    kind,
+                    verdict,
+                    Outcome.INVALID_SIGNATURE,
+                    reply,
+                    gateway=gateway,
+                )
+            return Applied(reply, Outcome.INVALID_SIGNATURE, []), entry.payment_id
         applied = self._apply(raw, self.clock(), provider, gateway, verdict, kind, dry_run=dry_run)
         return applied, entry.payment_id
 

@@ -30,10 +30,10 @@ def create(stub: Any, order_id: str, amount: int = 150_000) -> Any:
     ).payment
 
 
-def journal_failed_ipn(db_url: str, payment: Any) -> int:
+def journal_failed_ipn(db_url: str, payment: Any, secret: str = TEST_VNPAY.hash_secret) -> int:
     """A verified IPN that was journaled but not applied (what HandleCallback
     keeps when applying fails unexpectedly): the input of a replay."""
-    query = signed_vnpay_query(vnpay_ipn_params(payment.provider_reference, 150_000), TEST_VNPAY.hash_secret)
+    query = signed_vnpay_query(vnpay_ipn_params(payment.provider_reference, 150_000), secret)
     with psycopg.connect(libpq_url(db_url)) as conn:
         row = conn.execute(
             "INSERT INTO callback_journal (receive_time, provider, kind, path, raw_query, raw_body, headers,"
@@ -89,6 +89,25 @@ def test_replay_dry_run_then_apply_once(stub: Any, db_url: str) -> None:
     assert [e.type for e in detail.events] == ["payment.created", "payment.succeeded"]
     assert detail.events[-1].status == payment_pb2.PAYMENT_STATUS_SUCCEEDED
     assert [a.id for a in detail.attempts] == [p.id]
+
+
+def test_replay_verifies_again_with_todays_keys(stub: Any, db_url: str) -> None:
+    """Signed with a key this server no longer holds: refused, never applied;
+    the dry run writes nothing, the replay is journaled as the refusal."""
+    p = create(stub, "ORD-R2")
+    entry = journal_failed_ipn(db_url, p, secret="a-rotated-away-secret")
+    before = counts(db_url)
+    dry = stub.ReplayCallback(ps.ReplayCallbackRequest(callback_id=entry, dry_run=True))
+    assert dry.outcome == "invalid_signature" and list(dry.changes) == []
+    assert counts(db_url) == before
+    applied = stub.ReplayCallback(ps.ReplayCallbackRequest(callback_id=entry))
+    assert applied.outcome == "invalid_signature"
+    assert applied.payment.status == payment_pb2.PAYMENT_STATUS_PENDING
+    assert rows(
+        db_url,
+        "SELECT verified, outcome FROM callback_journal WHERE headers->>'x-payments-replay-of' = %s",
+        str(entry),
+    ) == [(False, "invalid_signature")]
 
 
 def test_replay_refuses_what_cannot_be_replayed(stub: Any) -> None:
