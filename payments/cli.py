@@ -318,7 +318,7 @@ def cmd_token(args: argparse.Namespace) -> None:
     from ingress import auth
 
     keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
-    print(keys.token(args.user, ttl_seconds=args.ttl))
+    print(keys.token(args.user, ttl_seconds=args.ttl, admin=args.admin))
 
 
 def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
@@ -396,6 +396,8 @@ Running (Ctrl-C stops everything, the embedded PostgreSQL too):
   order.v1.OrderService      grpc  {host}:{order}   (internal; reflection on)
   ingress (Envoy)            http  http://{host}:{ingress}   admin http://{host}:{admin}
   gateway simulator          http  http://{host}:{sim}   (checkout pages; control API under /_control)
+  shop pages and console     http  http://{host}:{ingress}/shop/dev-login?user=u1
+                                   http://{host}:{ingress}/console/dev-login?user=admin
 Logs: DATA_DIR/logs/ (default .data/logs/)
 Try:
   TOKEN=$(.venv/bin/payments token --user u1)
@@ -435,6 +437,9 @@ def main(argv: list[str] | None = None) -> None:
     token = sub.add_parser("token", help="print a development JWT the ingress accepts")
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument(
+        "--admin", action="store_true", help="with the admin claim: the operator console and /admin/v1/"
+    )
     token.set_defaults(func=cmd_token)
     sub.add_parser("sim", help="run the local gateway simulator (VNPay, payOS, MoMo, ZaloPay)").set_defaults(
         func=cmd_sim

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from paykit.tracing import current_traceparent
-from payment_service.adapters.orm import OutboxEvent, extra_payments, payments, refunds
+from payment_service.adapters.orm import OutboxEvent, callback_journal, extra_payments, payments, refunds
 from payment_service.adapters.protobuf import payment_event
-from payment_service.domain.callbacks import ExtraPayment, JournalEntry
+from payment_service.domain.callbacks import ExtraPayment, JournalEntry, TimelineEntry
 from payment_service.domain.model import Payment, RequestKey
 from payment_service.domain.refunds import Capture, Refund
 
@@ -177,6 +177,58 @@ class PaymentRepository:
 
     def add_journal_entry(self, entry: JournalEntry) -> None:
         self.session.add(entry)
+
+    # --- the operator console: reads by what an operator knows ---------------
+
+    def search(self, query: str, limit: int) -> Sequence[Payment]:
+        """Payments whose order number (the last word of the description the
+        order service writes), order id, intent id, gateway reference or
+        gateway transaction id is `query`, newest first."""
+        stmt = (
+            select(Payment)
+            .where(
+                or_(
+                    payments.c.order_id == query,
+                    payments.c.payment_intent_id == query,
+                    payments.c.provider_reference == query,
+                    payments.c.provider_transaction_id == query,
+                    payments.c.description.endswith(" " + query, autoescape=True),
+                )
+            )
+            .order_by(payments.c.create_time.desc())
+            .limit(limit)
+        )
+        return self.session.scalars(stmt).all()
+
+    def journal_of(self, payment_id: uuid.UUID) -> Sequence[tuple[int, JournalEntry]]:
+        """Every journaled callback about the payment, oldest first, with its id."""
+        stmt = (
+            select(callback_journal.c.id, JournalEntry)
+            .where(callback_journal.c.payment_id == payment_id)
+            .order_by(callback_journal.c.id)
+        )
+        return [(row[0], row[1]) for row in self.session.execute(stmt)]
+
+    def journal_entry(self, entry_id: int) -> JournalEntry | None:
+        stmt = select(JournalEntry).where(callback_journal.c.id == entry_id)
+        return self.session.scalars(stmt).one_or_none()
+
+    def timeline(self, payment_id: uuid.UUID) -> Sequence[TimelineEntry]:
+        """The payment's outbox events still kept, oldest first."""
+        stmt = (
+            select(OutboxEvent.type, OutboxEvent.create_time, OutboxEvent.payload)
+            .where(OutboxEvent.aggregateid == str(payment_id))
+            .order_by(OutboxEvent.seq)
+        )
+        return [
+            TimelineEntry(
+                type=row.type,
+                create_time=row.create_time,
+                status=str(row.payload.get("payment", {}).get("status", "")).removeprefix("PAYMENT_STATUS_"),
+                version=int(row.payload.get("version", 0) or 0),
+            )
+            for row in self.session.execute(stmt)
+        ]
 
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]:
         stmt = (
