@@ -614,6 +614,16 @@ class Order:
         if not (kept or reviewed):
             return None
         self.refunded_amount = max(self.refunded_amount, event.refunded_amount)
+        if (
+            reviewed
+            and status == OrderStatus.NEEDS_REVIEW
+            and refund.own_capture
+            and refund.status == RefundStatus.SUCCEEDED
+            and event.refunded_amount >= event.amount
+        ):
+            # The reviewed money is all back (an operator refunded it without
+            # closing a review: honoured, say, when the stock was gone).
+            return self._closed_by_refund(event.payment_id, now)
         restock = (
             refund.restock
             and refund.status != RefundStatus.FAILED
@@ -684,6 +694,12 @@ class Order:
                 return self._set(OrderChange(new, reason, "order.paid"), now)
             reason = f"payment {payment_id} honoured by review, but stock no longer available: refund it"
             return self._set(OrderChange(OrderStatus.NEEDS_REVIEW, reason, "order.needs_review"), now)
+        return self._closed_by_refund(payment_id, now)
+
+    def _closed_by_refund(self, payment_id: str, now: datetime) -> OrderChange:
+        """The money the order was reviewed for went back: it returns to how
+        it was closed, or is REFUNDED (giving back the stock it held, once)."""
+        status = OrderStatus(self.status)
         if self.closed_as is not None or status in RESTOCKED:
             closed = OrderStatus(self.closed_as or status)
             reason = f"payment {payment_id} refunded after review; the order stays {closed.value.lower()}"

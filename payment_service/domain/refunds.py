@@ -331,6 +331,22 @@ def resolve_review(payment: Payment, action: ReviewAction, note: str, request_id
     return True
 
 
+def check_honourable(payment: Payment, extras: Sequence[Capture], refunds: Sequence[Refund]) -> None:
+    """HONOUR keeps the money an order may count as paid by: the payment's
+    own capture. Money beyond it (extra payments: a second payment, a
+    superseded attempt paid) is never the order's, so it is refunded first."""
+    left = [(c.transaction_id, left_to_refund(c, refunds)) for c in extras]
+    left = [(txn, amount) for txn, amount in left if amount > 0]
+    if left:
+        listed = ", ".join(f"{amount} {payment.currency} on transaction {txn}" for txn, amount in left)
+        raise FailedPrecondition(
+            f"payment {payment.id} holds extra money not refunded ({listed}): refund it (RefundPayment"
+            " with its provider_transaction_id) before honouring, or resolve with REFUND",
+            subject=f"payments/{payment.id}",
+            type_="EXTRA_MONEY_NOT_REFUNDED",
+        )
+
+
 def validate_resolution(action: ReviewAction | None, note: str, request_id: str) -> ReviewAction:
     v: list[FieldViolation] = []
     _check_id(v, "request_id", request_id, REQUEST_ID_RE)

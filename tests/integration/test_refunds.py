@@ -19,7 +19,7 @@ from payment.v1 import payment_pb2, payment_service_pb2
 from paykit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from payment_service.bootstrap import App, bootstrap
 from payment_service.domain.callbacks import Notification
-from payment_service.domain.model import LatePaymentPolicy, Payment, Provider
+from payment_service.domain.model import ExtraPaymentPolicy, LatePaymentPolicy, Payment, Provider
 from payment_service.domain.refunds import ReviewAction
 from payment_service.gateways.port import RefundAnswer, RefundOrder, RefundState
 from payment_service.service_layer.refunds import RefundUseCases
@@ -355,6 +355,34 @@ def test_extra_payment_policy_refunds_by_itself(
         "payment.review_resolved",
         "payment.refunded",
     ]
+
+
+@pytest.fixture
+def extra_review_app(db_url: str, clock: FakeClock) -> Iterator[App]:
+    base = make_settings()
+    settings = make_settings(policy=replace(base.policy, extra_payment_policy=ExtraPaymentPolicy.REVIEW))
+    application = bootstrap(settings, db_url, clock=clock)
+    yield application
+    application.close()
+
+
+def test_extra_money_is_refunded_before_a_review_is_honoured(
+    extra_review_app: App, gateway: FakeRefunds, db_url: str
+) -> None:
+    app = extra_review_app
+    uc = app.use_cases
+    refunds = RefundUseCases(uc.uow_factory, {Provider.VNPAY: gateway}, uc.policy, uc.clock)  # type: ignore[dict-item]
+    payment = paid(app, "R-13b")
+    pay(app, payment, "T-second")  # EXTRA_PAYMENT_POLICY=review: flagged, not refunded
+    assert rows(db_url, "SELECT needs_review FROM payments") == [(True,)]
+    with pytest.raises(FailedPrecondition, match="extra money not refunded") as refused:
+        refunds.resolve_review(payment.id, ReviewAction.HONOUR, "keep it", "h1")
+    assert refused.value.type == "EXTRA_MONEY_NOT_REFUNDED"
+    assert rows(db_url, "SELECT needs_review, review_resolution FROM payments") == [(True, None)]
+    refunds.refund_payment(payment.id, 0, "", "x1", provider_transaction_id="T-second")
+    resolved = refunds.resolve_review(payment.id, ReviewAction.HONOUR, "keep the first", "h1")
+    assert not resolved.payment.needs_review and resolved.payment.review_resolution == "HONOUR"
+    assert rows(db_url, "SELECT refunded_amount FROM payments") == [(0,)]  # its own capture is kept
 
 
 @pytest.fixture

@@ -250,8 +250,11 @@ class PaymentServiceServicer:
         note is too long, or request_id is missing or malformed.
         - NOT_FOUND: no such payment.
         - FAILED_PRECONDITION: the payment is not under review (NOT_IN_REVIEW),
-        or REFUND on a gateway without a refund API (MANUAL_REFUND: record the
-        transfers with RefundPayment, then resolve with HONOUR).
+        REFUND on a gateway without a refund API (MANUAL_REFUND: record the
+        transfers with RefundPayment, then resolve with HONOUR), or HONOUR
+        while the payment holds extra money not refunded
+        (EXTRA_MONEY_NOT_REFUNDED: an extra payment is never the order's;
+        refund it first). Nothing is written.
         - UNAVAILABLE: the database cannot be reached; safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -313,3 +313,32 @@ def test_review_refund_of_the_kept_payment_refunds_the_order_and_its_stock() -> 
     again = replace(resolved(order, ReviewResolution.REFUND), refunded_amount=total)
     change = order.apply_payment_event(again, NOW)
     assert change is not None and not change.restock  # never twice
+
+
+def test_honoured_without_stock_then_refunded_in_full_closes_the_order_as_it_was() -> None:
+    # HONOUR when the stock is gone leaves the order in review with nothing
+    # left to resolve at the payment service: the operator's full refund of
+    # the money closes it, as REFUND would have.
+    order = closed_order()
+    order.apply_payment_event(
+        event("payment.late_success", order), NOW, late_policy=HONOUR, reserve=Stock(False)
+    )
+    order.apply_payment_event(resolved(order, ReviewResolution.HONOUR), NOW, reserve=Stock(False))
+    assert order.status == OrderStatus.NEEDS_REVIEW
+    total = order.total_amount
+    part = order.apply_payment_event(refund_event(order, "payment.refunded", 20_000, amount=20_000), NOW)
+    assert order.status == OrderStatus.NEEDS_REVIEW and part is None
+    rest = refund_event(order, "payment.refunded", total, amount=total - 20_000)
+    change = order.apply_payment_event(rest, NOW)
+    assert change is not None and change.event == "order.review_resolved" and not change.restock
+    assert (order.status, order.refunded_amount, order.stock_held) == (OrderStatus.EXPIRED, total, False)
+
+
+def test_an_order_in_review_holding_its_stock_refunded_in_full_returns_it_once() -> None:
+    order = new_order()
+    order.apply_payment_event(event("payment.succeeded", order, currency="USD"), NOW)  # mismatch: review
+    assert order.status == OrderStatus.NEEDS_REVIEW and order.stock_held
+    whole = refund_event(order, "payment.refunded", order.total_amount, amount=order.total_amount)
+    change = order.apply_payment_event(whole, NOW)
+    assert change is not None and change.restock and order.status == OrderStatus.REFUNDED
+    assert order.apply_payment_event(whole, NOW) is None  # never twice
