@@ -390,3 +390,93 @@ def test_operator_refunds_part_then_the_rest_through_vnpay(
     page.screenshot(path=stack.screenshots / "shop-order-refunded.png", full_page=True)
     page.get_by_role("button", name="Tiếng Việt").click()
     page.get_by_test_id("order-status").wait_for()
+
+
+def test_operator_refunds_a_late_vnpay_payment_whose_stock_is_gone(
+    page: Any, shop_stack: ShopStack, user: str
+) -> None:
+    """LATE_PAYMENT_POLICY=honour takes the stock again for late money, but
+    here it is gone: the order expired, another shopper bought every shirt
+    left, then the first shopper paid on the VNPay page still open. The
+    order lands in NEEDS_REVIEW; the operator refunds it through VNPay's
+    refund API from the console and closes the review, and the order goes
+    back to EXPIRED with the money shown as given back."""
+    stack = shop_stack
+    variant = "tshirt-white-l"  # no other browser test buys it
+    order = stack.order_for(user, variant)
+    status, body = stack.call(
+        "POST",
+        f"/v1/orders/{order['id']}:retryPayment",
+        {"provider": "PROVIDER_VNPAY"},
+        token=stack.keys.token(user),
+    )
+    assert status == 200, body
+    checkout_url = body["checkout_url"]
+    # Our clock passes the attempt's and the order's deadlines: both expire.
+    saved = stack.clock.now
+    stack.clock.advance(hours=2)
+    try:
+        assert stack.payment.app.use_cases.expire_due_payments() >= 1
+        assert stack.orders.app.use_cases.expire_due_orders() >= 1
+    finally:
+        stack.clock.now = saved
+    order_status(stack, user, order["id"], "ORDER_STATUS_EXPIRED")
+    # Every shirt left goes to another shopper.
+    left = stock_of(stack, variant)
+    assert 0 < left <= 100
+    stack.order_for(f"{user}-other", variant, quantity=left)
+    assert stock_of(stack, variant) == 0
+    # The first shopper still pays on the page they had open.
+    sim_control(stack, "pay", {"gateway": "vnpay", "url": checkout_url, "action": "pay"})
+    got = order_status(stack, user, order["id"], "ORDER_STATUS_NEEDS_REVIEW")
+    assert "stock no longer available" in got["status_reason"]
+    payment = wait_until(
+        "the late payment in review",
+        lambda: next((p for p in admin_payments(stack, str(order["order_code"])) if p["needs_review"]), None),
+    )
+    amount = int(order["total_amount"])
+    price = f"{amount:,} ₫".replace(",", ".")
+    reference = payment["provider_reference"]
+    assert ledger(stack, reference)["captured"] == amount
+
+    # The operator finds it in the review queue ...
+    page.goto(f"{stack.base_url}/console/dev-login?user=ops")
+    page.wait_for_url(f"{stack.base_url}/console/")
+    row = page.get_by_test_id("review-row").filter(has_text=f"#{order['order_code']}")
+    assert "VNPAY" in row.inner_text() and price in row.inner_text()
+    row.get_by_role("link").click()
+    page.wait_for_url(f"**/console/payments/{payment['id']}")
+    assert page.get_by_test_id("needs-review").count() == 1
+    # ... refunds it through VNPay (everything: the amount left empty) ...
+    submit_refund(page, "")
+    page.get_by_test_id("refund-pending").wait_for()
+    assert page.get_by_test_id("refund-row").get_attribute("data-status") == "REFUND_STATUS_PENDING"
+    assert settle_refunds(stack) == 1
+    page.reload()
+    page.get_by_test_id("refund-row").wait_for()
+    assert page.get_by_test_id("refund-row").get_attribute("data-status") == "REFUND_STATUS_SUCCEEDED"
+    assert page.get_by_test_id("refunded-amount").inner_text() == price
+    books = ledger(stack, reference)
+    assert books["refunded"] == amount
+    assert [(r["amount"], r["status"]) for r in books["refunds"]] == [(amount, "succeeded")]
+    # ... and closes the review: nothing is left to refund, so no second refund.
+    page.get_by_test_id("resolve-refund").click()
+    page.wait_for_selector("[data-testid=needs-review]", state="detached")
+    assert page.get_by_test_id("refund-row").count() == 1
+    page.screenshot(path=stack.screenshots / "console-payment-vnpay.png", full_page=True)
+    status, body = stack.call(
+        "GET", f"/admin/v1/payments/{payment['id']}", token=stack.keys.token("ops", admin=True)
+    )
+    assert status == 200 and body["payment"]["review_resolution"] == "REVIEW_ACTION_REFUND"
+    assert len(ledger(stack, reference)["refunds"]) == 1
+    page.goto(f"{stack.base_url}/console/")
+    page.locator("main h2").wait_for()
+    assert page.get_by_test_id("review-row").filter(has_text=f"#{order['order_code']}").count() == 0
+
+    # The order left NEEDS_REVIEW: it stays expired, its money given back.
+    got = order_status(stack, user, order["id"], "ORDER_STATUS_EXPIRED")
+    assert got["refunded_amount"] == str(amount)
+    assert stock_of(stack, variant) == 0  # never taken twice, never below zero
+    badge = shop_order_page(page, stack, user, order["id"], "ORDER_STATUS_EXPIRED")
+    assert badge.inner_text() == "Đã hết hạn"
+    assert page.get_by_test_id("order-refunded").inner_text() == price
