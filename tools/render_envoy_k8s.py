@@ -13,12 +13,14 @@ check-config` agree on them:
   development keys);
 - INGRESS_HOST=0.0.0.0: the public listener binds the pod's network (a
   Service fronts it; the admin stays on 127.0.0.1, never exposed);
-- PAYMENT_UPSTREAM_HOST / ORDER_UPSTREAM_HOST: the services' headless
-  Services by DNS name, which the renderer turns into STRICT_DNS clusters:
+- PAYMENT_UPSTREAM_HOST / ORDER_UPSTREAM_HOST / WEB_UPSTREAM_HOST: the headless
+  Services of the services and of the web app (deploy/web.yaml: /shop/ and
+  /console/ go there) by DNS name, which the renderer turns into STRICT_DNS clusters:
   Envoy sees every ready replica and balances each request across them,
-  health-checking each one over gRPC. Plaintext as committed: the services
+  health-checking each service over gRPC (the web app: Kubernetes readiness
+  takes a pod out of DNS). Plaintext as committed: the services
   run with *_GRPC_INSECURE=1 behind the NetworkPolicy (deploy/README.md);
-- PAYMENT_GRPC_PORT / ORDER_GRPC_PORT from deploy/config.yaml, and, when set
+- PAYMENT_GRPC_PORT / ORDER_GRPC_PORT / WEB_PORT from deploy/config.yaml, and, when set
   there, PAYMENT_UPSTREAM_TLS_CA/_CERT/_KEY/_SERVER_NAME and the same for
   ORDER_: TLS (mutual with a certificate) from Envoy to the services.
 
@@ -53,6 +55,8 @@ IMAGE_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates
 UPSTREAM_HOSTS = {
     "PAYMENT_UPSTREAM_HOST": f"payment-pods.{NAMESPACE}.svc.cluster.local",
     "ORDER_UPSTREAM_HOST": f"order-pods.{NAMESPACE}.svc.cluster.local",
+    # The web app (deploy/web.yaml): setting it routes /shop/ and /console/ there.
+    "WEB_UPSTREAM_HOST": f"web-pods.{NAMESPACE}.svc.cluster.local",
 }
 # What the ingress reads from deploy/config.yaml.
 UPSTREAM_TLS = tuple(
@@ -66,6 +70,7 @@ FROM_CONFIG = (
     "JWT_AUDIENCE",
     "PAYMENT_GRPC_PORT",
     "ORDER_GRPC_PORT",
+    "WEB_PORT",
     *UPSTREAM_TLS,
 )
 
@@ -115,6 +120,8 @@ def kubernetes_bootstrap(s: ingress.IngressSettings) -> dict[str, Any]:
 
 
 def configmap(bootstrap: dict[str, Any]) -> str:
+    # A copy without shared objects: no YAML anchors and aliases in the manifest.
+    bootstrap = json.loads(json.dumps(bootstrap))
     body = yaml.dump(bootstrap, Dumper=ingress._Dumper, sort_keys=False)
     manifest = {
         "apiVersion": "v1",
