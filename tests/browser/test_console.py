@@ -122,7 +122,7 @@ def test_operator_refunds_a_late_payment_and_resolves_its_review(
         "document.querySelector('[data-testid=refunded-amount]').textContent === '89.000 ₫'"
     )
     assert "SUCCEEDED" in page.get_by_test_id("refund-row").inner_text()
-    page.screenshot(path=shop_stack.screenshots / "console-payment.png", full_page=True)
+    page.screenshot(path=shop_stack.screenshots / "console-payment-payos.png", full_page=True)
 
     # Then the review is closed, and it leaves the queue.
     page.get_by_test_id("resolve-honour").click()
@@ -460,10 +460,14 @@ def test_operator_refunds_a_late_vnpay_payment_whose_stock_is_gone(
     assert books["refunded"] == amount
     assert [(r["amount"], r["status"]) for r in books["refunds"]] == [(amount, "succeeded")]
     # ... and closes the review: nothing is left to refund, so no second refund.
+    page.get_by_label("Ghi chú").fill("stock gone, refunded")
     page.get_by_test_id("resolve-refund").click()
     page.wait_for_selector("[data-testid=needs-review]", state="detached")
     assert page.get_by_test_id("refund-row").count() == 1
-    page.screenshot(path=stack.screenshots / "console-payment-vnpay.png", full_page=True)
+    resolution = page.get_by_test_id("review-resolution")
+    assert resolution.get_attribute("data-resolution") == "REVIEW_ACTION_REFUND"
+    assert resolution.inner_text() == "đã đóng: hoàn tiền · stock gone, refunded"
+    page.screenshot(path=stack.screenshots / "console-payment.png", full_page=True)
     status, body = stack.call(
         "GET", f"/admin/v1/payments/{payment['id']}", token=stack.keys.token("ops", admin=True)
     )

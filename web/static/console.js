@@ -21,6 +21,7 @@ window.TEXT = {
     REFUND_EXCEEDS_CAPTURED: "Số tiền hoàn lớn hơn số tiền còn lại có thể hoàn.",
     MANUAL_REFUND: "Cổng này không có API hoàn tiền: chuyển khoản cho người mua rồi nhập mã chuyển khoản.",
     NOT_CAPTURED: "Thanh toán này chưa nhận được tiền.", NOT_IN_REVIEW: "Thanh toán này không còn cần kiểm tra.",
+    review: "Kiểm tra", REVIEW_ACTION_HONOUR: "đã đóng: giữ tiền", REVIEW_ACTION_REFUND: "đã đóng: hoàn tiền",
     minutes: (m) => (m < 60 ? `${m} phút` : m < 2880 ? `${Math.floor(m / 60)} giờ` : `${Math.floor(m / 1440)} ngày`),
   },
   en: {
@@ -40,6 +41,7 @@ window.TEXT = {
     REFUND_EXCEEDS_CAPTURED: "The amount is more than what is left to refund.",
     MANUAL_REFUND: "This gateway has no refund API: transfer the money to the buyer, then enter the transfer's reference.",
     NOT_CAPTURED: "This payment took no money.", NOT_IN_REVIEW: "This payment no longer needs review.",
+    review: "Review", REVIEW_ACTION_HONOUR: "closed: money kept", REVIEW_ACTION_REFUND: "closed: refunded",
     minutes: (m) => (m < 60 ? `${m} min` : m < 2880 ? `${Math.floor(m / 60)} h` : `${Math.floor(m / 1440)} days`),
   },
 };
@@ -219,7 +221,10 @@ async function paymentPage(id) {
       el("dt", {}, t("order")), el("dd", {}, "#" + orderNumber(p) + " ", el("code", {}, p.order_id)),
       el("dt", {}, t("gateway")), el("dd", {}, provider(p) + " · " + p.provider_reference + (p.provider_transaction_id ? " · " + p.provider_transaction_id : "")),
       el("dt", {}, t("amount")), el("dd", { "data-testid": "payment-amount" }, formatVnd(p.amount)),
-      el("dt", {}, t("refunded")), el("dd", { "data-testid": "refunded-amount" }, formatVnd(p.refunded_amount))),
+      el("dt", {}, t("refunded")), el("dd", { "data-testid": "refunded-amount" }, formatVnd(p.refunded_amount)),
+      p.review_resolution && p.review_resolution !== "REVIEW_ACTION_UNSPECIFIED" ? [el("dt", {}, t("review")),
+        el("dd", { "data-testid": "review-resolution", "data-resolution": p.review_resolution },
+          t(p.review_resolution) + (p.review_note ? " · " + p.review_note : ""))] : ""),
     message,
     el("h3", {}, t("actions")), review, refundForm, el("p", {}, reconcile),
     el("h3", {}, t("attempts")), paymentsTable(d.attempts || [], "attempt-row", p.id),
