@@ -114,6 +114,31 @@ function paymentsTable(payments, testid, current) {
       el("td", { class: "num", "data-label": t("amount") }, formatVnd(p.amount))))));
 }
 
+// While a refund waits for its gateway (VNPay, ZaloPay answer later; the
+// service asks them on its own schedule), the page asks again every 1 s
+// growing to 15 s and redraws when a refund changed, unless the operator is
+// filling in a form (then it waits until the fields are empty again).
+let refundWatch = null;
+function watchRefunds(id, detail) {
+  clearTimeout(refundWatch);
+  const state = (d) => JSON.stringify([(d.refunds || []).map((r) => [r.id, r.status]), d.payment.refunded_amount]);
+  if (!(detail.refunds || []).some((r) => r.status === "REFUND_STATUS_PENDING")) return;
+  const seen = state(detail);
+  let delay = 1000;
+  const poll = async () => {
+    try {
+      const fresh = await api("GET", "/admin/v1/payments/" + encodeURIComponent(id) + "/detail");
+      const busy = [...app.querySelectorAll("input, textarea")].some((i) => (i.type === "checkbox" ? i.checked : i.value));
+      if (state(fresh) !== seen && !busy) return void (await paymentPage(id));
+    } catch (_) {
+      // A failed poll is retried later; the page keeps what it shows.
+    }
+    delay = Math.min(delay * 1.5, 15000);
+    refundWatch = setTimeout(poll, delay);
+  };
+  refundWatch = setTimeout(poll, delay);
+}
+
 async function paymentPage(id) {
   const d = await api("GET", "/admin/v1/payments/" + encodeURIComponent(id) + "/detail");
   const p = d.payment;
@@ -246,6 +271,7 @@ async function paymentPage(id) {
     el("h3", {}, t("timeline")),
     el("ol", {}, (d.events || []).map((e) => el("li", { "data-testid": "timeline-event" }, formatTime(e.create_time) + " — " + e.type + " → " + e.status.replace("PAYMENT_STATUS_", "")))),
   );
+  watchRefunds(id, d);
 }
 
 async function route() {
