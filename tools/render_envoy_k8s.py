@@ -82,7 +82,7 @@ def cluster_config(path: Path = CONFIG) -> dict[str, str]:
 
 
 def environment(
-    config: dict[str, str], jwks_url: str = "", issuer: str = "", audience: str = ""
+    config: dict[str, str], jwks_url: str = "", issuer: str = "", audience: str = "", *, pages: bool = True
 ) -> dict[str, str]:
     env = {name: config[name] for name in FROM_CONFIG if config.get(name)}
     env.update(
@@ -93,6 +93,8 @@ def environment(
             "JWT_JWKS_CA_FILE": IMAGE_CA_FILE,
         }
     )
+    if not pages:  # no web app in the cluster: /shop/ and /console/ are not routed
+        del env["WEB_UPSTREAM_HOST"]
     overrides = {"JWT_JWKS_URL": jwks_url, "JWT_ISSUER": issuer, "JWT_AUDIENCE": audience}
     env.update({name: value for name, value in overrides.items() if value})
     return env
@@ -149,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jwks", type=Path, help="embed this JWKS (JSON file) instead of fetching a URL")
     parser.add_argument("--issuer", default="", help="required JWT issuer (default: config)")
     parser.add_argument("--audience", default="", help="required JWT audience (default: config)")
+    parser.add_argument("--without-pages", action="store_true", help="no web app: /shop/, /console/ unrouted")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     jwks = json.dumps(json.loads(args.jwks.read_text())) if args.jwks else ""
-    env = environment(cluster_config(args.config), args.jwks_url, args.issuer, args.audience)
+    env = environment(
+        cluster_config(args.config), args.jwks_url, args.issuer, args.audience, pages=not args.without_pages
+    )
     try:
         text = configmap(kubernetes_bootstrap(settings(env, jwks)))
     except ConfigError as error:

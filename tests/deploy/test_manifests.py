@@ -478,6 +478,23 @@ def test_envoy_routes_the_pages_to_the_web_app() -> None:
     assert names.index(ingress.ADMIN_REFUSED_ROUTE) < names.index("pages_shop")
 
 
+def test_a_shop_without_the_web_app_renders_without_the_pages(tmp_path: Path) -> None:
+    output = tmp_path / "configmap.yaml"
+    tool = ROOT / "tools" / "render_envoy_k8s.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), "--without-pages", f"--output={output}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (doc,) = [d for d in yaml.safe_load_all(output.read_text()) if d]
+    bootstrap = yaml.safe_load(doc["data"]["envoy.yaml"])
+    clusters = {c["name"] for c in bootstrap["static_resources"]["clusters"]}
+    assert ingress.WEB_CLUSTER not in clusters and ingress.PAYMENT_CLUSTER in clusters
+    assert "/shop/" not in doc["data"]["envoy.yaml"] and "/console/" not in doc["data"]["envoy.yaml"]
+
+
 def test_web_app_serves_its_probes_and_no_dev_login_with_the_cluster_settings() -> None:
     """The web Deployment runs the image's `python -m web` on the port the
     ConfigMap (and so the Envoy bootstrap) names, on the pod's network; its
