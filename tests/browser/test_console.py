@@ -82,6 +82,11 @@ def test_admin_api_needs_the_admin_claim(shop_stack: ShopStack) -> None:
     assert status == 403
     status, body = shop_stack.call("POST", "/admin/v1/callbacks/1:replay", {}, token=shopper)
     assert status == 403
+    refund = {"amount": 1000, "request_id": "shopper-refund", "restock": True}
+    status, body = shop_stack.call(
+        "POST", "/admin/v1/payments/6f1c2a5e-0d1b-4c9e-9a57-2b8f0a3c4d5e:refund", refund, token=shopper
+    )
+    assert status == 403
     status, body = shop_stack.call("GET", path, token=shop_stack.keys.token("ops", admin=True))
     assert status == 200 and "payments" in body
     # The console's page itself is public; its data is not.
