@@ -41,6 +41,7 @@ class ShopStack:
     sim: Any
     keys: Any  # ingress.auth.DevKeys
     payment: Any  # payment_service.entrypoints.server.RunningServer
+    orders: Any  # order_service.entrypoints.server.RunningOrderServer
     clock: FakeClock
     screenshots: Path
 
@@ -62,12 +63,12 @@ class ShopStack:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
-    def order_for(self, user: str, variant: str = "mug-blue") -> dict[str, Any]:
+    def order_for(self, user: str, variant: str = "mug-blue", quantity: int = 1) -> dict[str, Any]:
         status, body = self.call(
             "POST",
             "/v1/orders",
             {
-                "items": [{"variant_id": variant, "quantity": 1}],
+                "items": [{"variant_id": variant, "quantity": quantity}],
                 "receiver_name": "Nguyen Van A",
                 "receiver_phone": "0901234567",
                 "shipping_address": "1 Le Loi, HCMC",
@@ -147,7 +148,7 @@ def shop_stack(
         kept = os.environ.get("BROWSER_SCREENSHOTS", "")
         shots = Path(kept) if kept else tmp_path_factory.mktemp("screenshots")
         shots.mkdir(parents=True, exist_ok=True)
-        yield ShopStack(envoy.url(""), envoy, sim, keys, payment, clock, shots)
+        yield ShopStack(envoy.url(""), envoy, sim, keys, payment, orders, clock, shots)
     finally:
         for stop in reversed(stops):
             stop()

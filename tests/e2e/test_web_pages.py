@@ -76,3 +76,17 @@ def test_dev_login_only_in_development(web: WebServer) -> None:
         status, body, _ = get(web.base_url + f"/shop/dev-login?user={bad}")
         assert status == 400 and "user must be" in body and "<script" not in body
     assert json.dumps("payments.token") in get(web.base_url + "/shop/dev-login?user=u1")[1]
+
+
+def test_every_order_status_has_a_vietnamese_and_an_english_label() -> None:
+    """The shop's order page names each status in both languages; a status
+    added to the proto without labels would show its raw enum name."""
+    from order.v1 import order_pb2
+
+    text = (Path(__file__).resolve().parents[2] / "web" / "static" / "shop.js").read_text()
+    tables = {lang: text.split(f"\n  {lang}: {{", 1)[1].split("\n  },", 1)[0] for lang in ("vi", "en")}
+    for name in order_pb2.OrderStatus.keys():
+        if name == "ORDER_STATUS_UNSPECIFIED":
+            continue
+        for lang, table in tables.items():
+            assert re.search(rf"\b{name}: \"[^\"]+\"", table), f"{name} has no {lang} label"

@@ -17,6 +17,8 @@ window.TEXT = {
     ORDER_STATUS_PAYMENT_FAILED: "Thanh toán thất bại", ORDER_STATUS_CANCELED: "Đã huỷ",
     ORDER_STATUS_EXPIRED: "Đã hết hạn", ORDER_STATUS_NEEDS_REVIEW: "Đang được kiểm tra",
     ORDER_STATUS_AWAITING_DELIVERY_PAYMENT: "Thanh toán khi nhận hàng",
+    ORDER_STATUS_REFUNDED: "Đã hoàn tiền", ORDER_STATUS_PARTIALLY_REFUNDED: "Đã hoàn tiền một phần",
+    refunded: "Đã hoàn tiền",
   },
   en: {
     shopTitle: "Shop", products: "Products", orders: "Orders", product: "Product", price: "Price",
@@ -32,6 +34,8 @@ window.TEXT = {
     ORDER_STATUS_PAYMENT_FAILED: "Payment failed", ORDER_STATUS_CANCELED: "Canceled",
     ORDER_STATUS_EXPIRED: "Expired", ORDER_STATUS_NEEDS_REVIEW: "Being reviewed",
     ORDER_STATUS_AWAITING_DELIVERY_PAYMENT: "Cash on delivery",
+    ORDER_STATUS_REFUNDED: "Refunded", ORDER_STATUS_PARTIALLY_REFUNDED: "Partly refunded",
+    refunded: "Refunded",
   },
 };
 
@@ -189,7 +193,10 @@ async function orderPage(orderId) {
           el("td", { "data-label": t("product") }, i.name),
           el("td", { class: "num", "data-label": t("quantity") }, i.quantity),
           el("td", { class: "num", "data-label": t("amount") }, formatVnd(i.line_total)))),
-          el("tr", {}, el("th", {}, t("total")), el("td", {}), el("td", { class: "num", "data-testid": "order-amount" }, formatVnd(order.total_amount))))),
+          el("tr", {}, el("th", {}, t("total")), el("td", {}), el("td", { class: "num", "data-testid": "order-amount" }, formatVnd(order.total_amount))),
+          // Money given back (operator refunds); shown once there is some.
+          Number(order.refunded_amount || 0) > 0 ? el("tr", {}, el("th", {}, t("refunded")), el("td", {}),
+            el("td", { class: "num", "data-testid": "order-refunded" }, formatVnd(order.refunded_amount))) : "")),
       el("p", { class: "muted" }, [order.receiver_name, order.receiver_phone, order.shipping_address].filter(Boolean).join(" · ")),
       payable ? el("div", { class: "row" }, el("div", {}, el("label", { for: "provider" }, t("gateway")), select), payButton) : "",
       error);
