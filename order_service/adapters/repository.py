@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from order_service.adapters.orm import (
     AppliedPaymentEvent,
@@ -67,7 +67,11 @@ class OrderRepository:
         stmt = select(Order).where(orders.c.id == order_id)
         if for_update:
             stmt = stmt.with_for_update()
-        return self.session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
+        else:
+            # A plain read: the order and its items in one round trip.
+            stmt = stmt.options(joinedload(Order.items))  # type: ignore[arg-type]
+        result = self.session.scalars(stmt.execution_options(populate_existing=True))
+        return result.unique().one_or_none()
 
     def for_user(
         self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int

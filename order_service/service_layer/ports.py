@@ -95,4 +95,8 @@ class Payments(Protocol):
         """Every attempt the payment service has for the order, now."""
         ...
 
-    def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]: ...
+    def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
+        """The events after the cursor as they come; the iterator may have
+        a cancel() that ends it from another thread (the follower calls it
+        when it stops reading)."""
+        ...

@@ -136,6 +136,9 @@ class FakeUnitOfWork:
     def commit(self) -> None:
         self.commits += 1
 
+    def flush(self) -> None:
+        pass
+
 
 class FakePayments:
     def __init__(self) -> None:
