@@ -111,4 +111,5 @@ class OutboxListener:
                     checked = time.monotonic()
                 if time.monotonic() - checked >= self.check_seconds:
                     conn.execute("SELECT 1")  # a dead server fails here, not never
+                    self.doorbell.ring()  # in case a notification came in during it
                     checked = time.monotonic()

@@ -212,15 +212,15 @@ class PaymentRepository:
         return [(r[0], r[1], r[2] if r[2] is not None else r[3], r[4] or "") for r in rows]
 
     def events_held(self, txid: int, seq: int) -> bool:
-        """Whether committed or running transactions hold events after
-        (txid, seq) that events_after does not return yet (an older
-        transaction is still open)."""
+        """Whether committed events after (txid, seq) exist that an
+        events_after call just now did not return: held back behind an
+        older transaction still open, or become visible since (a statement
+        of its own sees a newer snapshot). Either way, look again soon."""
         return bool(
             self.session.execute(
                 text(
                     "SELECT EXISTS (SELECT 1 FROM outbox_events"
-                    " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq)"
-                    " AND txid >= pg_snapshot_xmin(pg_current_snapshot()))"
+                    " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq))"
                 ),
                 {"txid": txid, "seq": seq},
             ).scalar()

@@ -72,7 +72,9 @@ def start(
     )
     stopping = threading.Event()
     doorbell = Doorbell()
-    listener = OutboxListener(app.engine, doorbell, stopping).start()
+    # One LISTEN connection wakes every stream of this process on commit
+    # (none without a database: bench.trivial builds a server for its settings).
+    listener = OutboxListener(app.engine, doorbell, stopping).start() if app.engine is not None else None
     servicer = PaymentServicer(
         app.use_cases,
         app.callbacks,

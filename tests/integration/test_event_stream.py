@@ -172,3 +172,26 @@ def test_a_lost_listener_falls_back_to_polling(server: Any, stub: Any, db_url: s
         assert time.monotonic() - start < 0.05
     finally:
         follower.close()
+
+
+def test_an_event_held_behind_a_transaction_without_events_comes_when_it_ends(
+    server: Any, stub: Any, db_url: str
+) -> None:
+    """An older transaction that writes no event holds a committed event
+    back, and its own commit sends no NOTIFY: the stream looks again by
+    itself, long before the 10 s fallback poll."""
+    _wait_listening(server)
+    follower = Follower(stub)
+    try:
+        with psycopg.connect(libpq_url(db_url)) as blocker:
+            blocker.execute("SELECT pg_current_xact_id()")  # holds a transaction id, writes nothing
+            created = create(stub, "ORD-HELD")
+            time.sleep(0.3)
+            assert follower.items.empty(), "the event must wait for the older transaction"
+            blocker.commit()
+            ended = time.monotonic()
+        got = follower.take(1, timeout=5)[0]
+        assert got.event.payment.id == created.id
+        assert time.monotonic() - ended < 0.5
+    finally:
+        follower.close()
