@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, joinedload
 
@@ -64,12 +64,10 @@ class OrderRepository:
         self.session.flush()
 
     def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        stmt = select(Order).where(orders.c.id == order_id)
+        # The order and its items in one round trip.
+        stmt = select(Order).where(orders.c.id == order_id).options(joinedload(Order.items))  # type: ignore[arg-type]
         if for_update:
-            stmt = stmt.with_for_update()
-        else:
-            # A plain read: the order and its items in one round trip.
-            stmt = stmt.options(joinedload(Order.items))  # type: ignore[arg-type]
+            stmt = stmt.with_for_update(of=orders)
         result = self.session.scalars(stmt.execution_options(populate_existing=True))
         return result.unique().one_or_none()
 
@@ -93,21 +91,21 @@ class OrderRepository:
             stmt = stmt.where(func.row(orders.c.expire_time, orders.c.id) > func.row(*after))
         return self.session.scalars(stmt.order_by(orders.c.expire_time, orders.c.id).limit(limit)).all()
 
-    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
-        """Records that an event is being applied; False if it already was."""
-        stmt = (
-            insert(AppliedPaymentEvent)
-            .values(event_id=event_id, payment_id=payment_id, version=version, apply_time=now)
-            .on_conflict_do_nothing()
-            .returning(AppliedPaymentEvent.event_id)
-        )
-        return self.session.execute(stmt).first() is not None
-
-    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int:
-        stmt = select(func.coalesce(func.max(AppliedPaymentEvent.version), 0)).where(
-            AppliedPaymentEvent.payment_id == payment_id, AppliedPaymentEvent.event_id != excluding
-        )
-        return int(self.session.scalar(stmt) or 0)
+    def claim_newer(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+        """Records that an event is being applied, and whether it is new and
+        newer than every other version applied for its payment: one round
+        trip (the statement does not see its own insert, and excludes it)."""
+        row = self.session.execute(
+            text(
+                "WITH claimed AS (INSERT INTO applied_payment_events"
+                " (event_id, payment_id, version, apply_time)"
+                " VALUES (:e, :p, :v, :now) ON CONFLICT DO NOTHING RETURNING event_id)"
+                " SELECT EXISTS (SELECT 1 FROM claimed) AND NOT EXISTS (SELECT 1 FROM applied_payment_events"
+                " WHERE payment_id = :p AND version >= :v AND event_id <> :e)"
+            ),
+            {"e": event_id, "p": payment_id, "v": version, "now": now},
+        ).scalar()
+        return bool(row)
 
     def checkpoint(self, name: str) -> str | None:
         """The stored cursor of a stream, None before its first event."""

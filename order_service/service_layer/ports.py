@@ -44,11 +44,11 @@ class Orders(Protocol):
         locks one)."""
         ...
 
-    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
-        """Records that an event is being applied; False if it already was."""
+    def claim_newer(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+        """Records that an event is being applied (once: by id). True when it
+        was not applied before and its version is newer than every other
+        version applied for its payment; False otherwise."""
         ...
-
-    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int: ...
 
     def checkpoint(self, name: str) -> str | None: ...
 

@@ -368,10 +368,8 @@ class OrderUseCases:
                 "skipping malformed payment event", extra={"event_id": event.event_id, "cursor": event.cursor}
             )
             return False
-        return (
-            uow.orders.claim_event(event_id, payment_id, event.version, now)
-            and event.version > uow.orders.newest_version(payment_id, excluding=event_id)
-            and self._apply(uow, event, now)
+        return uow.orders.claim_newer(event_id, payment_id, event.version, now) and self._apply(
+            uow, event, now
         )
 
     def _apply(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
