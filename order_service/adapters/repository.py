@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, joinedload
 
@@ -178,17 +178,22 @@ class OrderRepository:
         return int(self.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
 
     def add_event(self, event_type: str, order: Order, now: datetime) -> None:
-        """An order event in the outbox, in the caller's transaction."""
-        self.session.add(
-            OrderEvent(
-                id=uuid.uuid4(),
-                aggregatetype="order",
-                aggregateid=str(order.id),
-                type=event_type,
-                payload=order_payload(order),
-                create_time=now,
-            )
+        """An order event in the outbox, in the caller's transaction (sent
+        at once: a Core INSERT, not the ORM's unit of work)."""
+        self.session.execute(
+            _insert_order_event,
+            {
+                "id": uuid.uuid4(),
+                "aggregatetype": "order",
+                "aggregateid": str(order.id),
+                "type": event_type,
+                "payload": order_payload(order),
+                "create_time": now,
+            },
         )
+
+
+_insert_order_event = insert(cast(Table, OrderEvent.__table__))
 
 
 def order_payload(order: Order) -> dict[str, Any]:
