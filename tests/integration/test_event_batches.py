@@ -4,6 +4,7 @@ version, and one bad event never loses the others."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -134,3 +135,48 @@ def test_a_poisoned_event_does_not_lose_the_others(orders_app: Any, order_db_url
     assert status(order_db_url, b) == "PAID"
     assert checkpoint(order_db_url) == [(after.cursor,)]
     assert paid_events(order_db_url) == 2
+
+
+def test_the_follower_applies_a_backlog_in_few_transactions(
+    server: Any, stub: Any, db_url: str, order_db_url: str, clock: FakeClock
+) -> None:
+    """Events that piled up while the order service was down arrive in a
+    burst: the follower applies them in batches, far fewer transactions than
+    events, every one applied, the checkpoint at the newest."""
+    import threading
+
+    from payment.v1 import payment_pb2
+    from payment.v1 import payment_service_pb2 as ps
+    from sqlalchemy import event as sa_event
+
+    from order_service.bootstrap import bootstrap
+    from order_service.entrypoints import server as order_grpc
+
+    count = 60
+    for i in range(count):
+        stub.CreateOrGetPayment(
+            ps.CreateOrGetPaymentRequest(
+                order_id=f"ORD-BACKLOG-{i}", user_id="u1", amount=150_000, provider=payment_pb2.PROVIDER_VNPAY
+            )
+        )
+    app = bootstrap(make_order_settings(server.port), order_db_url, clock=clock)
+    commits: list[str] = []
+
+    def on_commit(conn: Any) -> None:
+        if threading.current_thread().name == "events":
+            commits.append("COMMIT")
+
+    sa_event.listen(app.engine, "commit", on_commit)
+    running = order_grpc.start(app, port=0, sweep=False)
+    try:
+        deadline = time.monotonic() + 20
+        while rows(order_db_url, "SELECT count(*) FROM applied_payment_events") != [(count,)]:
+            assert time.monotonic() < deadline, "the backlog was not applied"
+            time.sleep(0.02)
+    finally:
+        running.stop(grace=0)
+    assert 1 <= len(commits) <= count // 3, f"{len(commits)} transactions for {count} events"
+    newest = rows(
+        db_url, "SELECT txid::text || '-' || seq FROM outbox_events ORDER BY txid DESC, seq DESC LIMIT 1"
+    )
+    assert rows(order_db_url, "SELECT cursor FROM stream_checkpoints") == newest
