@@ -84,13 +84,18 @@ class OutboxListener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        warned = False  # one warning per outage, not one per retry
         while not self.stopping.is_set():
+            connects = self.connects
             try:
                 self._listen()
             except Exception as error:  # noqa: BLE001 - a database restart: re-open
-                if not self.stopping.is_set():
+                warned = warned and self.connects == connects
+                if not self.stopping.is_set() and not warned:
+                    warned = True
                     log.warning(
-                        "outbox listener lost its connection; reconnecting", extra={"error": str(error)}
+                        "outbox listener lost its connection; streams poll until it is back",
+                        extra={"error": str(error)},
                     )
             finally:
                 self.doorbell.listening = False
