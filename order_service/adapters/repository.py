@@ -29,6 +29,9 @@ _USER_LOCK_PREFIX = "order_service.user:"
 class OrderRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Orders this transaction holds locked (FOR UPDATE): until it ends no
+        # one else can change them, so the loaded object is the row.
+        self._locked: dict[uuid.UUID, Order] = {}
 
     def products(self, after: str, limit: int) -> Sequence[Product]:
         stmt = (
@@ -64,12 +67,33 @@ class OrderRepository:
         self.session.flush()
 
     def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+        if for_update and order_id in self._locked:
+            return self._locked[order_id]
         # The order and its items in one round trip.
         stmt = select(Order).where(orders.c.id == order_id).options(joinedload(Order.items))  # type: ignore[arg-type]
         if for_update:
             stmt = stmt.with_for_update(of=orders)
-        result = self.session.scalars(stmt.execution_options(populate_existing=True))
-        return result.unique().one_or_none()
+        order = self.session.scalars(stmt.execution_options(populate_existing=True)).unique().one_or_none()
+        if for_update and order is not None:
+            self._locked[order_id] = order
+        return order
+
+    def lock(self, order_ids: Sequence[uuid.UUID]) -> None:
+        """Locks and loads these orders (those that exist) in one round trip,
+        in id order; get(..., for_update=True) then reads none of them again."""
+        todo = sorted(set(order_ids) - self._locked.keys())
+        if not todo:
+            return
+        stmt = (
+            select(Order)
+            .where(orders.c.id.in_(todo))
+            .options(joinedload(Order.items))  # type: ignore[arg-type]
+            .order_by(orders.c.id)
+            .with_for_update(of=orders)
+            .execution_options(populate_existing=True)
+        )
+        for order in self.session.scalars(stmt).unique():
+            self._locked[order.id] = order
 
     def for_user(
         self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int

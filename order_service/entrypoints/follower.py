@@ -97,7 +97,9 @@ class PaymentEventFollower:
                 self.lag.connects += 1
                 events = self.use_cases.payment_events()
                 for batch in _batches(events, self.stopping, self.batch_max):
-                    applied = self.use_cases.apply_payment_events(batch, around=_span)
+                    # A span per event when tracing (its SQL sent inside it).
+                    around = _span if tracing.enabled() else None
+                    applied = self.use_cases.apply_payment_events(batch, around=around)
                     for event, changed in zip(batch, applied, strict=True):
                         metrics.event_handled(changed, event.create_time)
                         self.lag.saw(event, changed)

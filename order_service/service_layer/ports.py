@@ -32,6 +32,11 @@ class Orders(Protocol):
 
     def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None: ...
 
+    def lock(self, order_ids: Sequence[uuid.UUID]) -> None:
+        """Locks these orders for the transaction, in one round trip (a
+        batch's orders: get(..., for_update=True) then costs no query)."""
+        ...
+
     def for_user(
         self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> Sequence[Order]: ...

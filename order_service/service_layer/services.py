@@ -334,17 +334,25 @@ class OrderUseCases:
         at most once (by event id) and never over a newer version. When the
         batch fails it is applied again one event per transaction, so one
         bad event cannot hold back the others (it raises on its own, its
-        checkpoint not moved). `around(event)` wraps each event's work (a
-        trace span). Returns whether each event changed something."""
-        around = around or (lambda event: nullcontext())
+        checkpoint not moved). `around(event)`, when given, wraps each
+        event's work (a trace span) and sends its SQL inside it; otherwise
+        the batch's order changes go out together at commit. Returns
+        whether each event changed something."""
+        wrap = around or (lambda event: nullcontext())
         now = self._clock()
         try:
             with self._uow_factory() as uow:
+                if len(events) > 1:
+                    # Every order of the batch, locked and read at once.
+                    uow.orders.lock(
+                        [uuid.UUID(e.order_id) for e in events if model.ORDER_ID_RE.fullmatch(e.order_id)]
+                    )
                 applied = []
                 for event in events:
-                    with around(event):
+                    with wrap(event):
                         applied.append(self._apply_event(uow, event, now))
-                        uow.flush()  # its SQL runs now, inside its span
+                        if around is not None:
+                            uow.flush()  # its SQL runs now, inside its span
                 if cursor := next((e.cursor for e in reversed(events) if e.cursor), ""):
                     txid, seq = parse_cursor(cursor)
                     uow.orders.advance_checkpoint(STREAM_NAME, cursor, txid, seq, now)

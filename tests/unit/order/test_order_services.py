@@ -75,6 +75,9 @@ class FakeOrders:
         due = sorted((o for o in due if o.expire_time < now), key=lambda o: (o.expire_time, o.id))
         return [o for o in due if after is None or (o.expire_time, o.id) > after][:limit]
 
+    def lock(self, order_ids: Sequence[uuid.UUID]) -> None:
+        pass
+
     def claim_newer(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
         if event_id in self.applied:
             return False
