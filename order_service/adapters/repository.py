@@ -118,17 +118,23 @@ class OrderRepository:
     def claim_newer(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
         """Records that an event is being applied, and whether it is new and
         newer than every other version applied for its payment: one round
-        trip (the statement does not see its own insert, and excludes it)."""
-        row = self.session.execute(
-            text(
-                "WITH claimed AS (INSERT INTO applied_payment_events"
-                " (event_id, payment_id, version, apply_time)"
-                " VALUES (:e, :p, :v, :now) ON CONFLICT DO NOTHING RETURNING event_id)"
-                " SELECT EXISTS (SELECT 1 FROM claimed) AND NOT EXISTS (SELECT 1 FROM applied_payment_events"
-                " WHERE payment_id = :p AND version >= :v AND event_id <> :e)"
-            ),
-            {"e": event_id, "p": payment_id, "v": version, "now": now},
-        ).scalar()
+        trip (the statement does not see its own insert, and excludes it).
+        On the transaction's connection: pending order changes stay pending."""
+        row = (
+            self.session.connection()
+            .execute(
+                text(
+                    "WITH claimed AS (INSERT INTO applied_payment_events"
+                    " (event_id, payment_id, version, apply_time)"
+                    " VALUES (:e, :p, :v, :now) ON CONFLICT DO NOTHING RETURNING event_id)"
+                    " SELECT EXISTS (SELECT 1 FROM claimed) AND NOT EXISTS"
+                    " (SELECT 1 FROM applied_payment_events"
+                    " WHERE payment_id = :p AND version >= :v AND event_id <> :e)"
+                ),
+                {"e": event_id, "p": payment_id, "v": version, "now": now},
+            )
+            .scalar()
+        )
         return bool(row)
 
     def checkpoint(self, name: str) -> str | None:
@@ -202,9 +208,11 @@ class OrderRepository:
         return int(self.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
 
     def add_event(self, event_type: str, order: Order, now: datetime) -> None:
-        """An order event in the outbox, in the caller's transaction (sent
-        at once: a Core INSERT, not the ORM's unit of work)."""
-        self.session.execute(
+        """An order event in the outbox, in the caller's transaction: a Core
+        INSERT sent at once on the transaction's connection (not through the
+        session, so the order's own changes are not flushed for it: a batch
+        of events sends them together)."""
+        self.session.connection().execute(
             _insert_order_event,
             {
                 "id": uuid.uuid4(),
