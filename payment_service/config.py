@@ -47,6 +47,7 @@ class Settings:
     retention: Retention = field(default_factory=Retention)
     prune_interval_seconds: float = 3600.0  # PRUNE_INTERVAL_SECONDS; 0: only `payments prune`
     stream_max_seconds: float = 300.0  # a consumer's stream ends after this; it reconnects and confirms
+    stream_fallback_poll_seconds: float = 10.0  # streams wake on commit (NOTIFY); this poll is a fallback
     gateway_timeout_seconds: float = 5.0
     grpc_workers: int = 16
     # Gateway calls of requests (create, query, cancel) run on a pool of their

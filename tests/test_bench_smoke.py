@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = {"trivial", "new", "reuse", "get", "ipn_envoy", "ipn_direct", "retry", "propagation"}
+SCENARIOS = {
+    "trivial",
+    "new",
+    "reuse",
+    "get",
+    "ipn_envoy",
+    "ipn_direct",
+    "retry",
+    "retry_reuse",
+    "propagation",
+}
 
 
 @pytest.mark.slow
@@ -47,9 +57,24 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert [s["sql"].split()[0] for s in captured["reuse"]][-1] == "ROLLBACK"
     assert any(s["sql"].startswith("INSERT INTO payments") for s in captured["new"])
 
+    # The event-apply run: a burst of IPNs on real orders, all applied.
+    apply = data["limits"]["event_apply"]
+    assert apply["events"] > 0 and apply["errors"] == 0
+    assert apply["drain_seconds"] >= 0 and apply["cpu_ms_per_event"]["order"] > 0
+
     # Every target is evaluated (met or not is the machine's business).
     names = " ".join(t["target"] for t in data["targets"])
-    fragments = ("reuse path", "new-payment path", "pgbench", "IPN through Envoy", "p99", "p50 at", "RSS")
+    fragments = (
+        "reuse path",
+        "new-payment path",
+        "pgbench",
+        "IPN through Envoy",
+        "p99",
+        "p50 at",
+        "RSS",
+        "events applied per s",
+        "drains in",
+    )
     for fragment in fragments:
         assert fragment in names
     assert all(isinstance(t["met"], bool) for t in data["targets"])

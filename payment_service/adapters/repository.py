@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from paykit.tracing import current_traceparent
 from payment_service.adapters.orm import OutboxEvent, callback_journal, extra_payments, payments, refunds
-from payment_service.adapters.protobuf import payment_event
+from payment_service.adapters.protobuf import event_payload, payment_event_message
 from payment_service.domain.callbacks import ExtraPayment, JournalEntry, TimelineEntry
 from payment_service.domain.model import Payment, RequestKey
 from payment_service.domain.refunds import Capture, Refund
@@ -146,13 +146,15 @@ class PaymentRepository:
         refund: Refund | None = None,
     ) -> None:
         event_id = uuid.uuid4()
+        event = payment_event_message(event_id, event_type, payment, now, extra, refund)
         self.session.add(
             OutboxEvent(
                 id=event_id,
                 aggregatetype="payment",
                 aggregateid=str(payment.id),
                 type=event_type,
-                payload=payment_event(event_id, event_type, payment, now, extra, refund),
+                payload=event_payload(event),
+                event=event.SerializeToString(),
                 create_time=now,
                 traceparent=current_traceparent() or None,
             )
@@ -240,21 +242,41 @@ class PaymentRepository:
         )
         return self.session.scalars(stmt).all()
 
-    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any], str]]:
+    def events_after(
+        self, txid: int, seq: int, limit: int
+    ) -> Sequence[tuple[int, int, bytes | dict[str, Any], str]]:
         """Outbox events after (txid, seq), oldest first, but only from
         transactions older than every transaction still running: those can
         no longer gain rows, so a reader that resumes after the last row it
-        saw misses nothing that commits later."""
+        saw misses nothing that commits later. Each event as stored: the
+        serialized PaymentEvent, or its protobuf JSON on rows written
+        without one (the JSON is not even read when the bytes are there)."""
         rows = self.session.execute(
             text(
-                "SELECT txid::text::bigint, seq, payload, traceparent FROM outbox_events"
+                "SELECT txid::text::bigint, seq, event, CASE WHEN event IS NULL THEN payload END, traceparent"
+                " FROM outbox_events"
                 " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq)"
                 " AND txid < pg_snapshot_xmin(pg_current_snapshot())"
                 " ORDER BY txid, seq LIMIT :limit"
             ),
             {"txid": txid, "seq": seq, "limit": limit},
         )
-        return [(r[0], r[1], r[2], r[3] or "") for r in rows]
+        return [(r[0], r[1], r[2] if r[2] is not None else r[3], r[4] or "") for r in rows]
+
+    def events_held(self, txid: int, seq: int) -> bool:
+        """Whether committed events after (txid, seq) exist that an
+        events_after call just now did not return: held back behind an
+        older transaction still open, or become visible since (a statement
+        of its own sees a newer snapshot). Either way, look again soon."""
+        return bool(
+            self.session.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM outbox_events"
+                    " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq))"
+                ),
+                {"txid": txid, "seq": seq},
+            ).scalar()
+        )
 
     # --- retention: the only code that removes rows or raw bytes -------------
 
