@@ -374,9 +374,12 @@ def _queue_refund(
     return refund
 
 
+_SERVER_KINDS = frozenset({CallbackKind.IPN.value, CallbackKind.RECONCILE.value})
+
+
 def _callbacks(uow: UnitOfWork, payment: Payment) -> tuple[RawCallback, ...]:
-    """The payment's verified server-to-server callbacks whose raw bytes the
-    journal still keeps (JOURNAL_RAW_RETENTION_DAYS), as they arrived."""
+    """The payment's verified server-to-server callbacks and reconciliation
+    answers whose raw bytes the journal still keeps (JOURNAL_RAW_RETENTION_DAYS)."""
     return tuple(
         RawCallback(
             path=entry.path,
@@ -385,7 +388,7 @@ def _callbacks(uow: UnitOfWork, payment: Payment) -> tuple[RawCallback, ...]:
             content_type=str(entry.headers.get("content-type", "")),
         )
         for _, entry in uow.payments.journal_of(payment.id)
-        if entry.verified and entry.kind == CallbackKind.IPN.value and entry.raw_body is not None
+        if entry.verified and entry.kind in _SERVER_KINDS and entry.raw_body is not None
     )
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from payment_service.adapters.http_client import GatewayUnreachable, HttpJsonClient
 from payment_service.domain.callbacks import Notification, Outcome
-from payment_service.gateways._wire import Finality, keep_last
+from payment_service.gateways._wire import Finality, keep_last, loose_json
 from payment_service.gateways.payos import protocol as payos
 from payment_service.gateways.payos.settings import RETURN_PATH
 from payment_service.gateways.port import (
@@ -154,11 +154,14 @@ class PayosGateway:
         reason = f"payOS: payment link {str(status).lower()}"
         if finality == Finality.REVIEW:
             reason = f"payOS: link {status} with {data.get('amountPaid')} of {data.get('amount')} paid"
+        payer_bin, payer = payos.payer_account(first) if isinstance(first, dict) else ("", "")
         return Notification(
             provider_reference=payment.provider_reference,
             amount=int(paid) if money and isinstance(paid, int) else payment.amount,
             transaction_id=str(first.get("reference", "")) if isinstance(first, dict) else "",
             response_code=str(status),
+            # Where a payout refund goes (journaled with the answer, like a webhook's raw body).
+            details={"bank_code": payer_bin, "payer_bin": payer_bin, "payer_account": payer},
             failure_reason="" if finality == Finality.PAID else reason,
             **finality_fields(finality, reason),
         )
@@ -219,6 +222,11 @@ class PayosGateway:
         signature verifies again now: never an account anyone else wrote."""
         for callback in callbacks:
             if callback.path == RETURN_PATH:
+                continue
+            if callback.path.startswith("reconcile:"):
+                found = _reconciled_payer(callback.body, payment.provider_reference, transaction_id)
+                if found[1]:
+                    return found
                 continue
             checked = payos.verify_webhook(callback.body, self.config.checksum_key)
             data = checked.data
@@ -345,6 +353,25 @@ class PayosGateway:
         except GatewayUnreachable:
             raise unreachable("payOS") from None
         return answer, answer_headers.get("x-signature", "")
+
+
+def _reconciled_payer(body: bytes, reference: str, transaction_id: str) -> tuple[str, str]:
+    """The payer named by a verified GET answer, as reconciliation journaled
+    it (our own record of the Notification, written after verifying it)."""
+    record = loose_json(body)
+    details = record.get("details")
+    if not record.get("succeeded") or not isinstance(details, dict):
+        return "", ""
+    if str(record.get("provider_reference")) != reference:
+        return "", ""
+    if transaction_id and str(record.get("transaction_id", "")) != transaction_id:
+        return "", ""
+    return payos.payer_account(
+        {
+            "counterAccountBankId": details.get("payer_bin"),
+            "counterAccountNumber": details.get("payer_account"),
+        }
+    )
 
 
 def _masked(body: dict[str, Any]) -> dict[str, Any]:
