@@ -156,6 +156,14 @@ def test_partial_then_the_rest_by_payout_matches_the_simulators_books(stack: Sta
         txn = sim.engine.gateways["payos"].find(payment.provider_reference)
         assert txn is not None
         assert {r.request["toAccountNumber"] for r in txn.refunds} == {txn.extra["payer_account"]}
+        account = txn.extra["payer_account"]
+    # The refund exchanges are journaled with the account down to its last digits.
+    with app.use_cases.uow_factory() as uow:
+        exchanges = [
+            e for _, e in uow.payments.journal_of(payment.id) if e.kind in ("refund", "refund_query")
+        ]
+    assert exchanges and all(account.encode() not in (e.raw_body or b"") for e in exchanges)
+    assert any(account[-4:].encode() in (e.raw_body or b"") for e in exchanges)
     assert refunds.refund_payment(payment.id, 40_000, "Tra hang mot phan", "part-1").id == first.id
     assert len(books(sim, payment.provider_reference)["refunds"]) == 2
 
@@ -209,6 +217,21 @@ def test_unknown_payer_account_asks_for_a_manual_refund(stack: Stack, clock: Fak
     assert refunds_of(app).refunds_of(payment.id) == []  # nothing stored
     refund = refunds_of(app).refund_payment(payment.id, 0, "Huy don", "m-2", transfer_reference="FT26001")
     assert (refund.status, refund.manual, refund.provider_refund_id) == ("SUCCEEDED", True, "FT26001")
+    assert books(sim, payment.provider_reference)["refunds"] == []
+
+
+def test_past_raw_retention_the_payer_is_unknown_and_the_refund_manual(
+    stack: Stack, clock: FakeClock
+) -> None:
+    """The journal's raw bytes (where the payer's account is read from) go
+    after JOURNAL_RAW_RETENTION_DAYS; the audit view keeps only its last digits."""
+    app, sim = stack
+    payment = paid(app, sim, clock)
+    clock.advance(days=31)
+    assert app.retention.prune()["callback_journal_raw"] >= 1
+    with pytest.raises(FailedPrecondition) as info:
+        refunds_of(app).refund_payment(payment.id, 0, "Huy don", "r-1")
+    assert info.value.type == "MANUAL_REFUND" and "retention" in str(info.value)
     assert books(sim, payment.provider_reference)["refunds"] == []
 
 
