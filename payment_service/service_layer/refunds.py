@@ -308,9 +308,24 @@ class RefundUseCases:
                 subject=f"payments/{payment.id}",
                 type_="MANUAL_REFUND",
             )
+        gateway = self.gateways.get(Provider(payment.provider))
+        callbacks = _callbacks(uow, payment) if gateway is not None else ()
         made = []
         for capture in rules.captures(payment, extras):
             if rules.left_to_refund(capture, refunds) > 0:
+                why = (
+                    gateway.manual_refund_reason(payment, capture.transaction_id, callbacks)
+                    if gateway
+                    else ""
+                )
+                if why:
+                    # Nothing is queued (the transaction is not committed).
+                    raise FailedPrecondition(
+                        f"{why}: record each bank transfer with RefundPayment (transfer_reference), "
+                        "then resolve with HONOUR",
+                        subject=f"payments/{payment.id}",
+                        type_="MANUAL_REFUND",
+                    )
                 refund = _queue_refund(
                     uow,
                     payment,

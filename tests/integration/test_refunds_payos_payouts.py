@@ -18,7 +18,7 @@ from gateway_simulator import SimConfig, Simulator
 from payment_service.bootstrap import App, bootstrap
 from payment_service.domain.errors import FailedPrecondition
 from payment_service.domain.model import PaymentStatus, Policy, Provider
-from payment_service.domain.refunds import Refund
+from payment_service.domain.refunds import Refund, ReviewAction
 from payment_service.gateways import registry
 from payment_service.gateways.cod import CodConfig
 from payment_service.gateways.payos.protocol import PayosConfig, PayoutConfig
@@ -233,6 +233,24 @@ def test_past_raw_retention_the_payer_is_unknown_and_the_refund_manual(
         refunds_of(app).refund_payment(payment.id, 0, "Huy don", "r-1")
     assert info.value.type == "MANUAL_REFUND" and "retention" in str(info.value)
     assert books(sim, payment.provider_reference)["refunds"] == []
+
+
+def test_a_review_refund_without_the_payers_account_asks_for_transfers(
+    stack: Stack, clock: FakeClock
+) -> None:
+    app, sim = stack
+    payment = paid(app, sim, clock)
+    sim.add_fault("payos", "refund_rejected")
+    assert refunds_of(app).refund_payment(payment.id, 30_000, "Huy don", "rv-1").status == "FAILED"
+    assert app.use_cases.get_payment(payment.id).needs_review
+    clock.advance(days=31)
+    app.retention.prune()  # the raw webhook (and the payer's account) is gone
+    with pytest.raises(FailedPrecondition) as info:
+        refunds_of(app).resolve_review(payment.id, ReviewAction.REFUND, "", "rv-2")
+    assert info.value.type == "MANUAL_REFUND" and "resolve with HONOUR" in str(info.value)
+    fresh = app.use_cases.get_payment(payment.id)
+    assert fresh.needs_review and [r.status for r in refunds_of(app).refunds_of(payment.id)] == ["FAILED"]
+    assert len(books(sim, payment.provider_reference)["refunds"]) == 1  # only the rejected payout
 
 
 def test_an_operator_may_still_record_a_hand_transfer(stack: Stack, clock: FakeClock) -> None:
