@@ -624,8 +624,16 @@ class Order:
             # The reviewed money is all back (an operator refunded it without
             # closing a review: honoured, say, when the stock was gone).
             return self._closed_by_refund(event.payment_id, now)
+        # A refund asking for the stock back, or the kept payment refunded in
+        # full by review (its goods do not ship), gives the stock back once.
+        by_review = (
+            kept
+            and event.review_resolution == ReviewResolution.REFUND
+            and refund.status == RefundStatus.SUCCEEDED
+            and event.refunded_amount >= event.amount
+        )
         restock = (
-            refund.restock
+            (refund.restock or by_review)
             and refund.status != RefundStatus.FAILED
             and self.stock_held
             and status in RESTOCKABLE
@@ -669,6 +677,10 @@ class Order:
             # late money honoured, say): its goods do not ship, the stock
             # comes back once. A review closed by refunding only an extra
             # payment of it leaves its own capture, and the order, alone.
+            # Only once the money is back: until then the order stands, and
+            # the refund's news finishes it (or, failed, a new review).
+            if event.refunded_amount < event.amount:
+                return None
             self.refunded_amount = max(self.refunded_amount, event.refunded_amount)
             reason = f"payment {payment_id} refunded after review"
             if self.stock_held:
@@ -694,6 +706,12 @@ class Order:
                 return self._set(OrderChange(new, reason, "order.paid"), now)
             reason = f"payment {payment_id} honoured by review, but stock no longer available: refund it"
             return self._set(OrderChange(OrderStatus.NEEDS_REVIEW, reason, "order.needs_review"), now)
+        if status == OrderStatus.NEEDS_REVIEW and event.refunded_amount < event.amount:
+            # Refunded by review, the money not back yet: the order leaves
+            # review when the refund succeeds (_refund_news); a refund that
+            # fails puts the payment under review again.
+            reason = f"payment {payment_id} is being refunded after review"
+            return self._set(OrderChange(OrderStatus.NEEDS_REVIEW, reason, "order.review_resolved"), now)
         return self._closed_by_refund(payment_id, now)
 
     def _closed_by_refund(self, payment_id: str, now: datetime) -> OrderChange:

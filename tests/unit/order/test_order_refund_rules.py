@@ -137,14 +137,14 @@ def test_restock_of_an_order_in_review_that_holds_its_stock() -> None:
     order.apply_payment_event(wrong, NOW)
     assert order.status == OrderStatus.NEEDS_REVIEW and order.stock_held
     assert order.review_payment_id == uuid.UUID(FIRST)
-    change = order.apply_payment_event(
-        refund_event(order, "payment.refunded", 1_000, amount=1_000, restock=True), NOW
-    )
-    assert change is not None and change.restock and order.status == OrderStatus.NEEDS_REVIEW
-    # The review closed with REFUND: REFUNDED, the stock already back.
-    change = order.apply_payment_event(resolved(order, ReviewResolution.REFUND, refunded=1_000), NOW)
-    assert change is not None and not change.restock
-    assert (order.status, order.refunded_amount) == (OrderStatus.REFUNDED, 1_000)
+    back = refund_event(order, "payment.refunded", 1_000, amount=1_000, restock=True)
+    change = order.apply_payment_event(replace(back, amount=1_000), NOW)  # the payment's 1,000
+    # All of the reviewed money is back: the order leaves review, REFUNDED,
+    # its stock returned once.
+    assert change is not None and change.restock and order.status == OrderStatus.REFUNDED
+    assert order.refunded_amount == 1_000 and not order.stock_held
+    # The review closed with REFUND afterwards changes nothing more.
+    assert order.apply_payment_event(resolved(order, ReviewResolution.REFUND, refunded=1_000), NOW) is None
 
 
 @pytest.mark.parametrize("kind", ["payment.late_success", "payment.succeeded"])
@@ -233,7 +233,17 @@ def test_review_honour_of_an_order_holding_its_stock_takes_nothing() -> None:
 def test_review_refund_returns_a_closed_order_to_how_it_was_closed() -> None:
     order = closed_order(OrderStatus.CANCELED)
     order.apply_payment_event(event("payment.late_success", order), NOW, late_policy=REVIEW)
+    # Resolved, the refund not back yet: still in review until it is.
     change = order.apply_payment_event(resolved(order, ReviewResolution.REFUND), NOW)
+    assert change is not None and order.status == OrderStatus.NEEDS_REVIEW
+    assert "being refunded" in (order.status_reason or "")
+    failed = refund_event(
+        order, "payment.refund_failed", 0, amount=order.total_amount, status=RefundStatus.FAILED
+    )
+    order.apply_payment_event(failed, NOW)
+    assert order.status == OrderStatus.NEEDS_REVIEW and "failed" in (order.status_reason or "")
+    back = refund_event(order, "payment.refunded", order.total_amount, amount=order.total_amount)
+    change = order.apply_payment_event(back, NOW)
     assert change is not None and not change.restock
     assert order.status == OrderStatus.CANCELED and "refunded after review" in (order.status_reason or "")
     # HONOUR of money already refunded in full closes it too.
@@ -246,7 +256,10 @@ def test_review_refund_returns_a_closed_order_to_how_it_was_closed() -> None:
 def test_review_refund_of_an_order_holding_its_stock_returns_it() -> None:
     order = new_order()
     order.apply_payment_event(event("payment.succeeded", order, amount=1_000), NOW)
-    change = order.apply_payment_event(resolved(order, ReviewResolution.REFUND), NOW)
+    order.apply_payment_event(resolved(order, ReviewResolution.REFUND), NOW)
+    assert order.status == OrderStatus.NEEDS_REVIEW and order.stock_held  # the money is not back yet
+    back = refund_event(order, "payment.refunded", 1_000, amount=1_000)
+    change = order.apply_payment_event(replace(back, amount=1_000), NOW)
     assert change is not None and change.restock and change.event == "order.refunded"
     assert order.status == OrderStatus.REFUNDED and not order.stock_held
 
@@ -300,19 +313,26 @@ def test_review_refund_of_the_kept_payment_refunds_the_order_and_its_stock() -> 
     # review with REFUND: its own capture is untouched, the order stays PAID.
     extra = resolved(order, ReviewResolution.REFUND)
     assert order.apply_payment_event(extra, NOW) is None and order.status == OrderStatus.PAID
-    # An operator refunds the kept payment itself by review (still pending).
+    # An operator refunds the kept payment itself by review (still pending):
+    # the order stands until the money is back.
     total = order.total_amount
     whole = replace(resolved(order, ReviewResolution.REFUND), refund_pending_amount=total)
-    change = order.apply_payment_event(whole, NOW)
-    assert change is not None and change.restock and change.event == "order.refunded"
-    assert order.status == OrderStatus.REFUNDED and not order.stock_held
-    # Its refund fails afterwards: the order does not go back to PAID.
+    assert order.apply_payment_event(whole, NOW) is None and order.status == OrderStatus.PAID
+    # Its refund fails: still PAID, the failure said (the payment is under review again).
     failed = refund_event(order, "payment.refund_failed", 0, amount=total, status=RefundStatus.FAILED)
     change = order.apply_payment_event(failed, NOW)
-    assert change is not None and order.status == OrderStatus.REFUNDED and not change.restock
+    assert change is not None and order.status == OrderStatus.PAID and not change.restock
+    # Refunded by review again, and this time the money is back: REFUNDED, the stock returned once.
+    back = replace(
+        refund_event(order, "payment.refunded", total, amount=total),
+        review_resolution=ReviewResolution.REFUND,
+    )
+    change = order.apply_payment_event(back, NOW)
+    assert change is not None and change.restock and change.event == "order.refunded"
+    assert order.status == OrderStatus.REFUNDED and not order.stock_held
     again = replace(resolved(order, ReviewResolution.REFUND), refunded_amount=total)
     change = order.apply_payment_event(again, NOW)
-    assert change is not None and not change.restock  # never twice
+    assert change is None or not change.restock  # never twice
 
 
 def test_honoured_without_stock_then_refunded_in_full_closes_the_order_as_it_was() -> None:
