@@ -84,11 +84,15 @@ def _paths(stub: payment_service_pb2_grpc.PaymentServiceStub, n: int, pids: list
         assert stub.CreateOrGetPayment(load.create_request(str(order_id)), timeout=10).reused
 
     def get(order_id: object) -> None:
-        stub.GetPaymentByOrder(ps.GetPaymentByOrderRequest(order_id=str(order_id), user_id=load.USER), timeout=10)
+        stub.GetPaymentByOrder(
+            ps.GetPaymentByOrderRequest(order_id=str(order_id), user_id=load.USER), timeout=10
+        )
 
     def ipn(query: object) -> None:
         reply = stub.HandleCallback(
-            httpbody_pb2.HttpBody(), metadata=[("x-envoy-original-path", f"{load.IPN_PATH}?{query}")], timeout=10
+            httpbody_pb2.HttpBody(),
+            metadata=[("x-envoy-original-path", f"{load.IPN_PATH}?{query}")],
+            timeout=10,
         )
         assert b'"RspCode":"00"' in reply.data, reply.data
 
