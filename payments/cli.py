@@ -173,11 +173,16 @@ def start_order() -> Callable[[], None]:
     from payments import workers
 
     observability = _observability(server.observability_from_env, "order-service")
-    # The payment-event follower runs once per service: in worker 0 only.
+    # The payment-event follower runs once per service, and so does the
+    # expiry sweep (it reads due orders without SKIP LOCKED and asks the
+    # payment service about each: correct under the row lock, but N times
+    # the questions): in worker 0 only.
+    first = workers.worker_index(os.environ) == 0
     return server.start(
         bootstrap(settings, url),
         observability=observability,
-        follow=workers.worker_index(os.environ) == 0,
+        follow=first,
+        sweep=first,
         reuse_port=_is_worker(),
     ).stop
 

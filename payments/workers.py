@@ -13,9 +13,11 @@ exits with an error, so whatever supervises it sees the failure. Workers die
 with the supervisor (PR_SET_PDEATHSIG).
 
 Only worker 0 runs the jobs that must run once per service (the order
-service's payment-event follower) and serves /metrics (with
-PROMETHEUS_MULTIPROC_DIR set it shows every worker's counters); every
-worker runs the sweepers, which take their rows with SKIP LOCKED."""
+service's payment-event follower and its expiry sweep) and serves /metrics
+(with PROMETHEUS_MULTIPROC_DIR set it shows every worker's counters); every
+payment-service worker runs the expiry, reconciliation and refund sweeps,
+which take their rows with SKIP LOCKED (retention's batched deletes may
+overlap harmlessly)."""
 
 from __future__ import annotations
 
