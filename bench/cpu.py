@@ -8,12 +8,14 @@ wall-clock rates do not."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
@@ -21,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from payment.v1 import payment_service_pb2 as ps
 from payment.v1 import payment_service_pb2_grpc
 
-from bench import load
+from bench import load, profiling
 from bench.stack import CLOCK_TICKS, _service_env, child_pids
 from paykit import database, migrations
 from payments import stack
@@ -35,9 +37,10 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-def measure(n: int, workers: int = 1) -> dict[str, float]:
+def measure(n: int, workers: int = 1, profile: Path | None = None) -> dict[str, Any]:
     """Milliseconds of payment-service CPU per request: new, reuse,
-    get_by_order, ipn."""
+    get_by_order, ipn. With `profile`, py-spy samples each path too (the
+    summaries under "profile", the raw stacks in that folder)."""
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         pg = database.start_embedded(Path(tmp) / "postgres")
         process = None
@@ -59,19 +62,29 @@ def measure(n: int, workers: int = 1) -> dict[str, float]:
             with grpc.insecure_channel(process.target) as channel:
                 health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
                 stub = payment_service_pb2_grpc.PaymentServiceStub(channel)
-                return _paths(stub, n, pids)
+                return _paths(stub, n, pids, profile)
         finally:
             if process is not None:
                 process.stop()
             database.stop_embedded(pg)
 
 
-def _paths(stub: payment_service_pb2_grpc.PaymentServiceStub, n: int, pids: list[int]) -> dict[str, float]:
-    def per_request(items: list[object], call: Callable[[object], object]) -> float:
-        before = cpu_seconds(pids)
-        for item in items:
-            call(item)
-        return round(1000 * (cpu_seconds(pids) - before) / len(items), 3)
+def _paths(
+    stub: payment_service_pb2_grpc.PaymentServiceStub, n: int, pids: list[int], profile: Path | None
+) -> dict[str, Any]:
+    profiles: dict[str, Any] = {}
+
+    def per_request(items: list[object], call: Callable[[object], object], name: str) -> float:
+        with contextlib.ExitStack() as stack:
+            if profile is not None:
+                profiles[name] = stack.enter_context(
+                    profiling.record({str(pid): pid for pid in pids}, profile / name)
+                )
+            before = cpu_seconds(pids)
+            for item in items:
+                call(item)
+            used = cpu_seconds(pids) - before
+        return round(1000 * used / len(items), 3)
 
     refs: list[str] = []
 
@@ -105,15 +118,26 @@ def _paths(stub: payment_service_pb2_grpc.PaymentServiceStub, n: int, pids: list
         ipn(load.signed_ipn(ref, load.AMOUNT))
     refs.clear()
     orders = [f"cpu-{i}" for i in range(n)]
-    result = {"new": per_request(orders, new)}
-    result["reuse"] = per_request(orders, reuse)
-    result["get_by_order"] = per_request(orders, get)
+    result: dict[str, Any] = {"new": per_request(orders, new, "new")}
+    result["reuse"] = per_request(orders, reuse, "reuse")
+    result["get_by_order"] = per_request(orders, get, "get_by_order")
     time.sleep(0.2)
-    result["ipn"] = per_request([load.signed_ipn(ref, load.AMOUNT) for ref in refs], ipn)
+    result["ipn"] = per_request([load.signed_ipn(ref, load.AMOUNT) for ref in refs], ipn, "ipn")
+    if profiles:
+        result["profile"] = profiles
     return result
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__)
+    parser.add_argument("requests", type=int, nargs="?", default=1000, help="per path (default 1000)")
+    parser.add_argument("--workers", type=int, default=1, help="PAYMENT_WORKERS (default 1)")
+    parser.add_argument(
+        "--profile", type=Path, help="also sample each path with py-spy, stacks in this folder"
+    )
+    args = parser.parse_args()
+    print(json.dumps(measure(args.requests, args.workers, args.profile), indent=1))
+
+
 if __name__ == "__main__":
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    worker_count = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    print(json.dumps(measure(count, worker_count)))
+    main()
