@@ -56,7 +56,10 @@ class SqlPaymentReads:
         self.engine = engine
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        pooled = self.engine.raw_connection()
+        try:
+            pooled = self.engine.raw_connection()
+        except psycopg.Error as error:  # the pool's connect: SQLAlchemy leaves it unwrapped
+            raise sa_exc.DBAPIError.instance(sql, params, error, psycopg.Error) from error
         conn = pooled.dbapi_connection
         try:
             conn.autocommit = True

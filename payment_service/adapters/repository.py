@@ -9,12 +9,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from psycopg.types.json import Jsonb
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from paykit.tracing import current_traceparent
-from payment_service.adapters.orm import OutboxEvent, extra_payments, payments, refunds
+from payment_service.adapters.orm import (
+    callback_journal,
+    extra_payments,
+    payment_request_keys,
+    payments,
+    refunds,
+)
 from payment_service.adapters.protobuf import payment_event
 from payment_service.domain.callbacks import ExtraPayment, JournalEntry
 from payment_service.domain.model import Payment, RequestKey
@@ -25,14 +32,45 @@ from payment_service.domain.refunds import Capture, Refund
 _ORDER_LOCK_PREFIX = "payment_service.order:"
 
 
+def _insert_sql(table: Table, columns: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)})"  # noqa: S608 - names from the schema
+        f" VALUES ({', '.join(f'%({c})s' for c in columns)})"
+    )
+
+
+# The hot writes as fixed SQL on the session's connection: no ORM flush
+# machinery or statement compilation for rows this transaction only adds
+# (psycopg prepares them after a few uses). Rows it loads and changes are
+# still the ORM's, written when the session flushes.
+_PAYMENT_COLUMNS = tuple(c.name for c in payments.columns)
+_INSERT_PAYMENT = _insert_sql(payments, _PAYMENT_COLUMNS)
+_OUTBOX_COLUMNS = ("id", "aggregatetype", "aggregateid", "type", "payload", "create_time", "traceparent")
+_INSERT_OUTBOX_INTO = f"INSERT INTO outbox_events ({', '.join(_OUTBOX_COLUMNS)})"
+_JOURNAL_COLUMNS = tuple(c.name for c in callback_journal.columns if c.name != "id")
+_INSERT_JOURNAL = _insert_sql(callback_journal, _JOURNAL_COLUMNS)
+_KEY_COLUMNS = tuple(c.name for c in payment_request_keys.columns)
+_INSERT_KEY = _insert_sql(payment_request_keys, _KEY_COLUMNS)
+_JSONB_COLUMNS = {"payload", "headers", "audit"}
+_LOCK_ORDER = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
+
+
+def _row(obj: object, columns: Sequence[str]) -> dict[str, Any]:
+    return {c: Jsonb(getattr(obj, c)) if c in _JSONB_COLUMNS else getattr(obj, c) for c in columns}
+
+
 class PaymentRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Outbox rows added in this transaction, written together at commit.
+        self._events: list[dict[str, Any]] = []
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> None:
+        self.session.connection().exec_driver_sql(sql, params)
 
     def lock_order(self, order_id: str) -> None:
         """Serialises writers of one order until the transaction ends."""
-        key = func.hashtextextended(_ORDER_LOCK_PREFIX + order_id, 0)
-        self.session.execute(select(func.pg_advisory_xact_lock(key)))
+        self._execute(_LOCK_ORDER, {"key": _ORDER_LOCK_PREFIX + order_id})
 
     def for_order(self, order_id: str, *, for_update: bool = False) -> Sequence[Payment]:
         stmt = select(Payment).where(payments.c.order_id == order_id).order_by(payments.c.attempt)
@@ -61,16 +99,19 @@ class PaymentRepository:
         return self.session.scalars(stmt).one_or_none()
 
     def add(self, payment: Payment) -> None:
-        # SQLAlchemy flushes a mapper's UPDATEs before its INSERTs, so an
-        # attempt closed in the same unit of work is written before the new
-        # pending row that the partial unique index would otherwise refuse.
-        self.session.add(payment)
+        """Inserts the new attempt now (it stays out of the session: the
+        object is the caller's to read). Changes to loaded attempts are
+        flushed first, so an attempt closed in the same unit of work is
+        written before the new pending row that the partial unique index
+        would otherwise refuse."""
+        self.session.flush()
+        self._execute(_INSERT_PAYMENT, _row(payment, _PAYMENT_COLUMNS))
 
     def request_key(self, order_id: str, request_id: str) -> RequestKey | None:
         return self.session.get(RequestKey, (order_id, request_id))
 
     def add_request_key(self, key: RequestKey) -> None:
-        self.session.add(key)
+        self._execute(_INSERT_KEY, _row(key, _KEY_COLUMNS))
 
     def add_extra_payment(self, extra: ExtraPayment) -> bool:
         """Stores an extra payment; False when this transaction was stored before."""
@@ -146,17 +187,27 @@ class PaymentRepository:
         refund: Refund | None = None,
     ) -> None:
         event_id = uuid.uuid4()
-        self.session.add(
-            OutboxEvent(
-                id=event_id,
-                aggregatetype="payment",
-                aggregateid=str(payment.id),
-                type=event_type,
-                payload=payment_event(event_id, event_type, payment, now, extra, refund),
-                create_time=now,
-                traceparent=current_traceparent() or None,
-            )
+        self._events.append(
+            {
+                "id": event_id,
+                "aggregatetype": "payment",
+                "aggregateid": str(payment.id),
+                "type": event_type,
+                "payload": Jsonb(payment_event(event_id, event_type, payment, now, extra, refund)),
+                "create_time": now,
+                "traceparent": current_traceparent() or None,
+            }
         )
+
+    def write_events(self) -> None:
+        """Writes the events added since the last call, in one INSERT (the
+        unit of work calls it before committing)."""
+        if not self._events:
+            return
+        events, self._events = self._events, []
+        rows = ", ".join(f"({', '.join(f'%({c}{i})s' for c in _OUTBOX_COLUMNS)})" for i in range(len(events)))
+        params = {f"{c}{i}": event[c] for i, event in enumerate(events) for c in _OUTBOX_COLUMNS}
+        self._execute(f"{_INSERT_OUTBOX_INTO} VALUES {rows}", params)
 
     def order_of_reference(self, provider: str, reference: str) -> str | None:
         """The order an attempt belongs to, by the gateway's reference (no lock)."""
@@ -176,7 +227,7 @@ class PaymentRepository:
         return self.session.scalars(stmt).one_or_none()
 
     def add_journal_entry(self, entry: JournalEntry) -> None:
-        self.session.add(entry)
+        self._execute(_INSERT_JOURNAL, _row(entry, _JOURNAL_COLUMNS))
 
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]:
         stmt = (
