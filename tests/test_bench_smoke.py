@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {"trivial", "new", "reuse", "get", "ipn_envoy", "ipn_direct", "retry", "propagation"}
+# The payment paths again on a payment service with PAYMENT_WORKERS=2.
+SCENARIOS |= {"new_2w", "reuse_2w", "get_2w", "ipn_direct_2w"}
 
 
 @pytest.mark.slow
@@ -44,12 +46,22 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert new["tps"] > 0 and new["failed"] == 0 and new["rows_written"] > 0
     assert reuse["tps"] > 0 and reuse["failed"] == 0
     captured = data["limits"]["captured"]
-    assert [s["sql"].split()[0] for s in captured["reuse"]][-1] == "ROLLBACK"
+    # Reuse: one SELECT in autocommit (no transaction, no lock, no write).
+    assert [s["sql"].split()[0] for s in captured["reuse"]] == ["SELECT"]
     assert any(s["sql"].startswith("INSERT INTO payments") for s in captured["new"])
 
     # Every target is evaluated (met or not is the machine's business).
     names = " ".join(t["target"] for t in data["targets"])
-    fragments = ("reuse path", "new-payment path", "pgbench", "IPN through Envoy", "p99", "p50 at", "RSS")
+    fragments = (
+        "reuse path",
+        "new-payment path",
+        "pgbench",
+        "IPN through Envoy",
+        "p99",
+        "p50 at",
+        "RSS",
+        "2 workers",
+    )
     for fragment in fragments:
         assert fragment in names
     assert all(isinstance(t["met"], bool) for t in data["targets"])
@@ -57,3 +69,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert plans and all("Index Scan" in p for p in plans)
     assert data["setup"]["rows at large runs"] >= 3_000
     assert "targets met" in run.stdout
+    # 100 gateway calls against the simulator reuse their connections.
+    opened = data["limits"]["gateway_connections"]["opened"]
+    assert opened["1 thread"] == 1 and 1 <= opened["4 threads"] <= 4

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Table, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import DateTime, Table, select, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Session
 
 from paykit.tracing import current_traceparent
 from payment_service.adapters.orm import (
+    OutboxEvent,
     callback_journal,
     extra_payments,
     payment_request_keys,
@@ -32,10 +33,26 @@ from payment_service.domain.refunds import Capture, Refund
 _ORDER_LOCK_PREFIX = "payment_service.order:"
 
 
+# Only casts that cannot change a value (never to a bounded varchar).
+_CASTS: tuple[tuple[type[Any], str], ...] = (
+    (UUID, "::uuid"),
+    (DateTime, "::timestamptz"),
+    (JSONB, "::jsonb"),
+)
+
+
+def _placeholder(table: Table, column: str, suffix: str = "") -> str:
+    # Typed like SQLAlchemy renders them, so a replay of the logged SQL with
+    # the values written in (bench/sql.py) still types its UUIDs.
+    kind = table.c[column].type
+    cast = next((c for t, c in _CASTS if isinstance(kind, t)), "")
+    return f"%({column}{suffix})s{cast}"
+
+
 def _insert_sql(table: Table, columns: Sequence[str]) -> str:
     return (
         f"INSERT INTO {table.name} ({', '.join(columns)})"  # noqa: S608 - names from the schema
-        f" VALUES ({', '.join(f'%({c})s' for c in columns)})"
+        f" VALUES ({', '.join(_placeholder(table, c) for c in columns)})"
     )
 
 
@@ -205,7 +222,11 @@ class PaymentRepository:
         if not self._events:
             return
         events, self._events = self._events, []
-        rows = ", ".join(f"({', '.join(f'%({c}{i})s' for c in _OUTBOX_COLUMNS)})" for i in range(len(events)))
+        outbox = OutboxEvent.__table__
+        rows = ", ".join(
+            f"({', '.join(_placeholder(outbox, c, str(i)) for c in _OUTBOX_COLUMNS)})"  # type: ignore[arg-type]
+            for i in range(len(events))
+        )
         params = {f"{c}{i}": event[c] for i, event in enumerate(events) for c in _OUTBOX_COLUMNS}
         self._execute(f"{_INSERT_OUTBOX_INTO} VALUES {rows}", params)
 
