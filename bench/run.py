@@ -43,11 +43,10 @@ from payment.v1 import payment_service_pb2_grpc
 from bench import load, report, sql
 from bench.model import Config, RunStats, Scenario
 from bench.stack import ROOT, Stack, command_line, machine_busy_seconds, memory_kb, process_table
-from gateway_simulator import Simulator
-from gateway_simulator.config import SimConfig
 from paykit import database, migrations
 from payment_service.adapters.http_client import HttpJsonClient
 from payment_service.gateways.vnpay import protocol as vnpay
+from payment_service.gateways.vnpay import settings as vnpay_settings
 from payments import stack as stack_module
 
 log = logging.getLogger("bench")
@@ -525,16 +524,19 @@ class Bench:
 
     def gateway_connections(self, calls: int = 100) -> None:
         """Connections the payment service's gateway HTTP client opens for
-        `calls` VNPay querydr calls against the gateway simulator (one
-        thread, then 4), in this process."""
+        `calls` VNPay querydr calls against the gateway simulator (its own
+        process, with the bench's VNPay keys), one thread, then 4."""
         with self.phase("gateway connections"):
-            sim = Simulator(SimConfig(port=0, ingress_base_url="http://127.0.0.1:9")).start()
+            sim = self.stack.spawn_other(
+                "simulator", [sys.executable, "-m", "gateway_simulator"], SIM_PORT="0"
+            )
             try:
-                url = sim.service_urls()["VNPAY_QUERY_URL"]
+                sim.wait_serving()
+                url = f"http://{sim.target}{vnpay_settings.SIM_QUERY_PATH}"
                 config = vnpay.VnpayConfig(
-                    tmn_code=sim.config.vnpay.tmn_code,
-                    hash_secret=sim.config.vnpay.hash_secret,
-                    pay_url=sim.service_urls()["VNPAY_API_URL"],
+                    tmn_code=load.TMN,
+                    hash_secret=load.SECRET,
+                    pay_url=f"http://{sim.target}/vnpay/pay",
                     return_url="https://shop.example/webhooks/vnpay/return",
                 )
 
