@@ -16,5 +16,6 @@ class SqlAlchemyUnitOfWork(SessionUnitOfWork):
         self.payments = PaymentRepository(session)
 
     def commit(self) -> None:
+        self.payments.write_changes()
         self.payments.write_events()
         super().commit()

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from payment_service.adapters.reads import SqlPaymentReads
+from payment_service.adapters.repository import PaymentRepository
 from payment_service.bootstrap import App
 from payment_service.domain.model import Provider
 from payment_service.service_layer.services import CreatePayment
@@ -33,14 +34,22 @@ def make_request(amount: int = 150_000, request_id: str = "") -> CreatePayment:
 
 def statements(app: App, req: CreatePayment, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every round trip of one call: cursor executes plus the transaction
-    control psycopg sends outside cursors, and the lock-free reads (one
+    control psycopg sends outside cursors, the lock-free reads (one
     statement each in autocommit, on a pooled connection outside the
-    engine's events: READ below)."""
+    engine's events: READ below) and the repository's reads of payments in
+    the transaction (plain cursors on the session's connection: SELECT)."""
     seen: list[str] = []
     reads = app.use_cases.reads
     assert isinstance(reads, SqlPaymentReads)
     rows = reads._rows
     monkeypatch.setattr(reads, "_rows", lambda sql, params: seen.append("READ") or rows(sql, params))
+    select = PaymentRepository._select
+
+    def counted(repo: PaymentRepository, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        seen.append("SELECT")
+        return select(repo, sql, params)
+
+    monkeypatch.setattr(PaymentRepository, "_select", counted)
     listeners: list[tuple[str, Any]] = [
         (
             "before_cursor_execute",
