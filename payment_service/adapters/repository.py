@@ -118,17 +118,18 @@ class PaymentRepository:
         self._payments: dict[uuid.UUID, tuple[Payment, tuple[Any, ...]]] = {}
 
     def _execute(self, sql: str, params: dict[str, Any]) -> None:
-        self.session.connection().exec_driver_sql(sql, params)
+        self._raw(sql, params)
 
-    def _select(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Rows of a SELECT on a plain cursor of the session's connection
-        (in its transaction), errors as SQLAlchemy would raise them."""
+    def _raw(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """One statement on a plain cursor of the session's connection (in
+        its transaction), its rows if any; errors as SQLAlchemy raises them
+        (a broken connection is invalidated: unavailable)."""
         connection = self.session.connection()
         driver = connection.connection.driver_connection
         try:
             with driver.cursor() as cursor:  # type: ignore[union-attr]
                 cursor.execute(sql, params)
-                return cursor.fetchall()
+                return cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as error:
             broken = connection.dialect.is_disconnect(error, driver, None)
             if broken:
@@ -143,7 +144,7 @@ class PaymentRepository:
         object, refreshed."""
         self.write_changes()
         loaded = []
-        for row in self._select(sql, params):
+        for row in self._raw(sql, params):
             known = self._payments.get(row[0])
             payment = known[0] if known else _new_payment()
             payment.__dict__.update(zip(_PAYMENT_COLUMNS, row, strict=True))

@@ -36,20 +36,21 @@ def statements(app: App, req: CreatePayment, monkeypatch: pytest.MonkeyPatch) ->
     """Every round trip of one call: cursor executes plus the transaction
     control psycopg sends outside cursors, the lock-free reads (one
     statement each in autocommit, on a pooled connection outside the
-    engine's events: READ below) and the repository's reads of payments in
-    the transaction (plain cursors on the session's connection: SELECT)."""
+    engine's events: READ below) and the repository's statements in the
+    transaction (plain cursors on the session's connection, by verb)."""
     seen: list[str] = []
     reads = app.use_cases.reads
     assert isinstance(reads, SqlPaymentReads)
     rows = reads._rows
     monkeypatch.setattr(reads, "_rows", lambda sql, params: seen.append("READ") or rows(sql, params))
-    select = PaymentRepository._select
+    raw = PaymentRepository._raw
 
     def counted(repo: PaymentRepository, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        seen.append("SELECT")
-        return select(repo, sql, params)
+        rows = raw(repo, sql, params)  # after the BEGIN its first statement brings
+        seen.append(sql.split(None, 1)[0])
+        return rows
 
-    monkeypatch.setattr(PaymentRepository, "_select", counted)
+    monkeypatch.setattr(PaymentRepository, "_raw", counted)
     listeners: list[tuple[str, Any]] = [
         (
             "before_cursor_execute",
