@@ -118,9 +118,9 @@ class PaymentRepository:
         self._payments: dict[uuid.UUID, tuple[Payment, tuple[Any, ...]]] = {}
 
     def _execute(self, sql: str, params: dict[str, Any]) -> None:
-        self._raw(sql, params)
+        self._raw(sql, params, rows=False)
 
-    def _raw(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _raw(self, sql: str, params: dict[str, Any], *, rows: bool = True) -> list[tuple[Any, ...]]:
         """One statement on a plain cursor of the session's connection (in
         its transaction), its rows if any; errors as SQLAlchemy raises them
         (a broken connection is invalidated: unavailable)."""
@@ -129,7 +129,8 @@ class PaymentRepository:
         try:
             with driver.cursor() as cursor:  # type: ignore[union-attr]
                 cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description is not None else []
+                # (cursor.description would build a column object per column.)
+                return cursor.fetchall() if rows else []
         except psycopg.Error as error:
             broken = connection.dialect.is_disconnect(error, driver, None)
             if broken:

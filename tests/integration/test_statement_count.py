@@ -45,10 +45,12 @@ def statements(app: App, req: CreatePayment, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(reads, "_rows", lambda sql, params: seen.append("READ") or rows(sql, params))
     raw = PaymentRepository._raw
 
-    def counted(repo: PaymentRepository, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        rows = raw(repo, sql, params)  # after the BEGIN its first statement brings
+    def counted(
+        repo: PaymentRepository, sql: str, params: dict[str, Any], *, rows: bool = True
+    ) -> list[tuple[Any, ...]]:
+        found = raw(repo, sql, params, rows=rows)  # after the BEGIN its first statement brings
         seen.append(sql.split(None, 1)[0])
-        return rows
+        return found
 
     monkeypatch.setattr(PaymentRepository, "_raw", counted)
     listeners: list[tuple[str, Any]] = [
