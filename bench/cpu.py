@@ -13,7 +13,7 @@ import contextlib
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ def _paths(
 ) -> dict[str, Any]:
     profiles: dict[str, Any] = {}
 
-    def per_request(items: list[object], call: Callable[[object], object], name: str) -> float:
+    def per_request(items: Sequence[object], call: Callable[[object], object], name: str) -> float:
         with contextlib.ExitStack() as stack:
             if profile is not None:
                 profiles[name] = stack.enter_context(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy import Engine, Table
@@ -60,7 +60,7 @@ class SqlPaymentReads:
             pooled = self.engine.raw_connection()
         except psycopg.Error as error:  # the pool's connect: SQLAlchemy leaves it unwrapped
             raise sa_exc.DBAPIError.instance(sql, params, error, psycopg.Error) from error
-        conn = pooled.dbapi_connection
+        conn = cast(psycopg.Connection[Any], pooled.driver_connection)
         try:
             conn.autocommit = True
             try:
@@ -71,7 +71,7 @@ class SqlPaymentReads:
                 # The unit of work's sessions expect transactions.
                 conn.autocommit = False
         except psycopg.Error as error:
-            broken = self.engine.dialect.is_disconnect(error, conn, None)
+            broken = self.engine.dialect.is_disconnect(cast(Any, error), pooled, None)
             if broken:
                 pooled.invalidate(error)
             raise sa_exc.DBAPIError.instance(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -125,14 +125,14 @@ class PaymentRepository:
         its transaction), its rows if any; errors as SQLAlchemy raises them
         (a broken connection is invalidated: unavailable)."""
         connection = self.session.connection()
-        driver = connection.connection.driver_connection
+        driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
         try:
-            with driver.cursor() as cursor:  # type: ignore[union-attr]
+            with driver.cursor() as cursor:
                 cursor.execute(sql, params)
                 # (cursor.description would build a column object per column.)
                 return cursor.fetchall() if rows else []
         except psycopg.Error as error:
-            broken = connection.dialect.is_disconnect(error, driver, None)
+            broken = connection.dialect.is_disconnect(cast(Any, error), connection.connection, None)
             if broken:
                 connection.invalidate(error)
             raise sa_exc.DBAPIError.instance(
