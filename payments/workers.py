@@ -46,11 +46,20 @@ INDEX_VARIABLE = "PAYMENTS_WORKER_INDEX"
 def worker_count(service: str, env: Mapping[str, str]) -> int:
     """PAYMENT_WORKERS / ORDER_WORKERS; default 1 in development, else the
     number of cores. Raises ConfigError (a ValueError) on a bad value."""
-    default = 1 if is_development(env) else (os.cpu_count() or 1)
+    default = 1 if is_development(env) else _cores()
     count = env_int(env, WORKERS_VARIABLE[service], default)
     if count < 1:
         raise ValueError(f"{WORKERS_VARIABLE[service]} must be at least 1, got {count}")
     return count
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a
+    container's cpuset), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def worker_index(env: Mapping[str, str]) -> int:
