@@ -26,6 +26,7 @@ COPY payments/ payments/
 COPY payment_service/ payment_service/
 COPY order_service/ order_service/
 COPY ingress/ ingress/
+COPY web/ web/
 COPY gateway_simulator/ gateway_simulator/
 COPY bench/ bench/
 RUN sh tools/install-venv.sh /opt/venv \

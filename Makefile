@@ -12,6 +12,9 @@ BUF := .tools/node_modules/.bin/buf
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version.split()[0]'
 	PYTHON=$(PYTHON) sh tools/install-venv.sh $(VENV) '[dev]'
+	@# The browser tests drive Debian's chromium (Playwright's own download cannot work here).
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && { apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }; } \
+		|| echo "warning: /usr/bin/chromium is missing: the browser tests will be skipped (apt-get install chromium)"
 	@touch $(STAMP)
 
 dev: $(STAMP) ## run the stack locally (embedded PostgreSQL in $$DATA_DIR, default .data)
@@ -25,7 +28,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check paykit payment_service order_service gateway_simulator ingress payments tools tests bench alembic/*/env.py
+	$(BIN)/ruff format --check paykit payment_service order_service gateway_simulator ingress web payments tools tests bench alembic/*/env.py
 	$(BIN)/mypy
 
 bench: $(STAMP) ## throughput and latency of the hot paths (results in bench/results/)

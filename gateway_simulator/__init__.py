@@ -1,11 +1,13 @@
 """A local simulator of the VNPay, payOS, MoMo and ZaloPay gateways.
 
-It serves each gateway's create/query API and checkout page on loopback,
+It serves each gateway's create/query/refund API and checkout page on loopback,
 redirects the browser back signed exactly as the gateway does, and sends the
 server-to-server callback to the ingress, signed with the same credentials
 and retried on the gateway's own schedule (compressed by ``time_scale``).
 A control API scripts faults (duplicate, delay, before_return, drop,
-wrong_amount, bad_signature, out_of_order) and clicks checkout buttons.
+wrong_amount, bad_signature, out_of_order, and for refunds
+refund_timeout_after_accept, refund_rejected, refund_duplicate, refund_lost), clicks
+checkout buttons, and keeps a ledger of every transaction and its refunds.
 
     with Simulator(SimConfig(port=0, ingress_base_url="http://127.0.0.1:8080")) as sim:
         sim.pay("momo", order_id)

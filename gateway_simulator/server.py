@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,7 +29,10 @@ from gateway_simulator.state import (
     GATEWAYS,
     MAX_DELAY_SECONDS,
     MAX_FAULT_COUNT,
+    MAX_REFUND_DROP_SECONDS,
+    PAYMENT_FAULT_KINDS,
     PENDING,
+    REFUND_FAULT_KINDS,
     AppliedFaults,
     EventLog,
     Fault,
@@ -80,7 +84,9 @@ class Engine:
         self.config = config
         self.events = EventLog()
         self.faults = FaultBook()
-        self.ctx = Context(config, self.events, clock=OffsetClock() if clock is None else clock)
+        self.ctx = Context(
+            config, self.events, faults=self.faults, clock=OffsetClock() if clock is None else clock
+        )
         self.deliverer = Deliverer(self.events, time_scale=config.time_scale, timeout=config.callback_timeout)
         gateways: list[GatewaySim] = [sim(self.ctx) for sim in simulated_gateways()]
         self.gateways: dict[str, GatewaySim] = {g.name: g for g in gateways}
@@ -99,6 +105,8 @@ class Engine:
         if kind not in FAULT_KINDS:
             raise SimError(400, f"fault must be one of {', '.join(FAULT_KINDS)}")
         assert isinstance(gateway, str) and isinstance(kind, str)
+        if kind in REFUND_FAULT_KINDS and gateway != "*" and not self.gateways[gateway].has_refunds:
+            raise SimError(400, f"{gateway} has no refund API: there is no refund to fault")
         if kind == "out_of_order" and gateway != "*" and not self.gateways[gateway].has_failure_callback:
             raise SimError(400, f"{gateway} calls back only on success: there is no failure to send first")
         reference = spec.get("reference")
@@ -116,6 +124,15 @@ class Engine:
             or not 0 < seconds <= MAX_DELAY_SECONDS
         ):
             raise SimError(400, f"delay needs seconds, a number from 0 to {MAX_DELAY_SECONDS:.0f}")
+        if kind == "refund_timeout_after_accept" and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= MAX_REFUND_DROP_SECONDS
+        ):
+            raise SimError(
+                400,
+                f"refund_timeout_after_accept takes seconds from 0 to {MAX_REFUND_DROP_SECONDS:.0f}",
+            )
         amount = spec.get("amount")
         if amount is not None and (not _is_int(amount) or amount <= 0):
             raise SimError(400, "amount must be a positive integer number of VND")
@@ -124,7 +141,7 @@ class Engine:
             kind,
             reference=reference,
             count=count,
-            seconds=float(seconds) if kind == "delay" else 0.0,
+            seconds=float(seconds) if kind in ("delay", "refund_timeout_after_accept") else 0.0,
             amount=amount if kind == "wrong_amount" else None,
         )
         self.events.record(
@@ -157,7 +174,7 @@ class Engine:
             if action in gw.callback_actions:
                 kinds = [
                     k
-                    for k in FAULT_KINDS
+                    for k in PAYMENT_FAULT_KINDS
                     if k != "out_of_order" or (action == "pay" and gw.has_failure_callback)
                 ]
                 faults = self.faults.take(gateway, {txn.reference, *txn.aliases}, kinds=kinds)
@@ -292,7 +309,7 @@ class Engine:
             with self.ctx.lock:
                 now = self.ctx.now()
                 txns = [
-                    t.summary()
+                    t.summary(now)
                     for gw in self.gateways.values()
                     if gateway in (None, gw.name)
                     for t in gw.txns.values()
@@ -458,6 +475,15 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("simulator request failed", extra={"path": path})
             response = json_response({"error": "internal simulator error"}, 500)
+        if response.drop_after is not None:
+            # The gateway did the work; its answer never reaches the merchant.
+            time.sleep(response.drop_after)
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         try:
             self._reply(response)
         finally:

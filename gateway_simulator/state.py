@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 VN_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")  # every gateway's local time (GMT+7)
 GATEWAYS: Final = ("vnpay", "payos", "momo", "zalopay")
 ACTIONS: Final = ("pay", "fail", "cancel")
-FAULT_KINDS: Final = (
+PAYMENT_FAULT_KINDS: Final = (
     "duplicate",  # the callback twice, concurrently
     "delay",  # the callback `seconds` (x time_scale) later
     "before_return",  # the callback answered before the browser is redirected
@@ -24,6 +24,20 @@ FAULT_KINDS: Final = (
     "bad_signature",  # a callback whose signature does not verify
     "out_of_order",  # a failure callback, then the success one
 )
+REFUND_FAULT_KINDS: Final = (
+    # The gateway records the refund, then its answer never arrives: the
+    # connection is closed (after `seconds`, default at once).
+    "refund_timeout_after_accept",
+    "refund_rejected",  # the gateway refuses the refund (VNPay 95, MoMo 1088, ZaloPay fails it)
+    # The gateway records the refund but answers "duplicate / already in
+    # progress" (VNPay 94, MoMo 1080, ZaloPay 2/-68): the merchant must query.
+    "refund_duplicate",
+    # The request never reaches the gateway: the connection closes and
+    # nothing is recorded (the merchant's query finds no refund).
+    "refund_lost",
+)
+FAULT_KINDS: Final = PAYMENT_FAULT_KINDS + REFUND_FAULT_KINDS
+MAX_REFUND_DROP_SECONDS: Final = 60.0
 MAX_FAULT_COUNT: Final = 1000
 MAX_DELAY_SECONDS: Final = 86_400.0
 
@@ -49,6 +63,56 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# --- refunds --------------------------------------------------------------
+
+# A refund's progress (each gateway maps these to its own codes).
+REFUND_PROCESSING: Final = "processing"
+REFUND_SENT_TO_BANK: Final = "sent_to_bank"
+REFUND_SUCCEEDED: Final = "succeeded"
+REFUND_REJECTED: Final = "rejected"
+REFUND_FINAL: Final = frozenset({REFUND_SUCCEEDED, REFUND_REJECTED})
+
+
+@dataclass
+class Refund:
+    """One refund the gateway accepted (or refused) for a paid transaction.
+    ``schedule`` is its progress: (seconds after creation, state) pairs on
+    the simulator's clock, so a test moves it with ``/_control/clock``."""
+
+    request_id: str  # the merchant's key (vnp_RequestId, MoMo requestId, m_refund_id)
+    gateway_refund_id: str
+    amount: int
+    created_at: datetime
+    schedule: tuple[tuple[float, str], ...]
+    request: dict[str, Any] = field(default_factory=dict)  # as received, without its signature
+    extra: dict[str, Any] = field(default_factory=dict)  # gateway-specific (MoMo's refund orderId)
+
+    def status(self, now: datetime) -> str:
+        elapsed = (now - self.created_at).total_seconds()
+        current = self.schedule[0][1]
+        for after, state in self.schedule:
+            if elapsed >= after:
+                current = state
+        return current
+
+    @property
+    def outcome(self) -> str:
+        """What it ends as."""
+        return self.schedule[-1][1]
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        status = self.status(now)
+        return {
+            "amount": self.amount,
+            "status": status,
+            "final": status in REFUND_FINAL,
+            "gateway_refund_id": self.gateway_refund_id,
+            "request_id": self.request_id,
+            "created_at": self.created_at.isoformat(),
+            **self.extra,
+        }
+
+
 # --- transactions ---------------------------------------------------------
 
 
@@ -70,6 +134,21 @@ class Txn:
     aliases: set[str] = field(default_factory=set)  # other ids it is found by
     request: dict[str, Any] = field(default_factory=dict)  # the create request, as received
     extra: dict[str, Any] = field(default_factory=dict)  # gateway-specific state
+    refunds: list[Refund] = field(default_factory=list)
+
+    def refunded(self, now: datetime) -> int:
+        """Money given back so far (refunds that succeeded)."""
+        return sum(r.amount for r in self.refunds if r.status(now) == REFUND_SUCCEEDED)
+
+    def refundable(self) -> int:
+        """What is left to refund: the capture less every refund that is not
+        (going to be) rejected. Zero unless paid."""
+        if self.status != PAID:
+            return 0
+        return self.amount - sum(r.amount for r in self.refunds if r.outcome != REFUND_REJECTED)
+
+    def refund_of(self, request_id: str) -> Refund | None:
+        return next((r for r in self.refunds if r.request_id == request_id), None)
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -81,7 +160,7 @@ class Txn:
             self.finished_at = self.expires_at
         return self.status
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, now: datetime) -> dict[str, Any]:
         return {
             "gateway": self.gateway,
             "reference": self.reference,
@@ -97,7 +176,10 @@ class Txn:
             # The ledger's view: when money was taken, until when the session takes it.
             "paid_at": self.finished_at.isoformat() if self.status == PAID and self.finished_at else None,
             "session_deadline": self.expires_at.isoformat() if self.expires_at else None,
-            "refunds": [],
+            # The gateway's books: what it captured and gave back.
+            "captured": self.amount if self.status == PAID else 0,
+            "refunded": self.refunded(now),
+            "refunds": [r.summary(now) for r in self.refunds],
         }
 
 
@@ -122,7 +204,7 @@ class Fault:
             "reference": self.reference,
             "count": self.remaining,
         }
-        if self.kind == "delay":
+        if self.kind in ("delay", "refund_timeout_after_accept"):
             out["seconds"] = self.seconds
         if self.kind == "wrong_amount":
             out["amount"] = self.amount
@@ -159,7 +241,7 @@ class AppliedFaults:
         return cls(ids=tuple(ids), **kwargs)
 
     def names(self) -> list[str]:
-        return [k for k in FAULT_KINDS if (self.delay > 0 if k == "delay" else getattr(self, k))]
+        return [k for k in PAYMENT_FAULT_KINDS if (self.delay > 0 if k == "delay" else getattr(self, k))]
 
 
 class FaultBook:

@@ -52,6 +52,9 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     # Runs once the response is on the wire (the default "redirect first").
     after: Callable[[], None] | None = None
+    # Seconds after which the connection is closed with no answer at all
+    # (the refund_timeout_after_accept fault); None: answer normally.
+    drop_after: float | None = None
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -25,10 +25,17 @@ class DevKeys:
     jwks: dict[str, Any]
 
     def token(
-        self, user: str, *, ttl_seconds: int = 3600, issuer: str = ISSUER, audience: str = AUDIENCE
+        self,
+        user: str,
+        *,
+        ttl_seconds: int = 3600,
+        issuer: str = ISSUER,
+        audience: str = AUDIENCE,
+        admin: bool = False,
     ) -> str:
+        """`admin`: with the claim the ingress requires for /admin/v1/."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "sub": user,
             "iss": issuer,
             "aud": audience,
@@ -36,6 +43,8 @@ class DevKeys:
             "nbf": now,
             "exp": now + ttl_seconds,
         }
+        if admin:
+            claims["admin"] = True
         return jwt.encode(claims, self.private_pem, algorithm="RS256", headers={"kid": KEY_ID})
 
 

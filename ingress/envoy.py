@@ -52,6 +52,22 @@ PUBLIC_ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/", ORDER_CLUSTER),
 )
 
+# The shop's pages and the operator's console: plain HTTP to the web app
+# (web/), never transcoded. The pages call the JSON API themselves.
+WEB_CLUSTER = "web"
+PAGE_PREFIXES: tuple[str, ...] = ("/shop/", "/console/")
+
+# The operator console's API: internal PaymentService RPCs transcoded under
+# /admin/v1/, only for a token whose `admin` claim is true. jwt_authn copies
+# the claim into ADMIN_HEADER (the Lua filter first removes any copy the
+# client sent) and the route matches on it; everything else under /admin/
+# gets Envoy's 403.
+ADMIN_PREFIX = "/admin/"
+ADMIN_HEADER = "x-payments-admin"
+ADMIN_CLAIM = "admin"
+ADMIN_ROUTE = "admin"
+ADMIN_REFUSED_ROUTE = "admin_refused"
+
 # The first route: Envoy's own 404 for any native gRPC request.
 NATIVE_GRPC_ROUTE = "refuse_native_grpc"
 
@@ -61,7 +77,7 @@ USER_HEADER = "x-user-id"
 JWT_PROVIDER = "payments"
 # Paths under the order API that need no token.
 ANONYMOUS_PREFIXES: tuple[str, ...] = ("/v1/products",)
-PROTECTED_PREFIXES: tuple[str, ...] = ("/v1/", "/api/")
+PROTECTED_PREFIXES: tuple[str, ...] = ("/v1/", "/api/", ADMIN_PREFIX)
 
 # Headers a transcoded reply would otherwise leak to the caller.
 STRIPPED_RESPONSE_HEADERS: tuple[str, ...] = (
@@ -84,6 +100,7 @@ local STRIPPED = {$stripped}
 function envoy_on_request(handle)
   -- Only jwt_authn, after this filter, may say who the caller is.
   handle:headers():remove("$user")
+  handle:headers():remove("$admin")
 end
 
 function envoy_on_response(handle)
@@ -123,6 +140,7 @@ end
     stripped=", ".join(f'"{name}"' for name in STRIPPED_RESPONSE_HEADERS),
     override=STATUS_OVERRIDE_HEADER,
     user=USER_HEADER,
+    admin=ADMIN_HEADER,
 )
 
 
@@ -252,6 +270,12 @@ class IngressSettings:
     # behind their *_GRPC_INSECURE=1 opt-out).
     payment_upstream_tls: UpstreamTls | None = None
     order_upstream_tls: UpstreamTls | None = None
+    # Route /shop/ and /console/ to the web app (WEB_UPSTREAM_HOST, WEB_PORT):
+    # from_env turns it on in development or when WEB_UPSTREAM_HOST is set;
+    # otherwise those paths are not routed (the shop's front end is elsewhere).
+    pages: bool = False
+    web_upstream_host: str = "127.0.0.1"
+    web_upstream_port: int = DEFAULT_PORTS["web"]
     # PAYMENTS_ENV=development. Outside development a JWKS source is required.
     development: bool = False
     # Where the keys that sign the order API's bearer tokens come from: an
@@ -298,6 +322,9 @@ class IngressSettings:
             order_upstream_port=_int(env, "ORDER_GRPC_PORT", DEFAULT_PORTS["order"]),
             payment_upstream_tls=_upstream_tls(env, "PAYMENT"),
             order_upstream_tls=_upstream_tls(env, "ORDER"),
+            pages=development or bool(env.get("WEB_UPSTREAM_HOST", "").strip()),
+            web_upstream_host=_upstream_host(env, "WEB_UPSTREAM_HOST", "WEB_HOST"),
+            web_upstream_port=_int(env, "WEB_PORT", DEFAULT_PORTS["web"]),
             development=development,
             jwks_json=read_jwks_file(jwks_file) if jwks_file else "",
             jwks_url=_jwks_url(jwks_url, development) if jwks_url else "",
@@ -436,6 +463,20 @@ def _grpc_cluster(upstream: Upstream) -> dict[str, Any]:
     }
 
 
+def _web_cluster(s: IngressSettings) -> dict[str, Any]:
+    """The web app serving the pages (plain HTTP/1.1)."""
+    address = _address(s.web_upstream_host, s.web_upstream_port)
+    return {
+        "name": WEB_CLUSTER,
+        **_discovery(s.web_upstream_host),
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": WEB_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+
+
 def _routes(s: IngressSettings) -> list[dict[str, Any]]:
     grpc_refused: dict[str, Any] = {
         "name": NATIVE_GRPC_ROUTE,
@@ -458,7 +499,37 @@ def _routes(s: IngressSettings) -> list[dict[str, Any]]:
         }
         for prefix, cluster in s.routes
     ]
-    return [grpc_refused, *public]
+    no_transcoding = {
+        "envoy.filters.http.grpc_json_transcoder": {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "disabled": True,
+        }
+    }
+    pages = [
+        {
+            "name": f"pages{prefix.rstrip('/').replace('/', '_')}",
+            "match": {"prefix": prefix},
+            "route": {"cluster": WEB_CLUSTER, "timeout": _seconds(s.route_timeout_seconds)},
+            "typed_per_filter_config": no_transcoding,
+        }
+        for prefix in (PAGE_PREFIXES if s.pages else ())
+    ]
+    admin = [
+        {
+            "name": ADMIN_ROUTE,
+            "match": {
+                "prefix": ADMIN_PREFIX,
+                "headers": [{"name": ADMIN_HEADER, "string_match": {"exact": "true"}}],
+            },
+            "route": {"cluster": PAYMENT_CLUSTER, "timeout": _seconds(s.route_timeout_seconds)},
+        },
+        {
+            "name": ADMIN_REFUSED_ROUTE,
+            "match": {"prefix": ADMIN_PREFIX},
+            "direct_response": {"status": 403, "body": {"inline_string": "this API needs an admin token"}},
+        },
+    ]
+    return [grpc_refused, *public, *admin, *pages]
 
 
 def _jwt_authn(s: IngressSettings) -> dict[str, Any]:
@@ -476,7 +547,12 @@ def _jwt_authn(s: IngressSettings) -> dict[str, Any]:
         **_jwks_source(s),
         "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
         "forward": False,
-        "claim_to_headers": [{"header_name": USER_HEADER, "claim_name": "sub"}],
+        "claim_to_headers": [
+            {"header_name": USER_HEADER, "claim_name": "sub"},
+            {"header_name": ADMIN_HEADER, "claim_name": ADMIN_CLAIM},
+        ],
+        # The admin route matches on the claim's header: pick the route again.
+        "clear_route_cache": True,
         "clock_skew_seconds": 30,
     }
     return {
@@ -812,6 +888,7 @@ def render_config(s: IngressSettings) -> dict[str, Any]:
             ],
             "clusters": [
                 *(_grpc_cluster(upstream) for upstream in clusters),
+                *([_web_cluster(s)] if s.pages else []),
                 *([_jwks_cluster(s)] if s.jwks_url else []),
             ],
         },

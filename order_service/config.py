@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from order_service.domain.model import OrderPolicy
+from order_service.domain.model import LatePaymentPolicy, OrderPolicy
 from order_service.service_layer.services import Retention
 from paykit.settings import (
     DEFAULT_PORTS,
@@ -80,6 +80,7 @@ class OrderSettings:
                 retry_limit=env_int(env, "RETRY_PAYMENT_LIMIT_PER_MINUTE", 10, minimum=1),
                 max_open_orders=env_int(env, "ORDER_MAX_OPEN_PER_USER", 10, minimum=1),
                 retry_min_remaining=timedelta(seconds=env_int(env, "RETRY_MIN_REMAINING_SECONDS", 120)),
+                late_payment=late_payment_policy(env),
             ),
             stream_deadline_seconds=float(env_int(env, "PAYMENT_STREAM_DEADLINE_SECONDS", 300, minimum=1)),
             keepalive_seconds=float(env_int(env, "PAYMENT_KEEPALIVE_SECONDS", 30, minimum=10)),
@@ -91,6 +92,17 @@ class OrderSettings:
             outbox_retention_days=env_int(env, "OUTBOX_RETENTION_DAYS", 7, minimum=1),
             prune_interval_seconds=float(env_int(env, "PRUNE_INTERVAL_SECONDS", 3600)),
         )
+
+
+def late_payment_policy(env: Mapping[str, str]) -> LatePaymentPolicy:
+    """LATE_PAYMENT_POLICY, the variable the payment service reads too:
+    honour (default), refund or review."""
+    raw = env.get("LATE_PAYMENT_POLICY", "").strip().lower() or LatePaymentPolicy.HONOUR.value
+    try:
+        return LatePaymentPolicy(raw)
+    except ValueError:
+        allowed = " | ".join(v.value for v in LatePaymentPolicy)
+        raise ConfigError(f"LATE_PAYMENT_POLICY={raw!r}: use {allowed}") from None
 
 
 def payment_target(env: Mapping[str, str]) -> str:

@@ -20,6 +20,7 @@ DEFAULT_PORTS = {
     "sim": 8090,  # SIM_PORT: the gateway simulator (development)
     "payment_metrics": 9464,  # PAYMENT_METRICS_PORT: the payment service's /metrics
     "order_metrics": 9465,  # ORDER_METRICS_PORT: the order service's /metrics
+    "web": 8088,  # WEB_PORT: the shop's pages and the operator console (web/), behind the ingress
 }
 
 

@@ -227,13 +227,16 @@ def cmd_refund(args: argparse.Namespace) -> None:
             args.request_id or f"cli-{uuid.uuid4().hex[:16]}",
             provider_transaction_id=args.transaction,
             transfer_reference=args.transfer_reference,
+            restock=args.restock,
         )
     except DomainError as error:
         sys.exit(f"payments refund: {error.message}")
     finally:
         app.close()
     fields = ("id", "payment_id", "amount", "currency", "status", "provider_refund_id", "failure_reason")
-    print(json.dumps({name: str(getattr(refund, name) or "") for name in fields}, indent=2))
+    shown: dict[str, object] = {name: str(getattr(refund, name) or "") for name in fields}
+    shown["restock"] = refund.restock
+    print(json.dumps(shown, indent=2))
 
 
 def cmd_check_config(_args: argparse.Namespace) -> None:
@@ -343,7 +346,7 @@ def cmd_token(args: argparse.Namespace) -> None:
     from ingress import auth
 
     keys = auth.load_or_create(Path(os.environ.get("DATA_DIR", ".data")))
-    print(keys.token(args.user, ttl_seconds=args.ttl))
+    print(keys.token(args.user, ttl_seconds=args.ttl, admin=args.admin))
 
 
 def cmd_vnpay_ipn(args: argparse.Namespace) -> None:
@@ -421,6 +424,8 @@ Running (Ctrl-C stops everything, the embedded PostgreSQL too):
   order.v1.OrderService      grpc  {host}:{order}   (internal; reflection on)
   ingress (Envoy)            http  http://{host}:{ingress}   admin http://{host}:{admin}
   gateway simulator          http  http://{host}:{sim}   (checkout pages; control API under /_control)
+  shop pages and console     http  http://{host}:{ingress}/shop/dev-login?user=u1
+                                   http://{host}:{ingress}/console/dev-login?user=admin
 Logs: DATA_DIR/logs/ (default .data/logs/)
 Try:
   TOKEN=$(.venv/bin/payments token --user u1)
@@ -453,10 +458,16 @@ def main(argv: list[str] | None = None) -> None:
     refund.add_argument("--request-id", default="", help="idempotency key (default: a new one)")
     refund.add_argument("--transaction", default="", help="an extra payment's provider transaction id")
     refund.add_argument("--transfer-reference", default="", help="payOS/COD: the bank transfer's reference")
+    refund.add_argument(
+        "--restock", action="store_true", help="give the order's stock back (once, while the order holds it)"
+    )
     refund.set_defaults(func=cmd_refund)
     token = sub.add_parser("token", help="print a development JWT the ingress accepts")
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument(
+        "--admin", action="store_true", help="with the admin claim: the operator console and /admin/v1/"
+    )
     token.set_defaults(func=cmd_token)
     sub.add_parser("sim", help="run the local gateway simulator (VNPay, payOS, MoMo, ZaloPay)").set_defaults(
         func=cmd_sim

@@ -152,6 +152,7 @@ class Ports:
     ingress: int = DEFAULT_PORTS["ingress"]
     admin: int = DEFAULT_PORTS["admin"]
     sim: int = DEFAULT_PORTS["sim"]
+    web: int = DEFAULT_PORTS["web"]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Ports:
@@ -159,7 +160,7 @@ class Ports:
 
     @classmethod
     def ephemeral(cls) -> Ports:
-        return cls(payment=0, order=0, ingress=0, admin=0, sim=0)
+        return cls(payment=0, order=0, ingress=0, admin=0, sim=0, web=0)
 
 
 PORT_VARIABLES = {
@@ -168,6 +169,7 @@ PORT_VARIABLES = {
     "ingress": "INGRESS_PORT",
     "admin": "ENVOY_ADMIN_PORT",
     "sim": "SIM_PORT",
+    "web": "WEB_PORT",
 }
 
 
@@ -198,6 +200,7 @@ class Stack:
     payment: ServiceProcess | None = None
     order: ServiceProcess | None = None
     sim: ServiceProcess | None = None
+    web: ServiceProcess | None = None
     envoy: ingress.EnvoyProcess | None = None
     others: list[ServiceProcess] = field(default_factory=list)
 
@@ -290,8 +293,11 @@ class Stack:
             PAYMENT_TARGET=self.payment.target,
         )
         self.order.wait_serving()
+        # The shop's pages and the console (web/), behind the ingress.
+        self.web = self.spawn("web", [sys.executable, "-m", "web"], WEB_PORT=str(ports.web))
         if self.sim is not None:
             self.sim.wait_serving()
+        self.web.wait_serving()
 
     def _start_ingress(self) -> None:
         assert self.payment is not None and self.order is not None
@@ -302,6 +308,7 @@ class Stack:
                 admin_port=self.ports.admin,
                 payment_upstream_port=self.payment.port,
                 order_upstream_port=self.order.port,
+                web_upstream_port=self.web.port if self.web is not None else self.ports.web,
             )
             # Keys given to the stack (tests, bench) win; then JWT_JWKS_URL or
             # JWT_JWKS_FILE; the development keys only in development.

@@ -33,7 +33,7 @@ PROJECT_PREFIXES = (
     "VNPAY",
     "PAYOS",
 )
-PROJECT_PREFIXES += ("MOMO", "ZALOPAY", "JWT_", "LOG_LEVEL", "RETRY_")
+PROJECT_PREFIXES += ("MOMO", "ZALOPAY", "JWT_", "LOG_LEVEL", "RETRY_", "WEB_")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -100,6 +100,7 @@ def user_env(ports: dict[str, int]) -> dict[str, str]:
 
 def free_ports() -> dict[str, int]:
     names = ["PAYMENT_GRPC_PORT", "ORDER_GRPC_PORT", "INGRESS_PORT", "ENVOY_ADMIN_PORT", "SIM_PORT"]
+    names.append("WEB_PORT")
     return dict(zip(names, _free_ports(len(names)), strict=True))
 
 

@@ -2,7 +2,8 @@
 its source, including those inside functions and under TYPE_CHECKING) point
 down. See "Where things are" in the README.
 
-    payments (the CLI)  ->  payment_service, order_service, gateway_simulator, ingress  ->  paykit
+    payments (the CLI)  ->  payment_service, order_service, gateway_simulator, ingress, web  ->  paykit
+                                                                               web -> ingress
 
 The two services never import each other; the order service reaches the
 payment service only through the generated stubs in gen/. Inside a service,
@@ -19,7 +20,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("paykit", "payment_service", "order_service", "gateway_simulator", "ingress", "payments", "bench")
+PACKAGES = (
+    "paykit",
+    "payment_service",
+    "order_service",
+    "gateway_simulator",
+    "ingress",
+    "web",
+    "payments",
+    "bench",
+)
 GENERATED = ("payment", "order")  # gen/: the contracts' Python code
 OURS = (*PACKAGES, *GENERATED, "tests")
 
@@ -27,6 +37,9 @@ OURS = (*PACKAGES, *GENERATED, "tests")
 ALLOWED: dict[str, set[str]] = {
     "paykit": set(),
     "ingress": {"paykit"},
+    # The pages reach the services only through the ingress (HTTP from the
+    # browser); the development keys come from the ingress's auth module.
+    "web": {"paykit", "ingress"},
     "payment_service": {"paykit", "payment"},
     "order_service": {"paykit", "order", "payment"},
     "gateway_simulator": {"paykit", "payment_service"},  # only gateways' protocol/settings, below
@@ -37,6 +50,7 @@ ALLOWED: dict[str, set[str]] = {
         "order_service",
         "gateway_simulator",
         "ingress",
+        "web",
         "payment",
         "order",
     },

@@ -13,12 +13,14 @@ check-config` agree on them:
   development keys);
 - INGRESS_HOST=0.0.0.0: the public listener binds the pod's network (a
   Service fronts it; the admin stays on 127.0.0.1, never exposed);
-- PAYMENT_UPSTREAM_HOST / ORDER_UPSTREAM_HOST: the services' headless
-  Services by DNS name, which the renderer turns into STRICT_DNS clusters:
+- PAYMENT_UPSTREAM_HOST / ORDER_UPSTREAM_HOST / WEB_UPSTREAM_HOST: the headless
+  Services of the services and of the web app (deploy/web.yaml: /shop/ and
+  /console/ go there) by DNS name, which the renderer turns into STRICT_DNS clusters:
   Envoy sees every ready replica and balances each request across them,
-  health-checking each one over gRPC. Plaintext as committed: the services
+  health-checking each service over gRPC (the web app: Kubernetes readiness
+  takes a pod out of DNS). Plaintext as committed: the services
   run with *_GRPC_INSECURE=1 behind the NetworkPolicy (deploy/README.md);
-- PAYMENT_GRPC_PORT / ORDER_GRPC_PORT from deploy/config.yaml, and, when set
+- PAYMENT_GRPC_PORT / ORDER_GRPC_PORT / WEB_PORT from deploy/config.yaml, and, when set
   there, PAYMENT_UPSTREAM_TLS_CA/_CERT/_KEY/_SERVER_NAME and the same for
   ORDER_: TLS (mutual with a certificate) from Envoy to the services.
 
@@ -53,6 +55,8 @@ IMAGE_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates
 UPSTREAM_HOSTS = {
     "PAYMENT_UPSTREAM_HOST": f"payment-pods.{NAMESPACE}.svc.cluster.local",
     "ORDER_UPSTREAM_HOST": f"order-pods.{NAMESPACE}.svc.cluster.local",
+    # The web app (deploy/web.yaml): setting it routes /shop/ and /console/ there.
+    "WEB_UPSTREAM_HOST": f"web-pods.{NAMESPACE}.svc.cluster.local",
 }
 # What the ingress reads from deploy/config.yaml.
 UPSTREAM_TLS = tuple(
@@ -66,6 +70,7 @@ FROM_CONFIG = (
     "JWT_AUDIENCE",
     "PAYMENT_GRPC_PORT",
     "ORDER_GRPC_PORT",
+    "WEB_PORT",
     *UPSTREAM_TLS,
 )
 
@@ -77,7 +82,7 @@ def cluster_config(path: Path = CONFIG) -> dict[str, str]:
 
 
 def environment(
-    config: dict[str, str], jwks_url: str = "", issuer: str = "", audience: str = ""
+    config: dict[str, str], jwks_url: str = "", issuer: str = "", audience: str = "", *, pages: bool = True
 ) -> dict[str, str]:
     env = {name: config[name] for name in FROM_CONFIG if config.get(name)}
     env.update(
@@ -88,6 +93,8 @@ def environment(
             "JWT_JWKS_CA_FILE": IMAGE_CA_FILE,
         }
     )
+    if not pages:  # no web app in the cluster: /shop/ and /console/ are not routed
+        del env["WEB_UPSTREAM_HOST"]
     overrides = {"JWT_JWKS_URL": jwks_url, "JWT_ISSUER": issuer, "JWT_AUDIENCE": audience}
     env.update({name: value for name, value in overrides.items() if value})
     return env
@@ -115,6 +122,8 @@ def kubernetes_bootstrap(s: ingress.IngressSettings) -> dict[str, Any]:
 
 
 def configmap(bootstrap: dict[str, Any]) -> str:
+    # A copy without shared objects: no YAML anchors and aliases in the manifest.
+    bootstrap = json.loads(json.dumps(bootstrap))
     body = yaml.dump(bootstrap, Dumper=ingress._Dumper, sort_keys=False)
     manifest = {
         "apiVersion": "v1",
@@ -142,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jwks", type=Path, help="embed this JWKS (JSON file) instead of fetching a URL")
     parser.add_argument("--issuer", default="", help="required JWT issuer (default: config)")
     parser.add_argument("--audience", default="", help="required JWT audience (default: config)")
+    parser.add_argument("--without-pages", action="store_true", help="no web app: /shop/, /console/ unrouted")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     jwks = json.dumps(json.loads(args.jwks.read_text())) if args.jwks else ""
-    env = environment(cluster_config(args.config), args.jwks_url, args.issuer, args.audience)
+    env = environment(
+        cluster_config(args.config), args.jwks_url, args.issuer, args.audience, pages=not args.without_pages
+    )
     try:
         text = configmap(kubernetes_bootstrap(settings(env, jwks)))
     except ConfigError as error:

@@ -13,7 +13,14 @@ from urllib.parse import quote, unquote, urlsplit
 
 from gateway_simulator.config import SimConfig
 from gateway_simulator.delivery import Callback
-from gateway_simulator.state import ACTION_STATUS, EventLog, Txn
+from gateway_simulator.state import (
+    ACTION_STATUS,
+    REFUND_FAULT_KINDS,
+    EventLog,
+    FaultBook,
+    Refund,
+    Txn,
+)
 from gateway_simulator.web import Request, Response
 from paykit.clock import Clock, OffsetClock
 
@@ -24,6 +31,7 @@ class Context:
 
     config: SimConfig
     events: EventLog
+    faults: FaultBook = field(default_factory=FaultBook)
     lock: threading.RLock = field(default_factory=threading.RLock)
     base_url: str = ""  # http://127.0.0.1:<port>, once bound
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -43,6 +51,22 @@ class Context:
             return next(self._counter)
 
 
+@dataclass(frozen=True)
+class RefundFaults:
+    """The scripted faults one refund request meets."""
+
+    timeout: bool = False
+    drop_after: float = 0.0
+    rejected: bool = False
+    duplicate: bool = False
+    lost: bool = False
+    ids: tuple[int, ...] = ()
+
+    def names(self) -> list[str]:
+        flags = (self.timeout, self.rejected, self.duplicate, self.lost)
+        return [k for k, on in zip(REFUND_FAULT_KINDS, flags, strict=True) if on]
+
+
 class GatewaySim:
     name: ClassVar[str]
     label: ClassVar[str]
@@ -50,6 +74,8 @@ class GatewaySim:
     callback_actions: ClassVar[frozenset[str]] = frozenset({"pay", "fail", "cancel"})
     # Whether a failure callback exists to send before the success one.
     has_failure_callback: ClassVar[bool] = True
+    # Whether the gateway has a refund API (payOS does not).
+    has_refunds: ClassVar[bool] = False
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -79,6 +105,54 @@ class GatewaySim:
         txn.action = action
         txn.finished_at = now
         self.on_settle(txn, action, now)
+
+    # --- refunds (call with ctx.lock held) ---
+
+    def refund_faults(self, txn: Txn, *, new: bool) -> RefundFaults:
+        """Takes the faults scripted for this transaction's next refund
+        request. A refusal applies to a new refund only; a repeated request
+        can still time out or be answered "duplicate"."""
+        kinds = REFUND_FAULT_KINDS if new else ("refund_timeout_after_accept", "refund_duplicate")
+        taken = self.ctx.faults.take(self.name, {txn.reference, *txn.aliases}, kinds=kinds)
+        by_kind = {f.kind: f for f in taken}
+        timeout = by_kind.get("refund_timeout_after_accept")
+        return RefundFaults(
+            timeout=timeout is not None,
+            drop_after=timeout.seconds if timeout is not None else 0.0,
+            rejected="refund_rejected" in by_kind,
+            duplicate="refund_duplicate" in by_kind,
+            lost="refund_lost" in by_kind,
+            ids=tuple(f.id for f in taken),
+        )
+
+    def record_refund(self, txn: Txn, refund: Refund, faults: RefundFaults) -> Refund:
+        txn.refunds.append(refund)
+        self.ctx.events.record(
+            "refund",
+            self.name,
+            txn.reference,
+            request_id=refund.request_id,
+            gateway_refund_id=refund.gateway_refund_id,
+            amount=refund.amount,
+            outcome=refund.outcome,
+            faults=faults.names(),
+        )
+        return refund
+
+    def lose_refund_request(self, txn: Txn, faults: RefundFaults) -> Response:
+        """The refund_lost fault: the connection closes before the gateway
+        records anything."""
+        self.ctx.events.record("refund_request_lost", self.name, txn.reference, faults=faults.names())
+        return Response(0, drop_after=0.0)
+
+    def deliver_refund_answer(self, txn: Txn, response: Response, faults: RefundFaults) -> Response:
+        """The answer as sent, or a connection closed without one."""
+        if faults.timeout:
+            response.drop_after = faults.drop_after
+            self.ctx.events.record(
+                "refund_answer_dropped", self.name, txn.reference, seconds=faults.drop_after
+            )
+        return response
 
     # --- hooks ---
 

@@ -10,8 +10,19 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final, TypeGuard
 
 from gateway_simulator.delivery import MOMO_SCHEDULE, Callback
-from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn
+from gateway_simulator.gateways.base import Context, GatewaySim, RefundFaults, corrupt
+from gateway_simulator.state import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    PAID,
+    PENDING,
+    REFUND_REJECTED,
+    REFUND_SUCCEEDED,
+    Refund,
+    SimError,
+    Txn,
+)
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.momo import protocol as momo
@@ -19,6 +30,13 @@ from payment_service.gateways.momo import settings as momo_settings
 
 CREATE_PATH: Final = momo_settings.SIM_PATH + momo.CREATE_PATH  # /momo/v2/gateway/api/create
 QUERY_PATH: Final = momo_settings.SIM_PATH + momo.QUERY_PATH
+REFUND_PATH: Final = momo_settings.SIM_PATH + momo.REFUND_PATH
+# Synchronous at MoMo: resultCode 0 is the money back.
+REFUND_SCHEDULE: Final = ((0.0, REFUND_SUCCEEDED),)
+REFUND_RESULT: Final = {
+    REFUND_SUCCEEDED: (0, "Thành công."),
+    REFUND_REJECTED: (1088, "Giao dịch không được hoàn tiền."),
+}
 PAY_PATH: Final = "/momo/pay/"
 IPN_PATH: Final = momo_settings.IPN_PATH
 ORDER_TYPE: Final = "momo_wallet"
@@ -61,10 +79,22 @@ class MomoSim(GatewaySim):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.by_request_id: dict[str, tuple[str, dict[str, Any]]] = {}  # requestId -> (orderId, answer)
+        # Refunds: requestId -> (orderId, the first answer); refund orderIds in use.
+        self.refund_requests: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.refund_order_ids: set[str] = set()
+
+    has_refunds = True
 
     def reset(self) -> None:
         super().reset()
         self.by_request_id.clear()
+        self.refund_requests.clear()
+        self.refund_order_ids.clear()
+
+    def handle(self, request: Request) -> Response | None:
+        if request.path == REFUND_PATH and request.method == "POST":
+            return self.refund(request)
+        return super().handle(request)
 
     create_path = CREATE_PATH
     query_path = QUERY_PATH
@@ -231,7 +261,7 @@ class MomoSim(GatewaySim):
                     "transId": int(txn.gateway_txn_id) if txn.gateway_txn_id else 0,
                     "payType": PAY_TYPE if txn.action else "",
                     "resultCode": code,
-                    "refundTrans": [],
+                    "refundTrans": [self._refund_tran(r) for r in txn.refunds],
                     "message": message,
                     "responseTime": _ms(now),
                     "lastUpdated": _ms(txn.finished_at or txn.created_at),
@@ -321,3 +351,133 @@ class MomoSim(GatewaySim):
                 "ipn_url_requested": txn.request["ipnUrl"],
             },
         )
+
+    # --- refund ---
+
+    def _refund_tran(self, refund: Refund) -> dict[str, Any]:
+        """One entry of the query answer's refundTrans[]."""
+        code, _ = REFUND_RESULT[refund.status(self.ctx.now())]
+        return {
+            "orderId": refund.extra["order_id"],
+            "amount": refund.amount,
+            "resultCode": code,
+            "transId": int(refund.gateway_refund_id),
+            "createdTime": _ms(refund.created_at),
+        }
+
+    def _refund_reply(
+        self, body: dict[str, Any], code: int, message: str, trans_id: int = 0
+    ) -> dict[str, Any]:
+        return {
+            "partnerCode": body.get("partnerCode", ""),
+            "orderId": body.get("orderId", ""),
+            "requestId": body.get("requestId", ""),
+            "amount": body.get("amount", 0),
+            "transId": trans_id,
+            "resultCode": code,
+            "message": message,
+            "responseTime": _ms(self.ctx.now()),
+        }
+
+    def _refund_refused(self, body: dict[str, Any], code: int, message: str) -> Response:
+        self.ctx.events.record(
+            "refund_refused", "momo", str(body.get("orderId", "")) or None, result_code=code, message=message
+        )
+        return json_response(self._refund_reply(body, code, message))
+
+    def refund(self, request: Request) -> Response:
+        """A NEW orderId per refund, requestId idempotent, several partial
+        refunds per transId, never more than was captured (§3.4, §7)."""
+        try:
+            body = request.json_object()
+        except SimError:
+            return self._refund_refused({}, 20, "Bad format request: the body is not a JSON object")
+        if not self._partner_ok(body):
+            return self._refund_refused(body, 13, "Merchant authentication failed: unknown partnerCode")
+        if not all(
+            isinstance(body.get(k), str) and body.get(k) for k in ("requestId", "orderId", "signature")
+        ) or not (_is_int(body.get("amount")) and _is_int(body.get("transId"))):
+            return self._refund_refused(body, 20, "Bad format request: missing or mistyped fields")
+        description = body.get("description", "")
+        if not isinstance(description, str):
+            return self._refund_refused(body, 20, "Bad format request: description must be a string")
+        expected = momo.refund_signature(
+            access_key=self.config.momo.access_key,
+            amount=body["amount"],
+            description=description,
+            order_id=body["orderId"],
+            partner_code=body["partnerCode"],
+            request_id=body["requestId"],
+            trans_id=body["transId"],
+            secret_key=self.config.momo.secret_key,
+        )
+        if body["signature"].lower() != expected:
+            return self._refund_refused(body, 20, "Bad format request: signature mismatch")
+        if not momo.AMOUNT_MIN <= body["amount"] <= momo.AMOUNT_MAX:
+            return self._refund_refused(
+                body, 22, f"Số tiền hoàn phải từ {momo.AMOUNT_MIN} đến {momo.AMOUNT_MAX} VND"
+            )
+        with self.ctx.lock:
+            return self._refund_locked(body)
+
+    def _refund_locked(self, body: dict[str, Any]) -> Response:
+        order_id, request_id = body["orderId"], body["requestId"]
+        txn = next(
+            (t for t in self.txns.values() if t.gateway_txn_id and t.gateway_txn_id == str(body["transId"])),
+            None,
+        )
+        previous = self.refund_requests.get(request_id)
+        if previous is not None and previous[0] != order_id:
+            return self._refund_refused(body, 40, "RequestId bị trùng (duplicated requestId)")
+        if previous is None and (order_id in self.refund_order_ids or self.find(order_id) is not None):
+            return self._refund_refused(
+                body, 41, "OrderId bị trùng (duplicated orderId: a refund needs a NEW one)"
+            )
+        if txn is None:
+            return self._refund_refused(body, 42, "Giao dịch không tồn tại (transId not found)")
+        refund = next((r for r in txn.refunds if r.request_id == request_id), None)
+        faults = self.refund_faults(txn, new=previous is None)
+        if faults.lost:
+            return self.lose_refund_request(txn, faults)
+        if previous is not None:
+            # The same request again: the first answer, unless a fault says otherwise.
+            answer = dict(previous[1])
+        else:
+            answer = self._new_refund(txn, body, faults)
+            self.refund_requests[request_id] = (order_id, answer)
+            refund = txn.refund_of(request_id)
+        if faults.duplicate and refund is not None:
+            answer = self._refund_reply(
+                body, 1080, "Yêu cầu hoàn tiền bị trùng hoặc đang được xử lý (duplicate refund)"
+            )
+        return self.deliver_refund_answer(txn, json_response(answer), faults)
+
+    def _new_refund(self, txn: Txn, body: dict[str, Any], faults: RefundFaults) -> dict[str, Any]:
+        left = txn.refundable()
+        refusal: tuple[int, str] | None = None
+        if txn.refresh(self.ctx.now()) != PAID or faults.rejected:
+            refusal = (1088, "Giao dịch không được hoàn tiền (the original transaction is not refundable)")
+        elif left <= 0:
+            refusal = (1080, "Giao dịch đã được hoàn tiền (already refunded in full)")
+        elif body["amount"] > left:
+            refusal = (1081, f"Số tiền hoàn vượt quá số tiền có thể hoàn ({body['amount']} > {left} VND)")
+        if refusal is not None:
+            self.ctx.events.record(
+                "refund_refused", "momo", txn.reference, request_id=body["requestId"], result_code=refusal[0]
+            )
+            return self._refund_reply(body, *refusal)
+        self.refund_order_ids.add(body["orderId"])
+        refund = self.record_refund(
+            txn,
+            Refund(
+                body["requestId"],
+                self._trans_id(),
+                body["amount"],
+                self.ctx.now(),
+                REFUND_SCHEDULE,
+                request={k: v for k, v in body.items() if k != "signature"},
+                extra={"order_id": body["orderId"]},
+            ),
+            faults,
+        )
+        return self._refund_reply(body, 0, "Thành công.", int(refund.gateway_refund_id))

@@ -9,8 +9,22 @@ from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 from gateway_simulator.delivery import VNPAY_SCHEDULE, Callback
-from gateway_simulator.gateways.base import Context, GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn
+from gateway_simulator.gateways.base import Context, GatewaySim, RefundFaults, corrupt
+from gateway_simulator.state import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    PAID,
+    PENDING,
+    REFUND_FINAL,
+    REFUND_PROCESSING,
+    REFUND_REJECTED,
+    REFUND_SENT_TO_BANK,
+    REFUND_SUCCEEDED,
+    Refund,
+    SimError,
+    Txn,
+)
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.vnpay import protocol as vnpay
@@ -26,6 +40,19 @@ TRANSACTION_STATUS: Final = {"pay": "00", "fail": "02", "cancel": "02"}
 # vnp_TransactionStatus that querydr reports for each simulator state.
 QUERYDR_STATUS: Final = {PENDING: "01", EXPIRED: "01", PAID: "00", FAILED: "02", CANCELLED: "02"}
 DEFAULT_BANK: Final = "NCB"
+# A refund's progress as querydr reports it (vnp_TransactionStatus, GATEWAYS.md §7):
+# 05 being processed, 06 sent to the bank, then 00 done or 09 rejected.
+REFUND_STATUS: Final = {
+    REFUND_PROCESSING: vnpay.REFUND_PROCESSING,
+    REFUND_SENT_TO_BANK: vnpay.REFUND_SENT_TO_BANK,
+    REFUND_SUCCEEDED: "00",
+    REFUND_REJECTED: vnpay.REFUND_REJECTED,
+}
+# Asynchronous at VNPay: seconds of simulator time in each state (the
+# simulator's choice; move them with /_control/clock).
+REFUND_SCHEDULE: Final = ((0.0, REFUND_PROCESSING), (2.0, REFUND_SENT_TO_BANK), (4.0, REFUND_SUCCEEDED))
+# The fields a repeated vnp_RequestId must carry unchanged to be the same refund.
+_REFUND_IDENTITY: Final = ("vnp_TxnRef", "vnp_TransactionType", "vnp_Amount", "vnp_TransactionDate")
 _REQUIRED: Final = (
     "vnp_Version",
     "vnp_Command",
@@ -57,10 +84,16 @@ class VnpaySim(GatewaySim):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.request_ids: set[str] = set()  # querydr vnp_RequestId: unique (94 on reuse)
+        # refund vnp_RequestId -> (the refund's identity, its refusal if refused):
+        # a repeat with the same identity is the same refund, anything else 94.
+        self.refund_requests: dict[str, tuple[tuple[str, ...], tuple[str, str] | None]] = {}
+
+    has_refunds = True
 
     def reset(self) -> None:
         super().reset()
         self.request_ids.clear()
+        self.refund_requests.clear()
 
     # --- routes ---
 
@@ -217,6 +250,8 @@ class VnpaySim(GatewaySim):
         }
         if txn is not None:
             settled = txn.action is not None
+            # Once refunded, querydr describes the transaction's latest refund.
+            latest = txn.refunds[-1] if txn.refunds else None
             answer.update(
                 {
                     "vnp_Amount": str(txn.amount * 100),
@@ -224,8 +259,12 @@ class VnpaySim(GatewaySim):
                     "vnp_BankCode": txn.request.get("vnp_BankCode") or DEFAULT_BANK,
                     "vnp_PayDate": txn.extra.get("pay_date", "") if settled else "",
                     "vnp_TransactionNo": txn.gateway_txn_id or "0",
-                    "vnp_TransactionType": "01",  # a payment
-                    "vnp_TransactionStatus": QUERYDR_STATUS[txn.status],
+                    "vnp_TransactionType": "01" if latest is None else latest.extra["transaction_type"],
+                    "vnp_TransactionStatus": (
+                        QUERYDR_STATUS[txn.status]
+                        if latest is None
+                        else REFUND_STATUS[latest.status(self.ctx.now())]
+                    ),
                 }
             )
         answer["vnp_SecureHash"] = vnpay.querydr_response_hash(answer, self.config.vnpay.hash_secret)
@@ -239,6 +278,8 @@ class VnpaySim(GatewaySim):
             body = request.json_object()
         except SimError:
             return self._answer({}, "03", "Invalid request format")
+        if body.get("vnp_Command") == "refund":
+            return self.refund(body)
         if body.get("vnp_Command") != "querydr":
             return self._answer(body, "99", f"vnp_Command {body.get('vnp_Command')!r} is not simulated")
         missing = [f for f in vnpay.QUERYDR_FIELDS if not isinstance(body.get(f), str) or not body.get(f)]
@@ -252,7 +293,7 @@ class VnpaySim(GatewaySim):
         if expected != str(body["vnp_SecureHash"]).lower():
             return self._answer(body, "97", "Invalid Checksum")
         with self.ctx.lock:
-            if body["vnp_RequestId"] in self.request_ids:
+            if body["vnp_RequestId"] in self.request_ids or body["vnp_RequestId"] in self.refund_requests:
                 return self._answer(body, "94", "Duplicate request")
             self.request_ids.add(body["vnp_RequestId"])
             txn = self.txns.get(body["vnp_TxnRef"])
@@ -260,15 +301,141 @@ class VnpaySim(GatewaySim):
                 return self._answer(body, "91", "Transaction not found")
             txn.refresh(self.ctx.now())
             if body["vnp_TransactionDate"] not in txn.extra["create_dates"]:
-                # VNPay asks for the vnp_CreateDate of the pay URL; whether it
-                # refuses another date is not documented, so the simulator
-                # answers and leaves a trace.
-                self.ctx.events.record(
-                    "warning",
-                    "vnpay",
-                    txn.reference,
-                    message="querydr vnp_TransactionDate is not the vnp_CreateDate of any pay URL",
-                    transaction_date=body["vnp_TransactionDate"],
-                    create_dates=list(txn.extra["create_dates"]),
-                )
+                # VNPay finds the transaction by its reference and the
+                # vnp_CreateDate of its pay URL (GATEWAYS.md §7: 91 is
+                # "usually a wrong vnp_TransactionDate").
+                return self._answer(body, "91", "Transaction not found (vnp_TransactionDate)")
             return self._answer(body, "00", "QueryDR Success", txn)
+
+    # --- refund ---
+
+    def _refund_answer(
+        self,
+        body: dict[str, Any],
+        code: str,
+        message: str,
+        txn: Txn | None = None,
+        refund: Refund | None = None,
+    ) -> Response:
+        """Signed over the querydr answer's fields without the two Promotion ones (§1.4)."""
+        answer: dict[str, Any] = {
+            "vnp_ResponseId": secrets.token_hex(16),
+            "vnp_Command": "refund",
+            "vnp_ResponseCode": code,
+            "vnp_Message": message,
+            "vnp_TmnCode": self.config.vnpay.tmn_code,
+            "vnp_TxnRef": str(body.get("vnp_TxnRef", "")),
+            "vnp_Amount": str(body.get("vnp_Amount", "")),
+            "vnp_OrderInfo": str(body.get("vnp_OrderInfo", "")),
+        }
+        if txn is not None and refund is not None:
+            answer.update(
+                {
+                    "vnp_BankCode": txn.request.get("vnp_BankCode") or DEFAULT_BANK,
+                    "vnp_PayDate": txn.extra.get("pay_date", ""),
+                    "vnp_TransactionNo": refund.gateway_refund_id,
+                    "vnp_TransactionType": refund.extra["transaction_type"],
+                    "vnp_TransactionStatus": REFUND_STATUS[refund.status(self.ctx.now())],
+                }
+            )
+        answer["vnp_SecureHash"] = vnpay.refund_response_hash(answer, self.config.vnpay.hash_secret)
+        self.ctx.events.record(
+            "refund_answer", "vnpay", answer["vnp_TxnRef"] or None, code=code, answer=answer
+        )
+        return json_response(answer)
+
+    def refund(self, body: dict[str, Any]) -> Response:
+        """vnp_Command=refund: 02 full, 03 partial; accepted refunds progress
+        asynchronously (querydr reports 05, 06, then 00 or 09)."""
+        optional = ("vnp_TransactionNo",)
+        missing = [
+            f
+            for f in vnpay.REFUND_FIELDS
+            if not isinstance(body.get(f), str) or (not body.get(f) and f not in optional)
+        ]
+        if missing or not isinstance(body.get("vnp_SecureHash"), str):
+            return self._refund_answer(
+                body, "03", f"Invalid request format: {', '.join(missing) or 'vnp_SecureHash'}"
+            )
+        if body["vnp_TmnCode"] != self.config.vnpay.tmn_code:
+            return self._refund_answer(body, "02", "Invalid TmnCode")
+        expected = vnpay.refund_request_hash(body, self.config.vnpay.hash_secret)
+        if expected != body["vnp_SecureHash"].lower():
+            return self._refund_answer(body, "97", "Invalid Checksum")
+        raw_amount, kind = body["vnp_Amount"], body["vnp_TransactionType"]
+        if kind not in (vnpay.REFUND_FULL, vnpay.REFUND_PARTIAL):
+            return self._refund_answer(body, "03", "vnp_TransactionType must be 02 (full) or 03 (partial)")
+        if not raw_amount.isdigit() or int(raw_amount) <= 0 or int(raw_amount) % 100:
+            return self._refund_answer(
+                body, "03", "vnp_Amount must be a positive whole number of VND times 100"
+            )
+        amount = int(raw_amount) // 100
+        request_id = body["vnp_RequestId"]
+        identity = tuple(body[f] for f in _REFUND_IDENTITY)
+        with self.ctx.lock:
+            txn = self.txns.get(body["vnp_TxnRef"])
+            seen = self.refund_requests.get(request_id)
+            if request_id in self.request_ids or (seen is not None and seen[0] != identity):
+                return self._refund_answer(body, "94", "Duplicate request (vnp_RequestId already used)")
+            if seen is not None and seen[1] is not None:
+                return self._refund_answer(body, *seen[1])
+            if txn is None:
+                return self._refund_answer(body, "91", "Transaction not found")
+            refund = txn.refund_of(request_id)
+            faults = self.refund_faults(txn, new=refund is None)
+            if faults.lost:
+                return self.lose_refund_request(txn, faults)
+            if refund is None:
+                refusal = self._refusal(txn, body, amount, faults)
+                self.refund_requests[request_id] = (identity, refusal)
+                if refusal is not None:
+                    self.ctx.events.record(
+                        "refund_refused", "vnpay", txn.reference, request_id=request_id, code=refusal[0]
+                    )
+                    return self._refund_answer(body, *refusal)
+                refund = self.record_refund(
+                    txn,
+                    Refund(
+                        request_id,
+                        self._transaction_no(),
+                        amount,
+                        self.ctx.now(),
+                        REFUND_SCHEDULE,
+                        request={k: v for k, v in body.items() if k != "vnp_SecureHash"},
+                        extra={"transaction_type": kind},
+                    ),
+                    faults,
+                )
+            if faults.duplicate:
+                answer = self._refund_answer(
+                    body, "94", "Yêu cầu hoàn tiền đang được xử lý (a refund is in progress)"
+                )
+            else:
+                answer = self._refund_answer(body, "00", "Refund success", txn, refund)
+            return self.deliver_refund_answer(txn, answer, faults)
+
+    def _refusal(
+        self, txn: Txn, body: dict[str, Any], amount: int, faults: RefundFaults
+    ) -> tuple[str, str] | None:
+        """Why VNPay refuses a new refund of this transaction, if it does."""
+        txn.refresh(self.ctx.now())
+        if body["vnp_TransactionDate"] not in txn.extra["create_dates"]:
+            return ("91", "Transaction not found (vnp_TransactionDate is no pay URL's vnp_CreateDate)")
+        number = body["vnp_TransactionNo"]
+        if number not in ("", "0") and number != txn.gateway_txn_id:
+            return ("91", f"Transaction not found (vnp_TransactionNo {number} is not {txn.reference}'s)")
+        if txn.status != PAID or faults.rejected:
+            return ("95", "Giao dịch không thành công bên VNPAY, VNPAY từ chối xử lý yêu cầu")
+        left = txn.refundable()
+        if body["vnp_TransactionType"] == vnpay.REFUND_FULL and (amount != txn.amount or left != txn.amount):
+            return (
+                "03",
+                f"a full refund (02) must be the whole {txn.amount} VND of an unrefunded transaction",
+            )
+        if amount > left:
+            return ("03", f"Số tiền hoàn vượt quá số tiền còn lại ({amount} > {left} VND left to refund)")
+        now = self.ctx.now()
+        if any(r.status(now) not in REFUND_FINAL for r in txn.refunds):
+            # querydr describes one refund per transaction: one at a time.
+            return ("94", "Yêu cầu hoàn tiền đang được xử lý (a refund of this transaction is in progress)")
+        return None

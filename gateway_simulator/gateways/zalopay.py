@@ -11,7 +11,19 @@ from typing import Any, ClassVar, Final, NamedTuple
 
 from gateway_simulator.delivery import ZALOPAY_SCHEDULE, Callback
 from gateway_simulator.gateways.base import GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, EXPIRED, FAILED, PAID, PENDING, SimError, Txn
+from gateway_simulator.state import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    PAID,
+    PENDING,
+    REFUND_PROCESSING,
+    REFUND_REJECTED,
+    REFUND_SUCCEEDED,
+    Refund,
+    SimError,
+    Txn,
+)
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.zalopay import protocol as zalopay
@@ -19,6 +31,24 @@ from payment_service.gateways.zalopay import settings as zalopay_settings
 
 CREATE_PATH: Final = zalopay_settings.SIM_PATH + zalopay.CREATE_PATH  # /zalopay/v2/create
 QUERY_PATH: Final = zalopay_settings.SIM_PATH + zalopay.QUERY_PATH
+REFUND_PATH: Final = zalopay_settings.SIM_PATH + zalopay.REFUND_PATH
+QUERY_REFUND_PATH: Final = zalopay_settings.SIM_PATH + zalopay.QUERY_REFUND_PATH
+# Asynchronous at ZaloPay: processing (3), then success (1) or fail (2)
+# after these seconds of simulator time (the simulator's choice).
+REFUND_SCHEDULE: Final = ((0.0, REFUND_PROCESSING), (3.0, REFUND_SUCCEEDED))
+REFUND_FAIL_SCHEDULE: Final = ((0.0, REFUND_PROCESSING), (3.0, REFUND_REJECTED))
+REFUND_RESULT: Final = {
+    REFUND_PROCESSING: (3, "Giao dịch đang được xử lý", 3, "Hoàn tiền đang được xử lý"),
+    REFUND_SUCCEEDED: (1, "Giao dịch thành công", 1, "Hoàn tiền thành công"),
+    REFUND_REJECTED: (2, "Giao dịch thất bại", -3, "Hoàn tiền thất bại (refused)"),
+}
+# sub_return_code values for refund errors are not in GATEWAYS.md; these
+# are the simulator's choice (-68 duplicate as for create, -101 not found
+# as for query). Our client treats 2/-68 as "ask query_refund" and a
+# query_refund 2/-101 as "never received".
+SUB_DUPLICATE: Final = -68
+SUB_NOT_FOUND: Final = -101
+SUB_OVER_REFUND: Final = -13
 PAY_PATH: Final = "/zalopay/pay/"
 CALLBACK_PATH: Final = zalopay_settings.CALLBACK_PATH
 PMCID_WALLET: Final = "38"  # the ZaloPay wallet as payment method (pmcid / channel)
@@ -85,6 +115,14 @@ class ZalopaySim(GatewaySim):
     create_path = CREATE_PATH
     query_path = QUERY_PATH
     pay_path = PAY_PATH
+    has_refunds = True
+
+    def handle(self, request: Request) -> Response | None:
+        if request.path == REFUND_PATH and request.method == "POST":
+            return self.refund(request)
+        if request.path == QUERY_REFUND_PATH and request.method == "POST":
+            return self.query_refund(request)
+        return super().handle(request)
 
     def _refuse(self, app_trans_id: object, sub_code: int, sub_message: str) -> Response:
         reference = app_trans_id if isinstance(app_trans_id, str) and app_trans_id else None
@@ -328,3 +366,153 @@ class ZalopaySim(GatewaySim):
                 "callback_url_requested": request.get("callback_url"),
             },
         )
+
+    # --- refund ---
+
+    def _refund_state(self, refund: Refund, **more: Any) -> Response:
+        code, message, sub_code, sub_message = REFUND_RESULT[refund.status(self.ctx.now())]
+        return _answer(code, message, sub_code, sub_message, refund_id=int(refund.gateway_refund_id), **more)
+
+    def _refund_refused(self, ref: str | None, sub_code: int, sub_message: str) -> Response:
+        self.ctx.events.record(
+            "refund_refused", "zalopay", ref, sub_return_code=sub_code, message=sub_message
+        )
+        return _answer(2, "Giao dịch thất bại", sub_code, sub_message)
+
+    def refund(self, request: Request) -> Response:
+        """Asynchronous: a new refund answers processing (3); query_refund
+        reports success (1) or fail (2) later. The same m_refund_id again is
+        the same refund."""
+        try:
+            body = request.form_or_json()
+        except SimError:
+            return self._refund_refused(None, -401, "Dữ liệu yêu cầu không hợp lệ")
+        app_id, amount, timestamp = (
+            _int(body.get("app_id")),
+            _int(body.get("amount")),
+            _int(body.get("timestamp")),
+        )
+        m_refund_id, zp_trans_id = body.get("m_refund_id"), body.get("zp_trans_id")
+        description, mac = body.get("description"), body.get("mac")
+        fee_raw = body.get("refund_fee_amount")
+        fee = None if fee_raw in (None, "") else _int(fee_raw)
+        if (
+            app_id is None
+            or amount is None
+            or timestamp is None
+            or not isinstance(m_refund_id, str)
+            or not m_refund_id
+            or _int(zp_trans_id) is None
+            or not isinstance(description, str)
+            or not isinstance(mac, str)
+            or (fee_raw not in (None, "") and fee is None)
+        ):
+            return self._refund_refused(
+                None, -401, "Dữ liệu yêu cầu không hợp lệ (missing or mistyped fields)"
+            )
+        expected = zalopay.refund_mac(
+            app_id=app_id,
+            zp_trans_id=str(zp_trans_id),
+            amount=amount,
+            description=description,
+            timestamp=timestamp,
+            key1=self.config.zalopay.key1,
+            refund_fee_amount=fee,
+        )
+        if app_id != self.config.zalopay.app_id or mac.lower() != expected:
+            return self._refund_refused(m_refund_id, -402, "Ứng dụng hoặc chữ ký không hợp lệ")
+        with self.ctx.lock:
+            txn = next(
+                (t for t in self.txns.values() if t.gateway_txn_id and t.gateway_txn_id == str(zp_trans_id)),
+                None,
+            )
+            existing = self._find_refund(m_refund_id)
+            if existing is not None:
+                owner, refund = existing
+                if owner is not txn or refund.amount != amount:
+                    return self._refund_refused(
+                        m_refund_id, SUB_DUPLICATE, "m_refund_id đã được dùng cho yêu cầu khác (duplicate)"
+                    )
+                faults = self.refund_faults(owner, new=False)
+                answer = self._refund_state(refund)
+            else:
+                if txn is None:
+                    return self._refund_refused(
+                        m_refund_id, SUB_NOT_FOUND, "Không tìm thấy giao dịch (zp_trans_id)"
+                    )
+                refusal = self._refusal(txn, m_refund_id, amount)
+                if refusal is not None:
+                    return self._refund_refused(m_refund_id, *refusal)
+                faults = self.refund_faults(txn, new=True)
+                if faults.lost:
+                    return self.lose_refund_request(txn, faults)
+                refund = self.record_refund(
+                    txn,
+                    Refund(
+                        m_refund_id,
+                        str(200_000_000_000 + self.ctx.serial()),  # refund_id is an int64
+                        amount,
+                        self.ctx.now(),
+                        REFUND_FAIL_SCHEDULE if faults.rejected else REFUND_SCHEDULE,
+                        request={k: v for k, v in body.items() if k != "mac"},
+                    ),
+                    faults,
+                )
+                owner, answer = txn, self._refund_state(refund)
+            if faults.duplicate:
+                answer = _answer(
+                    2, "Giao dịch thất bại", SUB_DUPLICATE, "Yêu cầu hoàn tiền bị trùng (duplicate)"
+                )
+            return self.deliver_refund_answer(owner, answer, faults)
+
+    def _refusal(self, txn: Txn, m_refund_id: str, amount: int) -> tuple[int, str] | None:
+        """Why ZaloPay refuses a new refund, if it does."""
+        now = self.ctx.now()
+        prefixes = {zalopay.date_prefix(now), zalopay.date_prefix(now - timedelta(minutes=15))}
+        head, _, tail = m_refund_id.partition("_")
+        app, _, rest = tail.partition("_")
+        if head not in prefixes or app != str(self.config.zalopay.app_id) or not rest:
+            return (-401, "m_refund_id phải có dạng yymmdd_appid_xxx với ngày hiện tại (GMT+7)")
+        if txn.refresh(now) != PAID:
+            return (-3, "Giao dịch chưa thanh toán thành công (not refundable)")
+        left = txn.refundable()
+        if amount <= 0 or amount > left:
+            return (SUB_OVER_REFUND, f"Số tiền hoàn không hợp lệ ({amount} VND, {left} VND left to refund)")
+        return None
+
+    def _find_refund(self, m_refund_id: str) -> tuple[Txn, Refund] | None:
+        for txn in self.txns.values():
+            refund = txn.refund_of(m_refund_id)
+            if refund is not None:
+                return txn, refund
+        return None
+
+    def query_refund(self, request: Request) -> Response:
+        try:
+            body = request.form_or_json()
+        except SimError:
+            return _answer(2, "Giao dịch thất bại", -401, "Dữ liệu yêu cầu không hợp lệ")
+        app_id, timestamp = _int(body.get("app_id")), _int(body.get("timestamp"))
+        m_refund_id, mac = body.get("m_refund_id"), body.get("mac")
+        if (
+            app_id is None
+            or timestamp is None
+            or not isinstance(m_refund_id, str)
+            or not isinstance(mac, str)
+        ):
+            return _answer(2, "Giao dịch thất bại", -401, "Dữ liệu yêu cầu không hợp lệ")
+        expected = zalopay.query_refund_mac(
+            app_id=app_id, m_refund_id=m_refund_id, timestamp=timestamp, key1=self.config.zalopay.key1
+        )
+        if app_id != self.config.zalopay.app_id or mac.lower() != expected:
+            return _answer(2, "Giao dịch thất bại", -402, "Ứng dụng hoặc chữ ký không hợp lệ")
+        with self.ctx.lock:
+            found = self._find_refund(m_refund_id)
+            if found is None:
+                answer = _answer(2, "Giao dịch thất bại", SUB_NOT_FOUND, "Không tìm thấy yêu cầu hoàn tiền")
+            else:
+                answer = self._refund_state(found[1])
+        self.ctx.events.record(
+            "query_refund", "zalopay", found[0].reference if found else None, m_refund_id=m_refund_id
+        )
+        return answer

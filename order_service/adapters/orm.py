@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -70,11 +71,21 @@ orders = Table(
     Column("payment_attempt", Integer, nullable=False, server_default=text("0")),
     # The payment whose money paid the order; others are extra payments.
     Column("paid_payment_id", UUID(as_uuid=True)),
+    # The catalog's stock is taken for the order now; cleared when it is
+    # given back (once per taking, under the order's row lock).
+    Column("stock_held", Boolean, nullable=False, server_default=text("true")),
+    # EXPIRED or CANCELED: how the order was closed, kept while late money is reviewed.
+    Column("closed_as", String(32)),
+    # The payment a person reviews (or that was refunded for a closed order).
+    Column("review_payment_id", UUID(as_uuid=True)),
+    # Money given back from the order's payment (refunds that succeeded).
+    Column("refunded_amount", BigInteger, nullable=False, server_default=text("0")),
     Column("create_time", DateTime(timezone=True), nullable=False),
     Column("update_time", DateTime(timezone=True), nullable=False),
     Column("expire_time", DateTime(timezone=True), nullable=False),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in OrderStatus)})", name="status_known"),
     CheckConstraint("total_amount > 0", name="total_positive"),
+    CheckConstraint("refunded_amount >= 0", name="refunded_not_negative"),
     # ListOrders: the caller's orders, newest first.
     Index("ix_orders_user_id_create_time", "user_id", "create_time"),
     # The expiry sweep reads only unpaid orders, oldest deadline first.

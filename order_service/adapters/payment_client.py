@@ -21,6 +21,9 @@ from order_service.domain.payments import (
     PaymentFact,
     PaymentProvider,
     PaymentStatus,
+    RefundFact,
+    RefundStatus,
+    ReviewResolution,
 )
 from paykit.protobuf import timestamp
 
@@ -88,6 +91,38 @@ def payment_event_from_proto(
         attempt=payment.attempt,
         create_time=event.create_time.ToDatetime(tzinfo=UTC) if event.HasField("create_time") else None,
         traceparent=traceparent,
+        refunded_amount=payment.refunded_amount,
+        refund_pending_amount=payment.refund_pending_amount,
+        review_resolution=_resolution(payment.review_resolution),
+        refund=_refund(event) if event.HasField("refund") else None,
+    )
+
+
+def _resolution(value: int) -> ReviewResolution:
+    name = payment_pb2.ReviewAction.Name(value) if value in payment_pb2.ReviewAction.values() else ""
+    try:
+        return ReviewResolution(name.removeprefix("REVIEW_ACTION_").replace("UNSPECIFIED", ""))
+    except ValueError:
+        return ReviewResolution.NONE
+
+
+def _refund(event: payment_pb2.PaymentEvent) -> RefundFact | None:
+    refund = event.refund
+    known = refund.status in payment_pb2.RefundStatus.values()
+    name = payment_pb2.RefundStatus.Name(refund.status) if known else ""
+    try:
+        status = RefundStatus(name.removeprefix("REFUND_STATUS_"))
+    except ValueError:
+        return None  # a refund status this build does not know: not acted on
+    return RefundFact(
+        refund_id=refund.id,
+        amount=refund.amount,
+        status=status,
+        restock=refund.restock,
+        # The payment's own capture is refunded from its own transaction;
+        # an extra payment's refund names the extra's transaction.
+        own_capture=refund.provider_transaction_id == event.payment.provider_transaction_id,
+        failure_reason=refund.failure_reason,
     )
 
 

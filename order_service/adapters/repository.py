@@ -200,4 +200,5 @@ def order_payload(order: Order) -> dict[str, Any]:
         "total_amount": order.total_amount,
         "currency": order.currency,
         "payment_id": str(order.payment_id or ""),
+        "refunded_amount": order.refunded_amount,
     }

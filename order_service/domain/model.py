@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,7 +22,13 @@ from order_service.domain.errors import (
     OrderClosed,
     OrderExpiring,
 )
-from order_service.domain.payments import PaymentEvent, PaymentFact, PaymentProvider
+from order_service.domain.payments import (
+    PaymentEvent,
+    PaymentFact,
+    PaymentProvider,
+    RefundStatus,
+    ReviewResolution,
+)
 
 
 class OrderStatus(StrEnum):
@@ -33,6 +39,17 @@ class OrderStatus(StrEnum):
     EXPIRED = "EXPIRED"
     NEEDS_REVIEW = "NEEDS_REVIEW"
     AWAITING_DELIVERY_PAYMENT = "AWAITING_DELIVERY_PAYMENT"
+    REFUNDED = "REFUNDED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+
+
+class LatePaymentPolicy(StrEnum):
+    """LATE_PAYMENT_POLICY, as the payment service reads it: money taken
+    for an order that was already expired or canceled."""
+
+    HONOUR = "honour"  # the order is PAID again when its stock can be reserved again
+    REFUND = "refund"  # the payment service refunds it; the order stays closed
+    REVIEW = "review"  # a person decides (NEEDS_REVIEW)
 
 
 # Orders that may still be paid ("Pay again" works on them).
@@ -43,6 +60,11 @@ CANCELABLE = PAYABLE | {OrderStatus.AWAITING_DELIVERY_PAYMENT}
 RESTOCKED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
 # Orders that still wait for their money (money arriving pays them).
 UNPAID = PAYABLE | {OrderStatus.AWAITING_DELIVERY_PAYMENT}
+# Orders whose money was kept (paid_payment_id), refunded in part or whole since.
+SETTLED = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+# Orders whose stock may be given back by a refund asking for it (restock),
+# while the order still holds it (Order.stock_held).
+RESTOCKABLE = SETTLED | {OrderStatus.NEEDS_REVIEW}
 
 MAX_ITEMS = 50
 MAX_QUANTITY = 100
@@ -62,6 +84,8 @@ class OrderPolicy:
     # "Pay again" is refused when less than this is left before the order
     # expires: the attempt is capped at the order's expiry.
     retry_min_remaining: timedelta = timedelta(seconds=120)
+    # LATE_PAYMENT_POLICY: the same variable the payment service reads.
+    late_payment: LatePaymentPolicy = LatePaymentPolicy.HONOUR
 
 
 @dataclass(frozen=True)
@@ -187,7 +211,7 @@ def check_payable(
         raise CashOnDelivery(order.id)
     if status == OrderStatus.PAID:
         raise AlreadyPaid(order.id)
-    if status not in PAYABLE:
+    if status not in PAYABLE:  # refunded, under review, canceled, expired
         raise OrderClosed(order.id, status.value)
     if now is not None:
         left = order.expire_time - now
@@ -225,6 +249,8 @@ class OrderChange:
     status: OrderStatus
     reason: str | None
     event: str  # order event type to emit
+    # Give the order's stock back now (the order no longer holds it after).
+    restock: bool = False
 
 
 MONEY_EVENTS = frozenset({"payment.succeeded", "payment.late_success"})
@@ -255,7 +281,7 @@ def on_money(order: OrderLike, payment: MoneyFact, *, paid_payment_id: object = 
             "refund it or honour the order",
             "order.needs_review",
         )
-    if status == OrderStatus.PAID and str(paid_payment_id or order.payment_id or "") in (
+    if status in SETTLED and str(paid_payment_id or order.payment_id or "") in (
         "",
         payment.payment_id,
     ):
@@ -314,6 +340,41 @@ def on_payment_event(
         )
         return OrderChange(OrderStatus.PAYMENT_FAILED, reason, "order.payment_failed")
     return None
+
+
+REFUND_EVENTS = frozenset({"payment.refund_requested", "payment.refunded", "payment.refund_failed"})
+
+
+def late_money_action(
+    order: OrderLike, payment: MoneyFact, event_type: str, policy: LatePaymentPolicy
+) -> LatePaymentPolicy | None:
+    """What money that matches a closed (expired or canceled) order does to
+    it, by LATE_PAYMENT_POLICY; None when the order is not closed or the
+    money does not match it (then a person looks at it: on_money). Only a
+    late success is refunded by the payment service under `refund`: other
+    money for a closed order (a success that raced the expiry) goes to a
+    person instead of staying unseen."""
+    if OrderStatus(order.status) not in RESTOCKED or fact_mismatch(order, payment) is not None:
+        return None
+    if policy == LatePaymentPolicy.REFUND and event_type != "payment.late_success":
+        return LatePaymentPolicy.REVIEW
+    return policy
+
+
+_REFUND_EVENT = {
+    OrderStatus.REFUNDED: "order.refunded",
+    OrderStatus.PARTIALLY_REFUNDED: "order.partially_refunded",
+}
+
+
+_REFUND_ORDER = [OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED]
+
+
+def refunded_status(refunded: int, amount: int) -> OrderStatus:
+    """A kept payment's status once `refunded` of its `amount` went back."""
+    if refunded >= amount:
+        return OrderStatus.REFUNDED
+    return OrderStatus.PARTIALLY_REFUNDED if refunded > 0 else OrderStatus.PAID
 
 
 class ExpiryAction(StrEnum):
@@ -386,6 +447,19 @@ class Order:
     payment_id: uuid.UUID | None  # the current (latest) payment attempt
     payment_attempt: int  # its attempt number: the current attempt never moves back
     paid_payment_id: uuid.UUID | None  # the payment whose money paid the order
+    # The stock of the order's lines is taken from the catalog for it now:
+    # it is given back only while this is true, and set false when it is,
+    # under the order's row lock, so it comes back once per taking.
+    stock_held: bool
+    # EXPIRED or CANCELED: how the order was closed (its stock given back),
+    # kept while late money for it is under review; None once it is paid.
+    closed_as: str | None
+    # The payment whose money a person reviews (NEEDS_REVIEW), or that was
+    # refunded for a closed order: a resolved review of it moves the order.
+    review_payment_id: uuid.UUID | None
+    # Money given back from the order's payment (paid_payment_id's own
+    # capture, or the reviewed payment's), refunds that succeeded.
+    refunded_amount: int
     create_time: datetime
     update_time: datetime
     expire_time: datetime
@@ -413,6 +487,7 @@ class Order:
         self.receiver_name, self.receiver_phone = receiver_name, receiver_phone
         self.shipping_address, self.note = shipping_address, note
         self.payment_id, self.payment_attempt, self.paid_payment_id = None, 0, None
+        self.stock_held, self.closed_as, self.review_payment_id, self.refunded_amount = True, None, None, 0
         self.create_time, self.update_time, self.expire_time = create_time, create_time, expire_time
         self.items = list(items)
 
@@ -442,25 +517,199 @@ class Order:
         if self.status not in CANCELABLE:
             return False
         self.status, self.status_reason, self.update_time = status.value, reason, now
+        self.stock_held, self.closed_as = False, status.value
         return True
 
     def _change(self, change: OrderChange | None, paying: str, now: datetime) -> OrderChange | None:
         if change is not None:
             if change.status == OrderStatus.PAID and self.status != OrderStatus.PAID:
                 self.paid_payment_id = uuid.UUID(paying)
-            self.status, self.status_reason = change.status.value, change.reason
-            self.update_time = now
+            if change.status == OrderStatus.NEEDS_REVIEW and self.status != OrderStatus.NEEDS_REVIEW:
+                self.review_payment_id = uuid.UUID(paying)
+            self._set(change, now)
         return change
 
-    def apply_payment_event(self, event: PaymentEvent, now: datetime) -> OrderChange | None:
+    def _set(self, change: OrderChange, now: datetime) -> OrderChange:
+        self.status, self.status_reason = change.status.value, change.reason
+        if change.restock:
+            self.stock_held = False
+        self.update_time = now
+        return change
+
+    def _hold_stock(self, reserve: Callable[[], bool]) -> bool:
+        """True when the order holds its stock, taking it again if it was
+        given back (`reserve` takes every line's stock, or none)."""
+        if not self.stock_held and reserve():
+            self.stock_held = True
+        return self.stock_held
+
+    def _pay(self, payment_id: str) -> None:
+        self.paid_payment_id, self.review_payment_id, self.closed_as = uuid.UUID(payment_id), None, None
+
+    def apply_payment_event(
+        self,
+        event: PaymentEvent,
+        now: datetime,
+        *,
+        late_policy: LatePaymentPolicy = LatePaymentPolicy.REVIEW,
+        reserve: Callable[[], bool] = lambda: False,
+    ) -> OrderChange | None:
         """What a (new, in-order) payment event does to this order; the
-        change made, if any, names the order event to emit."""
+        change made, if any, names the order event to emit, and whether the
+        caller gives the stock back (`restock`). `reserve` takes the
+        order's stock again, all lines or none, in the caller's
+        transaction: called only when honouring money for an order whose
+        stock was given back."""
         self.attach_payment(event.payment_id, event.attempt, now)
+        if event.type in MONEY_EVENTS:
+            action = late_money_action(self, event, event.type, late_policy)
+            if action is not None:
+                self.update_time = now
+                return self._late_money(event.payment_id, action, reserve, now)
+        elif event.type in REFUND_EVENTS and event.refund is not None:
+            self.update_time = now
+            return self._refund_news(event, now)
+        elif event.type == "payment.review_resolved":
+            self.update_time = now
+            return self._review_resolved(event, reserve, now)
         change = on_payment_event(
             self, event, current=self.is_current(event.payment_id), paid_payment_id=self.paid_payment_id
         )
         self.update_time = now
         return self._change(change, event.payment_id, now)
+
+    def _late_money(
+        self, payment_id: str, action: LatePaymentPolicy, reserve: Callable[[], bool], now: datetime
+    ) -> OrderChange:
+        """Money matching the order after it was closed (LATE_PAYMENT_POLICY)."""
+        was = self.status.lower()
+        if action == LatePaymentPolicy.HONOUR and self._hold_stock(reserve):
+            self._pay(payment_id)
+            reason = f"payment {payment_id} succeeded after the order was {was}: honoured, stock taken again"
+            return self._set(OrderChange(OrderStatus.PAID, reason, "order.paid"), now)
+        self.review_payment_id = uuid.UUID(payment_id)
+        if action == LatePaymentPolicy.REFUND:
+            reason = f"payment {payment_id} succeeded after the order was {was}: it is refunded"
+            change = OrderChange(OrderStatus(self.status), reason, "order.late_payment_refunded")
+            return self._set(change, now)
+        why = "refund it or honour the order"
+        if action == LatePaymentPolicy.HONOUR:
+            why = "stock no longer available"
+        reason = f"payment {payment_id} succeeded after the order was {was}: {why}"
+        return self._set(OrderChange(OrderStatus.NEEDS_REVIEW, reason, "order.needs_review"), now)
+
+    def _refund_news(self, event: PaymentEvent, now: datetime) -> OrderChange | None:
+        """A refund requested, done or failed. Only refunds of the order's
+        own money (the kept payment's capture, or the payment under review)
+        count: refunds of extra payments never move the order. A refund
+        asking for the stock back gives it back once, while the order holds it."""
+        refund = event.refund
+        assert refund is not None
+        status = OrderStatus(self.status)
+        kept = str(self.paid_payment_id or "") == event.payment_id and refund.own_capture
+        reviewed = self.paid_payment_id is None and (
+            str(self.review_payment_id or "") == event.payment_id
+            or (self.review_payment_id is None and status == OrderStatus.NEEDS_REVIEW)
+        )
+        if not (kept or reviewed):
+            return None
+        self.refunded_amount = max(self.refunded_amount, event.refunded_amount)
+        if (
+            reviewed
+            and status == OrderStatus.NEEDS_REVIEW
+            and refund.own_capture
+            and refund.status == RefundStatus.SUCCEEDED
+            and event.refunded_amount >= event.amount
+        ):
+            # The reviewed money is all back (an operator refunded it without
+            # closing a review: honoured, say, when the stock was gone).
+            return self._closed_by_refund(event.payment_id, now)
+        restock = (
+            refund.restock
+            and refund.status != RefundStatus.FAILED
+            and self.stock_held
+            and status in RESTOCKABLE
+        )
+        new = status
+        if kept and status in SETTLED:
+            # Forward only: an order refunded by a review stays REFUNDED
+            # whatever its refunds' news (a failed one included).
+            new = max(status, refunded_status(self.refunded_amount, event.amount), key=_REFUND_ORDER.index)
+        if refund.status == RefundStatus.FAILED:
+            failure = refund.failure_reason or "refused"
+            reason = f"refund {refund.refund_id} of {refund.amount} failed: {failure}"
+            return self._set(OrderChange(new, reason, "order.refund_failed"), now)
+        if new == status and not restock:
+            return None
+        why = self.status_reason
+        if new != status:
+            why = f"{self.refunded_amount} of {event.amount} {event.currency} refunded"
+        if restock:
+            why = f"{why}; stock returned" if why else "stock returned"
+        kind = _REFUND_EVENT.get(new, "order.restocked")
+        return self._set(OrderChange(new, why, kind, restock=restock), now)
+
+    def _review_resolved(
+        self, event: PaymentEvent, reserve: Callable[[], bool], now: datetime
+    ) -> OrderChange | None:
+        """A person closed the review of the payment the order waits on:
+        HONOUR pays the order when it can hold its stock (taken again if it
+        was given back); REFUND (or HONOUR of money already refunded in
+        full) closes it: back to how it was closed, or REFUNDED, giving the
+        stock back if it held it. Reviews of other payments change nothing."""
+        status = OrderStatus(self.status)
+        payment_id = event.payment_id
+        if (
+            status in SETTLED
+            and str(self.paid_payment_id or "") == payment_id
+            and event.review_resolution == ReviewResolution.REFUND
+            and event.refunded_amount + event.refund_pending_amount >= event.amount
+        ):
+            # The kept payment itself refunded by review (an order paid by
+            # late money honoured, say): its goods do not ship, the stock
+            # comes back once. A review closed by refunding only an extra
+            # payment of it leaves its own capture, and the order, alone.
+            self.refunded_amount = max(self.refunded_amount, event.refunded_amount)
+            reason = f"payment {payment_id} refunded after review"
+            if self.stock_held:
+                reason += "; stock returned"
+            change = OrderChange(OrderStatus.REFUNDED, reason, "order.refunded", restock=self.stock_held)
+            return self._set(change, now)
+        ours = str(self.review_payment_id or "") == payment_id or (
+            self.review_payment_id is None
+            and status == OrderStatus.NEEDS_REVIEW
+            and str(self.paid_payment_id or "") != payment_id
+        )
+        if not ours or status not in RESTOCKED | {OrderStatus.NEEDS_REVIEW}:
+            return None
+        resolution = event.review_resolution
+        if resolution == ReviewResolution.NONE:
+            return None
+        self.refunded_amount = max(self.refunded_amount, event.refunded_amount)
+        if resolution == ReviewResolution.HONOUR and event.refunded_amount < event.amount:
+            if self._hold_stock(reserve):
+                self._pay(payment_id)
+                new = refunded_status(self.refunded_amount, event.amount)
+                reason = f"payment {payment_id} honoured by review"
+                return self._set(OrderChange(new, reason, "order.paid"), now)
+            reason = f"payment {payment_id} honoured by review, but stock no longer available: refund it"
+            return self._set(OrderChange(OrderStatus.NEEDS_REVIEW, reason, "order.needs_review"), now)
+        return self._closed_by_refund(payment_id, now)
+
+    def _closed_by_refund(self, payment_id: str, now: datetime) -> OrderChange:
+        """The money the order was reviewed for went back: it returns to how
+        it was closed, or is REFUNDED (giving back the stock it held, once)."""
+        status = OrderStatus(self.status)
+        if self.closed_as is not None or status in RESTOCKED:
+            closed = OrderStatus(self.closed_as or status)
+            reason = f"payment {payment_id} refunded after review; the order stays {closed.value.lower()}"
+            return self._set(OrderChange(closed, reason, "order.review_resolved"), now)
+        reason = f"payment {payment_id} refunded after review"
+        if self.stock_held:
+            reason += "; stock returned"
+        return self._set(
+            OrderChange(OrderStatus.REFUNDED, reason, "order.refunded", restock=self.stock_held), now
+        )
 
     def settle_expiry(
         self, payments: Sequence[PaymentFact], now: datetime

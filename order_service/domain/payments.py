@@ -26,6 +26,30 @@ class PaymentStatus(StrEnum):
     CANCELED = "CANCELED"
 
 
+class RefundStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class ReviewResolution(StrEnum):
+    NONE = ""  # not resolved (or a resolution this build does not know)
+    HONOUR = "HONOUR"  # the shop keeps the money: the order may count as paid
+    REFUND = "REFUND"  # every captured amount of the payment goes back
+
+
+@dataclass(frozen=True)
+class RefundFact:
+    """The refund a payment.refund_* event is about."""
+
+    refund_id: str
+    amount: int
+    status: RefundStatus
+    restock: bool  # the operator asked for the order's stock back
+    own_capture: bool  # of the payment's own capture (not one of its extra payments)
+    failure_reason: str = ""
+
+
 @dataclass(frozen=True)
 class PaymentEvent:
     """One event of PaymentService.StreamPaymentEvents, as the order sees it.
@@ -50,6 +74,14 @@ class PaymentEvent:
     # in (an opaque W3C traceparent, "" if none): for lag and tracing only.
     create_time: datetime | None = None
     traceparent: str = ""
+    # Money given back from the payment's own capture (refunds SUCCEEDED).
+    refunded_amount: int = 0
+    # Money being given back right now from the payment's own capture (refunds PENDING).
+    refund_pending_amount: int = 0
+    # payment.review_resolved: how the review was closed.
+    review_resolution: ReviewResolution = ReviewResolution.NONE
+    # payment.refund_requested, payment.refunded, payment.refund_failed.
+    refund: RefundFact | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ def order_to_proto(o: Order) -> order_pb2.Order:
         create_time=timestamp(o.create_time),
         update_time=timestamp(o.update_time),
         expire_time=timestamp(o.expire_time),
+        refunded_amount=o.refunded_amount,
     )
 
 

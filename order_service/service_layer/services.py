@@ -64,6 +64,27 @@ def _take_stock(uow: UnitOfWork, new: model.NewOrder) -> None:
             raise OutOfStock(line.variant_id, line.quantity)
 
 
+def _take_again(uow: UnitOfWork, order: Order) -> bool:
+    """Takes every line's stock again for an order whose stock was given
+    back, or none: True when all of it was there. Each take is one
+    conditional UPDATE (never below zero, whatever runs at the same time);
+    lines already taken are given back when a later one is short, in the
+    same transaction."""
+    taken: list[model.OrderItem] = []
+    for item in sorted(order.items, key=lambda item: item.variant_id):
+        if not uow.orders.take_stock(item.variant_id, item.quantity):
+            for done in taken:
+                uow.orders.return_stock(done.variant_id, done.quantity)
+            return False
+        taken.append(item)
+    return True
+
+
+def _give_back(uow: UnitOfWork, order: Order) -> None:
+    for item in sorted(order.items, key=lambda item: item.variant_id):
+        uow.orders.return_stock(item.variant_id, item.quantity)
+
+
 class OrderUseCases:
     def __init__(
         self,
@@ -200,8 +221,7 @@ class OrderUseCases:
         status check under the order's row lock, so it happens once."""
         if not order.close(status, reason, now):
             return
-        for item in order.items:
-            uow.orders.return_stock(item.variant_id, item.quantity)
+        _give_back(uow, order)
         uow.orders.add_event(f"order.{status.value.lower()}", order, now)
 
     def cancel_order(self, user_id: str, order_id: str, reason: str) -> Order:
@@ -267,8 +287,7 @@ class OrderUseCases:
                 )
             if change is not None:
                 if change.status == OrderStatus.EXPIRED:
-                    for item in order.items:
-                        uow.orders.return_stock(item.variant_id, item.quantity)
+                    _give_back(uow, order)
                 uow.orders.add_event(change.event, order, now)
             uow.commit()
         if change is not None and change.status == OrderStatus.EXPIRED:
@@ -346,7 +365,13 @@ class OrderUseCases:
         order = uow.orders.get(uuid.UUID(event.order_id), for_update=True)
         if order is None:
             return False
-        change = order.apply_payment_event(event, now)
+        change = order.apply_payment_event(
+            event, now, late_policy=self._policy.late_payment, reserve=lambda: _take_again(uow, order)
+        )
         if change is not None:
+            if change.restock:
+                # Under the order's row lock, decided on its stock_held flag
+                # (cleared in this transaction): once per taking.
+                _give_back(uow, order)
             uow.orders.add_event(change.event, order, now)
         return True

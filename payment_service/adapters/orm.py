@@ -253,6 +253,8 @@ refunds = Table(
     Column("request_id", String(128), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("manual", Boolean, nullable=False),
+    # The operator asked for the order's stock back with this refund.
+    Column("restock", Boolean, nullable=False, default=False, server_default=text("false")),
     Column("provider_refund_id", String(100)),
     Column("failure_reason", Text),
     Column("create_time", DateTime(timezone=True), nullable=False),

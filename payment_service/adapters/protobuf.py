@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format
-from payment.v1 import payment_pb2
+from payment.v1 import payment_pb2, payment_service_pb2
 
 from paykit.protobuf import timestamp
-from payment_service.domain.callbacks import ExtraPayment
+from payment_service.domain.callbacks import ExtraPayment, JournalEntry, TimelineEntry
 from payment_service.domain.model import Payment
 from payment_service.domain.refunds import Refund
 
@@ -41,6 +41,7 @@ def payment_to_proto(p: Payment) -> payment_pb2.Payment:
         refund_pending_amount=p.refund_pending_amount,
         review_resolution=_review_action(p.review_resolution),
         review_note=p.review_note or "",
+        description=p.description,
     )
 
 
@@ -62,6 +63,7 @@ def refund_to_proto(r: Refund) -> payment_pb2.Refund:
         update_time=timestamp(r.update_time),
         provider_transaction_id=r.provider_transaction_id,
         manual=r.manual,
+        restock=r.restock,
     )
 
 
@@ -95,3 +97,26 @@ def payment_event(
     if refund is not None:
         event.refund.CopyFrom(refund_to_proto(refund))
     return json_format.MessageToDict(event, preserving_proto_field_name=True)
+
+
+def journal_to_proto(entry_id: int, e: JournalEntry) -> payment_service_pb2.JournaledCallback:
+    return payment_service_pb2.JournaledCallback(
+        id=entry_id,
+        receive_time=timestamp(e.receive_time),
+        kind=e.kind or "",
+        path=e.path,
+        verified=e.verified,
+        verify_error=e.verify_error or "",
+        outcome=e.outcome,
+        ack=e.ack,
+        replayable=e.verified and e.kind == "ipn" and e.raw_body is not None and e.raw_query is not None,
+    )
+
+
+def timeline_to_proto(t: TimelineEntry) -> payment_service_pb2.TimelineEvent:
+    return payment_service_pb2.TimelineEvent(
+        type=t.type,
+        create_time=timestamp(t.create_time),
+        status="PAYMENT_STATUS_" + (t.status or "UNSPECIFIED"),
+        version=t.version,
+    )

@@ -26,7 +26,7 @@ from payment_service.adapters.orm import (
     refunds,
 )
 from payment_service.adapters.protobuf import payment_event
-from payment_service.domain.callbacks import ExtraPayment, JournalEntry
+from payment_service.domain.callbacks import ExtraPayment, JournalEntry, TimelineEntry
 from payment_service.domain.model import Payment, RequestKey
 from payment_service.domain.refunds import Capture, Refund
 
@@ -83,6 +83,12 @@ _DUE_FOR_RECONCILE = (
 _NEEDING_REVIEW = f"{_SELECT_PAYMENTS} WHERE needs_review IS true"
 _NEEDING_REVIEW_AFTER = f"{_NEEDING_REVIEW} AND (create_time, id) > (%(time)s, %(id)s)"
 _REVIEW_ORDER = " ORDER BY create_time, id LIMIT %(limit)s"
+_SEARCH = (
+    f"{_SELECT_PAYMENTS} WHERE order_id = %(query)s OR payment_intent_id = %(query)s"
+    " OR provider_reference = %(query)s OR provider_transaction_id = %(query)s"
+    " OR right(description, length(%(suffix)s)) = %(suffix)s"
+    " ORDER BY create_time DESC LIMIT %(limit)s"
+)
 _OUTBOX_COLUMNS = ("id", "aggregatetype", "aggregateid", "type", "payload", "create_time", "traceparent")
 _INSERT_OUTBOX_INTO = f"INSERT INTO outbox_events ({', '.join(_OUTBOX_COLUMNS)})"
 _JOURNAL_COLUMNS = tuple(c.name for c in callback_journal.columns if c.name != "id")
@@ -309,6 +315,44 @@ class PaymentRepository:
 
     def add_journal_entry(self, entry: JournalEntry) -> None:
         self._execute(_INSERT_JOURNAL, _row(entry, _JOURNAL_COLUMNS))
+
+    # --- the operator console: reads by what an operator knows ---------------
+
+    def search(self, query: str, limit: int) -> Sequence[Payment]:
+        """Payments whose order number (the last word of the description the
+        order service writes), order id, intent id, gateway reference or
+        gateway transaction id is `query`, newest first."""
+        return self._load(_SEARCH, {"query": query, "suffix": " " + query, "limit": limit})
+
+    def journal_of(self, payment_id: uuid.UUID) -> Sequence[tuple[int, JournalEntry]]:
+        """Every journaled callback about the payment, oldest first, with its id."""
+        stmt = (
+            select(callback_journal.c.id, JournalEntry)
+            .where(callback_journal.c.payment_id == payment_id)
+            .order_by(callback_journal.c.id)
+        )
+        return [(row[0], row[1]) for row in self.session.execute(stmt)]
+
+    def journal_entry(self, entry_id: int) -> JournalEntry | None:
+        stmt = select(JournalEntry).where(callback_journal.c.id == entry_id)
+        return self.session.scalars(stmt).one_or_none()
+
+    def timeline(self, payment_id: uuid.UUID) -> Sequence[TimelineEntry]:
+        """The payment's outbox events still kept, oldest first."""
+        stmt = (
+            select(OutboxEvent.type, OutboxEvent.create_time, OutboxEvent.payload)
+            .where(OutboxEvent.aggregateid == str(payment_id))
+            .order_by(OutboxEvent.seq)
+        )
+        return [
+            TimelineEntry(
+                type=row.type,
+                create_time=row.create_time,
+                status=str(row.payload.get("payment", {}).get("status", "")).removeprefix("PAYMENT_STATUS_"),
+                version=int(row.payload.get("version", 0) or 0),
+            )
+            for row in self.session.execute(stmt)
+        ]
 
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]:
         return self._load(_DUE_FOR_RECONCILE, {"now": now, "limit": limit})

@@ -240,3 +240,13 @@ class JournalEntry:
     # body, and the gateway's fields with shopper data masked.
     body_sha256: str = ""
     audit: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One event of a payment's history, as the operator's timeline shows it."""
+
+    type: str
+    create_time: datetime
+    status: str  # the payment's status after it (PENDING, SUCCEEDED, ...)
+    version: int

@@ -75,6 +75,8 @@ class Refund:
     # Reconciliation of a pending refund: when to ask the gateway next.
     reconcile_time: datetime | None = None
     reconcile_attempts: int = 0
+    # The operator asked for the order's stock back (the order service acts on it).
+    restock: bool = False
 
     @property
     def gateway_key(self) -> str:
@@ -101,6 +103,7 @@ class RefundCall:
     request_id: str
     provider_transaction_id: str  # empty: the attempt's own capture
     transfer_reference: str
+    restock: bool = False
 
     def fingerprint(self) -> str:
         fields = {
@@ -110,6 +113,9 @@ class RefundCall:
             "provider_transaction_id": self.provider_transaction_id,
             "transfer_reference": self.transfer_reference,
         }
+        if self.restock:
+            # Only when set: refunds stored before restock existed keep their fingerprint.
+            fields["restock"] = True
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -121,6 +127,7 @@ def validate_refund(
     request_id: str,
     provider_transaction_id: str,
     transfer_reference: str,
+    restock: bool = False,
 ) -> RefundCall:
     problems = []
     if amount < 0:
@@ -146,6 +153,7 @@ def validate_refund(
         request_id=request_id,
         provider_transaction_id=provider_transaction_id,
         transfer_reference=transfer_reference,
+        restock=restock,
     )
 
 
@@ -193,10 +201,11 @@ def request_refund(
     *,
     manual: bool,
     now: datetime,
+    one_at_a_time: bool = False,
 ) -> Refund:
-    """A new refund of `capture` (PENDING; SUCCEEDED at once when manual,
-    i.e. the operator already transferred the money). Raises, changing
-    nothing, when the amount is above what is left."""
+    """A new refund of `capture`, PENDING (a manual one is then settled by
+    record_transfer: the operator already transferred the money). Raises,
+    changing nothing, when the amount is above what is left."""
     left = left_to_refund(capture, refunds)
     if left <= 0:
         raise FailedPrecondition(
@@ -210,6 +219,17 @@ def request_refund(
             f"payment {payment.id}: refund of {amount} {payment.currency} is above the {left} left to refund",
             subject=f"payments/{payment.id}",
             type_="REFUND_EXCEEDS_CAPTURED",
+        )
+    if one_at_a_time and any(
+        r.status == RefundStatus.PENDING and r.provider_transaction_id == capture.transaction_id
+        for r in refunds
+    ):
+        raise FailedPrecondition(
+            f"payment {payment.id}: a refund of transaction {capture.transaction_id or '(own)'} is in "
+            f"progress at {payment.provider}, which follows one refund per transaction at a time: "
+            "ask again when it is final",
+            subject=f"payments/{payment.id}",
+            type_="REFUND_IN_PROGRESS",
         )
     if manual and not call.transfer_reference:
         raise FailedPrecondition(
@@ -232,13 +252,19 @@ def request_refund(
         manual=manual,
         create_time=now,
         update_time=now,
+        restock=call.restock,
     )
     if refund.own_capture:
         payment.refund_pending_amount += amount
-    if manual:
-        settle_refund(payment, refund, RefundStatus.SUCCEEDED, call.transfer_reference, "", now)
     payment.record_change(now)
     return refund
+
+
+def record_transfer(payment: Payment, refund: Refund, transfer_reference: str, now: datetime) -> str | None:
+    """A manual refund (no refund API): the operator already transferred the
+    money, so the refund just requested is SUCCEEDED, a change of its own
+    (its own payment version, its own event)."""
+    return settle_refund(payment, refund, RefundStatus.SUCCEEDED, transfer_reference, "", now)
 
 
 def check_replay(refund: Refund, call: RefundCall) -> Refund:
@@ -303,6 +329,22 @@ def resolve_review(payment: Payment, action: ReviewAction, note: str, request_id
     payment.review_request_id = request_id
     payment.record_change(now)
     return True
+
+
+def check_honourable(payment: Payment, extras: Sequence[Capture], refunds: Sequence[Refund]) -> None:
+    """HONOUR keeps the money an order may count as paid by: the payment's
+    own capture. Money beyond it (extra payments: a second payment, a
+    superseded attempt paid) is never the order's, so it is refunded first."""
+    left = [(c.transaction_id, left_to_refund(c, refunds)) for c in extras]
+    left = [(txn, amount) for txn, amount in left if amount > 0]
+    if left:
+        listed = ", ".join(f"{amount} {payment.currency} on transaction {txn}" for txn, amount in left)
+        raise FailedPrecondition(
+            f"payment {payment.id} holds extra money not refunded ({listed}): refund it (RefundPayment"
+            " with its provider_transaction_id) before honouring, or resolve with REFUND",
+            subject=f"payments/{payment.id}",
+            type_="EXTRA_MONEY_NOT_REFUNDED",
+        )
 
 
 def validate_resolution(action: ReviewAction | None, note: str, request_id: str) -> ReviewAction:

@@ -18,13 +18,19 @@ from paykit.cursor import parse_cursor
 from paykit.errors import FailedPrecondition
 from paykit.grpc_errors import grpc_errors
 from payment_service.adapters.metrics import StreamPositions
-from payment_service.adapters.protobuf import payment_to_proto, refund_to_proto
+from payment_service.adapters.protobuf import (
+    journal_to_proto,
+    payment_to_proto,
+    refund_to_proto,
+    timeline_to_proto,
+)
 from payment_service.domain import model
 from payment_service.domain.errors import InvalidArgument
 from payment_service.domain.refunds import ReviewAction
 from payment_service.entrypoints.pages import return_renderer
 from payment_service.gateways.port import HttpReply, RawCallback
 from payment_service.service_layer.callbacks import CallbackUseCases, ReturnView
+from payment_service.service_layer.console import ConsoleQueries
 from payment_service.service_layer.refunds import RefundUseCases
 from payment_service.service_layer.retention import RetentionUseCases
 from payment_service.service_layer.services import CreatePayment, PaymentUseCases
@@ -173,6 +179,7 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
             request.request_id,
             provider_transaction_id=request.provider_transaction_id,
             transfer_reference=request.transfer_reference,
+            restock=request.restock,
         )
         return payment_service_pb2.RefundPaymentResponse(refund=refund_to_proto(refund))
 
@@ -226,6 +233,47 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         result = self.callbacks.handle(raw)
         reply = self.render_return(result, raw) if isinstance(result, ReturnView) else result
         return _http_body(reply, context)
+
+    @grpc_errors
+    def SearchPayments(
+        self, request: payment_service_pb2.SearchPaymentsRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.SearchPaymentsResponse:
+        found = ConsoleQueries(self.use_cases.uow_factory).search(request.query)
+        return payment_service_pb2.SearchPaymentsResponse(payments=[payment_to_proto(p) for p in found])
+
+    @grpc_errors
+    def GetPaymentDetail(
+        self, request: payment_service_pb2.GetPaymentDetailRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.GetPaymentDetailResponse:
+        d = ConsoleQueries(self.use_cases.uow_factory).detail(_payment_id(request.payment_id))
+        return payment_service_pb2.GetPaymentDetailResponse(
+            payment=payment_to_proto(d.payment),
+            attempts=[payment_to_proto(p) for p in d.attempts],
+            refunds=[refund_to_proto(r) for r in d.refunds],
+            callbacks=[journal_to_proto(i, e) for i, e in d.callbacks],
+            events=[timeline_to_proto(t) for t in d.events],
+        )
+
+    @grpc_errors
+    def ReconcilePayment(
+        self, request: payment_service_pb2.ReconcilePaymentRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.ReconcilePaymentResponse:
+        payment, outcome = self.callbacks.reconcile_now(_payment_id(request.payment_id))
+        return payment_service_pb2.ReconcilePaymentResponse(
+            payment=payment_to_proto(payment), outcome=outcome
+        )
+
+    @grpc_errors
+    def ReplayCallback(
+        self, request: payment_service_pb2.ReplayCallbackRequest, context: grpc.ServicerContext
+    ) -> payment_service_pb2.ReplayCallbackResponse:
+        applied, payment_id = self.callbacks.replay(request.callback_id, dry_run=request.dry_run)
+        response = payment_service_pb2.ReplayCallbackResponse(
+            outcome=str(applied.outcome), changes=applied.changes, dry_run=request.dry_run
+        )
+        if payment_id is not None:
+            response.payment.CopyFrom(payment_to_proto(self.use_cases.get_payment(payment_id)))
+        return response
 
     @grpc_errors
     def AdvanceClock(

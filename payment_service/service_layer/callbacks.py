@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,7 @@ from payment_service.domain.callbacks import (
     apply_notification,
     record_extra_payment,
 )
-from payment_service.domain.errors import InvalidArgument, ProviderNotEnabled
+from payment_service.domain.errors import FailedPrecondition, InvalidArgument, NotFound, ProviderNotEnabled
 from payment_service.domain.model import LatePaymentPolicy, Payment, PaymentStatus, Policy, Provider
 from payment_service.domain.refunds import auto_refund
 from payment_service.gateways._wire import scrub
@@ -103,7 +104,7 @@ class CallbackUseCases:
             )
             return reply
         try:
-            return self._apply(raw, now, provider, gateway, verdict)
+            return self._apply(raw, now, provider, gateway, verdict).reply
         except Exception:
             # The gateway retries on this answer; the journal keeps the attempt.
             log.exception("callback failed", extra={"provider": provider.value})
@@ -119,8 +120,13 @@ class CallbackUseCases:
         gateway: Gateway,
         verdict: Verified,
         kind: CallbackKind = CallbackKind.IPN,
-    ) -> HttpReply:
+        *,
+        dry_run: bool = False,
+    ) -> Applied:
+        """Applies a verified notification in one transaction; with dry_run
+        the transaction is rolled back, so only the returned changes tell."""
         n = verdict.notification
+        changes: list[str] = []
         # Which order, without a lock or a transaction: the order's lock is
         # taken next, and everything is read again under it.
         order_id = self.reads.order_of_reference(provider.value, n.provider_reference)
@@ -142,6 +148,7 @@ class CallbackUseCases:
                     if p.provider == provider.value and p.provider_reference == n.provider_reference
                 )
                 order_paid = any(p.paid_time is not None for p in attempts if p.id != payment.id)
+                before = _watched(payment)
                 decision = apply_notification(payment, n, now, order_paid=order_paid)
                 outcome = decision.outcome
                 if decision.event:
@@ -194,13 +201,18 @@ class CallbackUseCases:
                     elif outcome == Outcome.EXTRA_PAYMENT:
                         outcome = Outcome.DUPLICATE
             reply = gateway.ack(outcome)
+            if payment is not None:
+                after = _watched(payment)
+                changes = [f"{k}: {before[k]} -> {after[k]}" for k in after if after[k] != before[k]]
+            if dry_run:
+                return Applied(reply, outcome, changes)
             uow.payments.add_journal_entry(
                 _entry(raw, now, provider, kind, verdict, outcome, reply, payment, gateway)
             )
             uow.commit()
         log.info("callback", extra={"provider": provider.value, "outcome": outcome.value})
         self._count(provider, kind, outcome)
-        return reply
+        return Applied(reply, outcome, changes)
 
     def reconcile_due(self, limit: int = 20) -> int:
         """Asks the gateways about payments no callback has settled: pending
@@ -255,7 +267,106 @@ class CallbackUseCases:
         through the same code as a callback and journaled as "reconcile"."""
         gateway = self.gateways[provider]
         raw = _reconcile_raw(provider, notification, "")
-        return self._apply(raw, now, provider, gateway, Verified(notification), CallbackKind.RECONCILE)
+        return self._apply(raw, now, provider, gateway, Verified(notification), CallbackKind.RECONCILE).reply
+
+    # --- the operator console ---------------------------------------------------
+
+    def reconcile_now(self, payment_id: uuid.UUID) -> tuple[Payment, str]:
+        """Asks the payment's gateway now (an operator's "force reconcile")
+        and applies the answer like reconciliation does."""
+        now = self.clock()
+        with self.uow_factory() as uow:
+            payment = uow.payments.get(payment_id)
+        if payment is None:
+            raise NotFound(f"payment {payment_id} not found")
+        provider = Provider(payment.provider)
+        gateway = self.gateways.get(provider)
+        if gateway is None:
+            raise ProviderNotEnabled(provider.value)
+        try:
+            notification = gateway.query(payment, now)
+        except AnswerRejected as rejected:
+            self._journal_alone(
+                _reconcile_raw(provider, None, rejected.reason),
+                now,
+                provider,
+                CallbackKind.RECONCILE,
+                Rejected(rejected.reason, rejected.provider_reference),
+                Outcome.INVALID_SIGNATURE,
+                "rejected",
+                payment,
+            )
+            outcome = str(Outcome.INVALID_SIGNATURE)
+        else:
+            if notification is None:
+                outcome = "no_answer"
+            else:
+                raw = _reconcile_raw(provider, notification, "")
+                applied = self._apply(
+                    raw, now, provider, gateway, Verified(notification), CallbackKind.RECONCILE
+                )
+                outcome = str(applied.outcome)
+        with self.uow_factory() as uow:
+            current = uow.payments.get(payment_id)
+        assert current is not None  # payments are never deleted
+        return current, outcome
+
+    def replay(self, entry_id: int, *, dry_run: bool) -> tuple[Applied, uuid.UUID | None]:
+        """Runs a journaled gateway notification through today's code, as if
+        the gateway sent it again: verified again, applied at most once (a
+        payment it already settled finds it a duplicate), and journaled with
+        the entry it replays. A dry run writes nothing."""
+        if entry_id <= 0:
+            raise InvalidArgument.one("callback_id", "must be a positive journal entry id")
+        with self.uow_factory() as uow:
+            entry = uow.payments.journal_entry(entry_id)
+        if entry is None:
+            raise NotFound(f"journal entry {entry_id} not found")
+        route = self.routes.get(entry.path)
+        if entry.kind != CallbackKind.IPN.value or not entry.verified or route is None:
+            raise FailedPrecondition(
+                f"journal entry {entry_id} is not a verified gateway notification: only those replay",
+                subject="callback_id",
+                type_="NOT_REPLAYABLE",
+            )
+        if entry.raw_query is None or entry.raw_body is None:
+            raise FailedPrecondition(
+                f"journal entry {entry_id} no longer has its raw bytes (retention dropped them)",
+                subject="callback_id",
+                type_="RAW_EXPIRED",
+            )
+        provider, kind = route
+        gateway = self.gateways.get(provider)
+        if gateway is None:
+            raise ProviderNotEnabled(provider.value)
+        headers = {k: str(v) for k, v in entry.headers.items() if k != "content-type"}
+        headers[REPLAY_HEADER] = str(entry_id)
+        raw = RawCallback(
+            path=entry.path,
+            query=entry.raw_query,
+            body=entry.raw_body,
+            content_type=str(entry.headers.get("content-type", "")),
+            headers=headers,
+        )
+        verdict = gateway.verify_callback(raw)
+        if isinstance(verdict, Rejected):
+            # Today's code no longer accepts it (a rotated key, say): never
+            # applied; an applied replay is journaled like any refusal.
+            reply = gateway.ack(Outcome.INVALID_SIGNATURE)
+            if not dry_run:
+                self._journal_alone(
+                    raw,
+                    self.clock(),
+                    provider,
+                    kind,
+                    verdict,
+                    Outcome.INVALID_SIGNATURE,
+                    reply,
+                    gateway=gateway,
+                )
+            return Applied(reply, Outcome.INVALID_SIGNATURE, []), entry.payment_id
+        applied = self._apply(raw, self.clock(), provider, gateway, verdict, kind, dry_run=dry_run)
+        return applied, entry.payment_id
 
     def _browser_return(
         self,
@@ -315,6 +426,34 @@ class CallbackUseCases:
             self.telemetry.reconciliation(gateway, str(outcome))
         else:
             self.telemetry.callback(gateway, kind.value if kind else "unknown", str(outcome))
+
+
+# Marks a journal entry written by ReplayCallback with the entry it replays.
+REPLAY_HEADER = "x-payments-replay-of"
+# What an operator sees change when a callback is applied.
+_WATCHED = (
+    "status",
+    "paid_time",
+    "provider_transaction_id",
+    "failure_reason",
+    "needs_review",
+    "review_reason",
+    "version",
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A notification's effect: the gateway's acknowledgement, what we made
+    of it, and the payment's fields that changed ("status: A -> B")."""
+
+    reply: HttpReply
+    outcome: Outcome
+    changes: list[str]
+
+
+def _watched(payment: Payment) -> dict[str, str]:
+    return {name: str(getattr(payment, name)) for name in _WATCHED}
 
 
 def _reconcile_raw(provider: Provider, notification: Notification | None, error: str) -> RawCallback:

@@ -63,6 +63,7 @@ class RefundUseCases:
         request_id: str,
         provider_transaction_id: str = "",
         transfer_reference: str = "",
+        restock: bool = False,
     ) -> Refund:
         call = rules.validate_refund(
             payment_id=payment_id,
@@ -71,6 +72,7 @@ class RefundUseCases:
             request_id=request_id,
             provider_transaction_id=provider_transaction_id,
             transfer_reference=transfer_reference,
+            restock=restock,
         )
         refund, payment, fresh = self._store(call)
         if fresh and refund.status == RefundStatus.PENDING:
@@ -96,13 +98,21 @@ class RefundUseCases:
                 payment, uow.payments.extra_captures(payment.id), call.provider_transaction_id
             )
             refund = rules.request_refund(
-                payment, capture, existing, call, manual=traits.manual_refunds, now=now
+                payment,
+                capture,
+                existing,
+                call,
+                manual=traits.manual_refunds,
+                now=now,
+                one_at_a_time=traits.one_refund_at_a_time,
             )
             uow.payments.add_refund(refund)
             uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)
-            if refund.status == RefundStatus.SUCCEEDED:
-                # A manual refund: the operator already transferred the money.
-                uow.payments.add_event("payment.refunded", payment, now, refund=refund)
+            if refund.manual:
+                # The operator already transferred the money.
+                event = rules.record_transfer(payment, refund, call.transfer_reference, now)
+                if event:
+                    uow.payments.add_event(event, payment, now, refund=refund)
             uow.commit()
         return refund, payment, True
 
@@ -216,36 +226,6 @@ class RefundUseCases:
         with self.uow_factory() as uow:
             return uow.payments.refunds_of(payment_id)
 
-    # --- automatic refunds (EXTRA_PAYMENT_POLICY, LATE_PAYMENT_POLICY) -------
-
-    def refund_everything(self, payment_id: uuid.UUID, reason: str, key: str) -> list[Refund]:
-        """Refunds every capture of the payment that has money left (its own
-        when paid late, and its extra payments); request ids derive from
-        `key`, so a repeat refunds nothing twice."""
-        with self.uow_factory() as uow:
-            payment = uow.payments.get(payment_id)
-            if payment is None:
-                raise NotFound(f"payment {payment_id} not found")
-            found = rules.captures(payment, uow.payments.extra_captures(payment_id))
-            existing = uow.payments.refunds_of(payment_id)
-        made = []
-        for capture in found:
-            request_id = _derived_id(key, capture)
-            if rules.left_to_refund(capture, existing) <= 0 and not any(
-                r.request_id == request_id for r in existing
-            ):
-                continue
-            made.append(
-                self.refund_payment(
-                    payment_id,
-                    0,
-                    reason,
-                    request_id,
-                    provider_transaction_id=capture.transaction_id,
-                )
-            )
-        return made
-
     # --- reviews -------------------------------------------------------------
 
     def needing_review(self, page_size: int, page_token: str) -> tuple[Sequence[Payment], str]:
@@ -264,34 +244,68 @@ class RefundUseCases:
     def resolve_review(
         self, payment_id: uuid.UUID, action: ReviewAction | None, note: str, request_id: str
     ) -> Resolution:
+        """Closes the review; REFUND queues a refund of every capture with
+        money left in the same transaction (request ids derived from
+        request_id, so a repeat refunds nothing twice), then sends them. A
+        refund that fails afterwards opens a new review: the resolution
+        never hides it."""
         action = rules.validate_resolution(action, note, request_id)
-        with self.uow_factory() as uow:
-            payment = uow.payments.get(payment_id)
-            if payment is None:
-                raise NotFound(f"payment {payment_id} not found")
-            if payment.needs_review and action == ReviewAction.REFUND:
-                if self.policy.traits_of(payment.provider).manual_refunds:
-                    raise FailedPrecondition(
-                        f"{payment.provider} has no refund API: record each bank transfer with RefundPayment "
-                        "(transfer_reference), then resolve with HONOUR",
-                        subject=f"payments/{payment_id}",
-                        type_="MANUAL_REFUND",
-                    )
-        made: list[Refund] = []
-        if action == ReviewAction.REFUND and (
-            payment.needs_review or payment.review_request_id == request_id
-        ):
-            made = self.refund_everything(
-                payment_id, note or "Hoan tien theo xem xet", f"review:{request_id}"
-            )
         now = self.clock()
         with self.uow_factory() as uow:
             payment = uow.payments.get(payment_id, for_update=True)
-            assert payment is not None
+            if payment is None:
+                raise NotFound(f"payment {payment_id} not found")
+            refunds = list(uow.payments.refunds_of(payment.id))
+            extras = uow.payments.extra_captures(payment.id)
+            made: list[Refund] = []
+            if payment.needs_review and payment.review_request_id != request_id:
+                if action == ReviewAction.HONOUR:
+                    rules.check_honourable(payment, extras, refunds)
+                else:
+                    made = self._queue_everything(uow, payment, extras, refunds, note, request_id, now)
+            sending = {r.id for r in made}
             if rules.resolve_review(payment, action, note, request_id, now):
                 uow.payments.add_event("payment.review_resolved", payment, now)
-                uow.commit()
-        return Resolution(payment, made)
+            elif action == ReviewAction.REFUND:
+                # The same request again: the refunds it made.
+                made = [r for r in refunds if r.request_id.startswith(f"review:{request_id}:")]
+            uow.commit()
+        return Resolution(payment, [self.send(r, payment) if r.id in sending else r for r in made])
+
+    def _queue_everything(
+        self,
+        uow: UnitOfWork,
+        payment: Payment,
+        extras: Sequence[Capture],
+        refunds: list[Refund],
+        note: str,
+        request_id: str,
+        now: datetime,
+    ) -> list[Refund]:
+        traits = self.policy.traits_of(payment.provider)
+        if traits.manual_refunds:
+            raise FailedPrecondition(
+                f"{payment.provider} has no refund API: record each bank transfer with RefundPayment "
+                "(transfer_reference), then resolve with HONOUR",
+                subject=f"payments/{payment.id}",
+                type_="MANUAL_REFUND",
+            )
+        made = []
+        for capture in rules.captures(payment, extras):
+            if rules.left_to_refund(capture, refunds) > 0:
+                refund = _queue_refund(
+                    uow,
+                    payment,
+                    capture,
+                    refunds,
+                    note or "Hoan tien theo xem xet",
+                    _derived_id(f"review:{request_id}", capture),
+                    now,
+                    one_at_a_time=traits.one_refund_at_a_time,
+                )
+                refunds.append(refund)
+                made.append(refund)
+        return made
 
 
 def queue_full_refund(
@@ -305,20 +319,40 @@ def queue_full_refund(
     existing = uow.payments.refunds_of(payment.id)
     if rules.left_to_refund(capture, existing) <= 0:
         return None
+    refund = _queue_refund(uow, payment, capture, existing, reason, _derived_id(key, capture), now)
+    if rules.resolve_review(payment, ReviewAction.REFUND, f"automatic: {reason}", key[:64], now):
+        uow.payments.add_event("payment.review_resolved", payment, now)
+    return refund
+
+
+def _queue_refund(
+    uow: UnitOfWork,
+    payment: Payment,
+    capture: Capture,
+    existing: Sequence[Refund],
+    reason: str,
+    request_id: str,
+    now: datetime,
+    *,
+    one_at_a_time: bool = False,
+) -> Refund:
+    """A refund of everything left of `capture`, stored in the caller's
+    transaction and due to be sent at once (by the caller after commit, or
+    by refund reconciliation if that never happens)."""
     call = rules.validate_refund(
         payment_id=payment.id,
         amount=0,
         reason=reason,
-        request_id=_derived_id(key, capture),
+        request_id=request_id,
         provider_transaction_id=capture.transaction_id,
         transfer_reference="",
     )
-    refund = rules.request_refund(payment, capture, existing, call, manual=False, now=now)
+    refund = rules.request_refund(
+        payment, capture, existing, call, manual=False, now=now, one_at_a_time=one_at_a_time
+    )
     refund.reconcile_time = now
     uow.payments.add_refund(refund)
     uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)
-    if rules.resolve_review(payment, ReviewAction.REFUND, f"automatic: {reason}", key[:64], now):
-        uow.payments.add_event("payment.review_resolved", payment, now)
     return refund
 
 

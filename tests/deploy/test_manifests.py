@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 NAMESPACE = "payments"
 KUBERNETES_VERSION = "1.33.0"  # the oldest minor we support; newer ones accept these too
-CODE_DIRS = ("paykit", "payments", "payment_service", "order_service", "ingress", "gateway_simulator")
+CODE_DIRS = ("paykit", "payments", "payment_service", "order_service", "ingress", "gateway_simulator", "web")
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = f"payments:{VERSION}"
 
@@ -128,7 +130,7 @@ def test_deployments_have_replicas_probes_resources_and_run_as_non_root() -> Non
         if doc["kind"] == "Deployment":
             assert doc["spec"]["replicas"] >= 2, name
             assert matches(doc["spec"]["selector"]["matchLabels"], pod_labels(doc)), name
-    assert names == {"payment", "order", "envoy", "migrate-0-1-0", "prune"}
+    assert names == {"payment", "order", "envoy", "web", "migrate-0-1-0", "prune"}
 
 
 @pytest.mark.parametrize(
@@ -176,6 +178,7 @@ APPS = {
     "payment": {"app": "payment"},
     "order": {"app": "order"},
     "envoy": {"app": "envoy"},
+    "web": {"app": "web"},
     "migrate": {"app": "migrate"},
     "prune": {"app": "prune"},
     "outsider": {"app": "debug-shell"},
@@ -231,7 +234,7 @@ def test_network_policy_keeps_the_internal_grpc_ports_internal() -> None:
     reach = {
         (src, dst, port)
         for src, labels in sources.items()
-        for dst, port in (("payment", 50051), ("order", 50052), ("envoy", 8080))
+        for dst, port in (("payment", 50051), ("order", 50052), ("web", 8088), ("envoy", 8080))
         if ingress_allowed(labels, APPS[dst], port)
     }
     everyone = {(src, "envoy", 8080) for src in sources}
@@ -239,6 +242,7 @@ def test_network_policy_keeps_the_internal_grpc_ports_internal() -> None:
         ("envoy", "payment", 50051),
         ("order", "payment", 50051),
         ("envoy", "order", 50052),
+        ("envoy", "web", 8088),
     }
     # And nothing else on any other port of theirs.
     assert not ingress_allowed(APPS["envoy"], APPS["payment"], 9464)
@@ -386,7 +390,11 @@ def test_envoy_configmap_is_rendered_from_our_code() -> None:
 
 def test_envoy_upstreams_are_the_headless_services_on_their_ports() -> None:
     clusters = {c["name"]: c for c in envoy_bootstrap()["static_resources"]["clusters"]}
-    expected = {ingress.PAYMENT_CLUSTER: ("payment", 50051), ingress.ORDER_CLUSTER: ("order", 50052)}
+    expected = {
+        ingress.PAYMENT_CLUSTER: ("payment", 50051),
+        ingress.ORDER_CLUSTER: ("order", 50052),
+        ingress.WEB_CLUSTER: ("web", 8088),
+    }
     assert set(clusters) == set(expected) | {ingress.JWKS_CLUSTER}
     for cluster_name, (app, port) in expected.items():
         cluster = clusters[cluster_name]
@@ -452,6 +460,80 @@ def test_envoy_runs_the_binary_the_image_installs() -> None:
     assert container["args"][:2] == ["-c", f"{mount['mountPath']}/envoy.yaml"]
 
 
+def test_envoy_routes_the_pages_to_the_web_app() -> None:
+    """/shop/ and /console/ go to the web app, untranscoded; the admin API
+    stays behind its claim (its routes come before the pages')."""
+    (listener,) = envoy_bootstrap()["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (hcm,) = chain["filters"]
+    (host,) = hcm["typed_config"]["route_config"]["virtual_hosts"]
+    routes = {r["name"]: r for r in host["routes"]}
+    for prefix in ingress.PAGE_PREFIXES:
+        route = routes[f"pages{prefix.rstrip('/').replace('/', '_')}"]
+        assert route["match"] == {"prefix": prefix}
+        assert route["route"]["cluster"] == ingress.WEB_CLUSTER
+        transcoder = route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]
+        assert transcoder["disabled"] is True
+    names = [r["name"] for r in host["routes"]]
+    assert names.index(ingress.ADMIN_REFUSED_ROUTE) < names.index("pages_shop")
+
+
+def test_a_shop_without_the_web_app_renders_without_the_pages(tmp_path: Path) -> None:
+    output = tmp_path / "configmap.yaml"
+    tool = ROOT / "tools" / "render_envoy_k8s.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), "--without-pages", f"--output={output}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (doc,) = [d for d in yaml.safe_load_all(output.read_text()) if d]
+    bootstrap = yaml.safe_load(doc["data"]["envoy.yaml"])
+    clusters = {c["name"] for c in bootstrap["static_resources"]["clusters"]}
+    assert ingress.WEB_CLUSTER not in clusters and ingress.PAYMENT_CLUSTER in clusters
+    assert "/shop/" not in doc["data"]["envoy.yaml"] and "/console/" not in doc["data"]["envoy.yaml"]
+
+
+def test_web_app_serves_its_probes_and_no_dev_login_with_the_cluster_settings() -> None:
+    """The web Deployment runs the image's `python -m web` on the port the
+    ConfigMap (and so the Envoy bootstrap) names, on the pod's network; its
+    probe path answers, and the dev-login links do not (production)."""
+    from dataclasses import replace
+
+    from web.app import WebSettings
+    from web.server import WebServer
+
+    deployment = by_name("Deployment", "web")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/opt/venv/bin/python", "-m", "web"]
+    configmap = by_name("ConfigMap", "payments-config")["data"]
+    env = {**configmap, **{e["name"]: e["value"] for e in container["env"]}}
+    settings = WebSettings.from_env(env)
+    assert (settings.host, settings.development) == ("0.0.0.0", False)
+    (port,) = container["ports"]
+    assert port["containerPort"] == settings.port == int(configmap["WEB_PORT"])
+    service = by_name("Service", "web-pods")
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["ports"][0]["port"] == settings.port
+    # The same app on loopback and a free port (test servers never bind more).
+    with WebServer(replace(settings, host="127.0.0.1", port=0)) as web:
+
+        def status(path: str) -> int:
+            try:
+                with urllib.request.urlopen(web.base_url + path, timeout=10) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            assert get["port"] == port["name"]
+            assert status(get["path"]) == 200
+        assert status("/shop/") == 200 and status("/console/") == 200
+        assert status("/console/dev-login?user=ops") == 404
+        assert status("/shop/dev-login?user=u1") == 404
+
+
 # --- the Dockerfile -------------------------------------------------------------------------------
 
 
@@ -498,6 +580,7 @@ def test_dockerfile_is_multi_stage_non_root_with_payments_as_entrypoint() -> Non
         "ingress",
         "gateway_simulator",
         "gen",
+        "web",
     }
     copied = {source.rstrip("/") for *sources, _ in copies for source in sources}
     assert packages <= copied

@@ -160,6 +160,7 @@ def test_an_unpaid_order_expires_after_advancing_the_clock_31m(
             ingress=ports["INGRESS_PORT"],
             admin=ports["ENVOY_ADMIN_PORT"],
             sim=ports["SIM_PORT"],
+            web=ports["WEB_PORT"],
         ),
         env,
         keys=keys,

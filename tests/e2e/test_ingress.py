@@ -279,7 +279,7 @@ def _hcm(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_render_config_shape() -> None:
-    config = render_config(IngressSettings(payment_upstream_port=50999, development=True))
+    config = render_config(IngressSettings(payment_upstream_port=50999, development=True, pages=True))
     hcm = _hcm(config)
     assert [f["name"] for f in hcm["http_filters"]] == [
         "envoy.filters.http.lua",
@@ -293,13 +293,29 @@ def test_render_config_shape() -> None:
     first = routes[0]
     assert first["direct_response"] == {"status": 404}
     assert first["match"]["headers"][0]["string_match"]["prefix"] == "application/grpc"
-    assert [(r["match"]["prefix"], r["route"]["cluster"]) for r in routes[1:]] == [
+    assert [(r["match"]["prefix"], r["route"]["cluster"]) for r in routes[1:4]] == [
         ("/webhooks/", PAYMENT_CLUSTER),
         ("/v1/", "order_service"),
         ("/api/", "order_service"),
     ]
+    # /admin/ reaches the payment service only with the admin claim's header;
+    # otherwise Envoy answers 403 itself. The pages go to the web app untranscoded.
+    admin, refused, *pages = routes[4:]
+    assert admin["match"]["headers"] == [{"name": "x-payments-admin", "string_match": {"exact": "true"}}]
+    assert (admin["match"]["prefix"], admin["route"]["cluster"]) == ("/admin/", PAYMENT_CLUSTER)
+    assert (refused["match"], refused["direct_response"]["status"]) == ({"prefix": "/admin/"}, 403)
+    assert [(r["match"]["prefix"], r["route"]["cluster"]) for r in pages] == [
+        ("/shop/", "web"),
+        ("/console/", "web"),
+    ]
+    for route in pages:
+        assert route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]["disabled"]
     assert (
         'handle:headers():remove("x-user-id")'
+        in hcm["http_filters"][0]["typed_config"]["default_source_code"]["inline_string"]
+    )
+    assert (
+        'handle:headers():remove("x-payments-admin")'
         in hcm["http_filters"][0]["typed_config"]["default_source_code"]["inline_string"]
     )
     with_jwt = _hcm(render_config(IngressSettings(jwks_json='{"keys": []}')))

@@ -72,7 +72,9 @@ def test_pending_payment_is_reused_with_a_freshly_signed_url(
     assert second.payment.payment_intent_id == first.payment.payment_intent_id
     assert second.checkout_url != first.checkout_url
     params = independent_vnpay_check(second.checkout_url, TEST_VNPAY.hash_secret)
-    assert params["vnp_CreateDate"] == "20260501103300"
+    # The payment's creation time, on every URL: querydr and refund must send
+    # it back as vnp_TransactionDate, and VNPay finds the transaction by it.
+    assert params["vnp_CreateDate"] == "20260501103000"
     assert params["vnp_ExpireDate"] == "20260501104500"  # the payment's own expiry, not extended
     assert params["vnp_IpAddr"] == "198.51.100.9"
     assert counts(db_url)["payments"] == 1 and events(db_url) == ["payment.created"]

@@ -192,7 +192,7 @@ def test_failed_payment_then_pay_again(order_stub: Any, stub: Any) -> None:
     wait_for_status(order_stub, order.id, "ORDER_STATUS_PAID")
 
 
-def test_cancel_restocks_once_and_late_money_needs_review(
+def test_cancel_restocks_once_and_late_money_is_honoured(
     order_stub: Any, stub: Any, order_db_url: str
 ) -> None:
     order = checkout(order_stub, [("mug-blue", 5)])
@@ -211,12 +211,13 @@ def test_cancel_restocks_once_and_late_money_needs_review(
         order_stub.RetryPayment(os_pb2.RetryPaymentRequest(order_id=order.id), metadata=U1)
     assert "create a new order" in info.value.details()
 
-    # The shopper still pays on the page they had open.
+    # The shopper still pays on the page they had open: LATE_PAYMENT_POLICY
+    # honour (the default) takes the stock again and the order is PAID.
     assert '"RspCode":"00"' in pay(stub, payment.provider_reference, order.total_amount)
-    wait_for_status(order_stub, order.id, "ORDER_STATUS_NEEDS_REVIEW")
+    wait_for_status(order_stub, order.id, "ORDER_STATUS_PAID")
     final = order_stub.GetOrder(os_pb2.GetOrderRequest(order_id=order.id), metadata=U1).order
-    assert "refund it or honour the order" in final.status_reason
-    assert stock(order_db_url, "mug-blue") == 50  # not taken twice, not returned twice
+    assert "honoured, stock taken again" in final.status_reason
+    assert stock(order_db_url, "mug-blue") == 45  # taken once again, not twice
 
 
 def test_expiry_sweep_expires_unpaid_orders_and_restocks(

@@ -19,7 +19,7 @@ from payment.v1 import payment_pb2, payment_service_pb2
 from paykit.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from payment_service.bootstrap import App, bootstrap
 from payment_service.domain.callbacks import Notification
-from payment_service.domain.model import LatePaymentPolicy, Payment, Provider
+from payment_service.domain.model import ExtraPaymentPolicy, LatePaymentPolicy, Payment, Provider
 from payment_service.domain.refunds import ReviewAction
 from payment_service.gateways.port import RefundAnswer, RefundOrder, RefundState
 from payment_service.service_layer.refunds import RefundUseCases
@@ -139,9 +139,41 @@ def test_request_id_replays_or_is_refused(app: App, refunds: RefundUseCases, gat
         refunds.refund_payment(payment.id, 20_000, "x", "same")
 
 
-def test_concurrent_refunds_never_exceed_the_capture(
+def test_restock_is_stored_carried_and_part_of_the_parameters(
     app: App, refunds: RefundUseCases, gateway: FakeRefunds, db_url: str
 ) -> None:
+    payment = paid(app, "R-4b")
+    first = refunds.refund_payment(payment.id, 10_000, "x", "rs", restock=True)
+    again = refunds.refund_payment(payment.id, 10_000, "x", "rs", restock=True)
+    assert first.restock and again.id == first.id
+    with pytest.raises(InvalidArgument, match="different parameters"):
+        refunds.refund_payment(payment.id, 10_000, "x", "rs")  # the same key without restock
+    plain = refunds.refund_payment(payment.id, 10_000, "x", "plain")
+    with pytest.raises(InvalidArgument, match="different parameters"):
+        refunds.refund_payment(payment.id, 10_000, "x", "plain", restock=True)
+    assert rows(db_url, "SELECT request_id, restock FROM refunds ORDER BY request_id") == [
+        ("plain", False),
+        ("rs", True),
+    ]
+    assert not plain.restock and len(gateway.sent) == 2
+    carried = rows(
+        db_url,
+        "SELECT payload->'refund'->>'restock', payload->'refund'->>'id' FROM outbox_events"
+        " WHERE type = 'payment.refunded' ORDER BY seq",
+    )
+    assert carried == [("true", str(first.id)), (None, str(plain.id))]  # proto3 JSON leaves false out
+
+
+def test_concurrent_refunds_never_exceed_the_capture(app: App, gateway: FakeRefunds, db_url: str) -> None:
+    # A gateway that takes several refunds of a transaction at once (MoMo,
+    # ZaloPay): only the row lock stands between them and the capture.
+    uc = app.use_cases
+    traits = {
+        **uc.policy.traits,
+        Provider.VNPAY: replace(uc.policy.traits[Provider.VNPAY], one_refund_at_a_time=False),
+    }
+    policy = replace(uc.policy, traits=traits)
+    refunds = RefundUseCases(uc.uow_factory, {Provider.VNPAY: gateway}, policy, uc.clock)  # type: ignore[dict-item]
     payment = paid(app, "R-5")
     results: list[str] = []
     barrier = threading.Barrier(8)
@@ -162,6 +194,24 @@ def test_concurrent_refunds_never_exceed_the_capture(
     assert results.count("ok") == 3 and results.count("refused") == 5
     assert rows(db_url, "SELECT sum(amount) FROM refunds WHERE status <> 'FAILED'") == [(90_000,)]
     assert rows(db_url, "SELECT refunded_amount FROM payments") == [(90_000,)]
+
+
+def test_vnpay_takes_one_refund_of_a_transaction_at_a_time(
+    app: App, refunds: RefundUseCases, gateway: FakeRefunds, clock: FakeClock, db_url: str
+) -> None:
+    payment = paid(app, "R-5b")
+    gateway.state = RefundState.PENDING  # accepted, in progress
+    first = refunds.refund_payment(payment.id, 30_000, "", "one")
+    assert first.status == "PENDING"
+    with pytest.raises(FailedPrecondition, match="in progress at VNPAY") as refused:
+        refunds.refund_payment(payment.id, 20_000, "", "two")
+    assert refused.value.type == "REFUND_IN_PROGRESS"
+    assert rows(db_url, "SELECT count(*) FROM refunds") == [(1,)]
+    gateway.state = RefundState.SUCCEEDED
+    clock.advance(hours=1)
+    refunds.reconcile_due()
+    assert refunds.refund_payment(payment.id, 20_000, "", "two").status == "SUCCEEDED"
+    assert rows(db_url, "SELECT refunded_amount FROM payments") == [(50_000,)]
 
 
 def test_a_timeout_after_accept_is_reconciled_with_the_same_key(
@@ -308,6 +358,34 @@ def test_extra_payment_policy_refunds_by_itself(
 
 
 @pytest.fixture
+def extra_review_app(db_url: str, clock: FakeClock) -> Iterator[App]:
+    base = make_settings()
+    settings = make_settings(policy=replace(base.policy, extra_payment_policy=ExtraPaymentPolicy.REVIEW))
+    application = bootstrap(settings, db_url, clock=clock)
+    yield application
+    application.close()
+
+
+def test_extra_money_is_refunded_before_a_review_is_honoured(
+    extra_review_app: App, gateway: FakeRefunds, db_url: str
+) -> None:
+    app = extra_review_app
+    uc = app.use_cases
+    refunds = RefundUseCases(uc.uow_factory, {Provider.VNPAY: gateway}, uc.policy, uc.clock)  # type: ignore[dict-item]
+    payment = paid(app, "R-13b")
+    pay(app, payment, "T-second")  # EXTRA_PAYMENT_POLICY=review: flagged, not refunded
+    assert rows(db_url, "SELECT needs_review FROM payments") == [(True,)]
+    with pytest.raises(FailedPrecondition, match="extra money not refunded") as refused:
+        refunds.resolve_review(payment.id, ReviewAction.HONOUR, "keep it", "h1")
+    assert refused.value.type == "EXTRA_MONEY_NOT_REFUNDED"
+    assert rows(db_url, "SELECT needs_review, review_resolution FROM payments") == [(True, None)]
+    refunds.refund_payment(payment.id, 0, "", "x1", provider_transaction_id="T-second")
+    resolved = refunds.resolve_review(payment.id, ReviewAction.HONOUR, "keep the first", "h1")
+    assert not resolved.payment.needs_review and resolved.payment.review_resolution == "HONOUR"
+    assert rows(db_url, "SELECT refunded_amount FROM payments") == [(0,)]  # its own capture is kept
+
+
+@pytest.fixture
 def late_refund_app(db_url: str, clock: FakeClock) -> Iterator[App]:
     base = make_settings()
     settings = make_settings(policy=replace(base.policy, late_payment_policy=LatePaymentPolicy.REFUND))
@@ -352,7 +430,15 @@ def test_the_cli_records_a_manual_refund(
     ]
     main(argv)
     main(argv)  # the same request id: the same refund
-    assert '"status": "SUCCEEDED"' in capsys.readouterr().out
-    assert rows(db_url, "SELECT amount, provider_refund_id FROM refunds") == [(25_000, "FT9")]
-    with pytest.raises(SystemExit, match="above the 75000 left"):
+    out = capsys.readouterr().out
+    assert '"status": "SUCCEEDED"' in out and '"restock": false' in out
+    with pytest.raises(SystemExit, match="different parameters"):
+        main([*argv, "--restock"])
+    main(["refund", str(payment.id), "--amount", "1000", "--transfer-reference", "FT8", "--restock"])
+    assert '"restock": true' in capsys.readouterr().out
+    assert rows(db_url, "SELECT count(*) FROM refunds WHERE restock") == [(1,)]
+    assert rows(db_url, "SELECT amount, provider_refund_id FROM refunds WHERE NOT restock") == [
+        (25_000, "FT9")
+    ]
+    with pytest.raises(SystemExit, match="above the 74000 left"):
         main(["refund", str(payment.id), "--amount", "80000", "--transfer-reference", "FT10"])

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14order/v1/order.proto\x12\x08order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\tOrderItem\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x12\n\nunit_price\x18\x04 \x01(\x03\x12\x12\n\nline_total\x18\x05 \x01(\x03\"\xc0\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\norder_code\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.order.v1.OrderStatus\x12\x14\n\x0ctotal_amount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\"\n\x05items\x18\x07 \x03(\x0b\x32\x13.order.v1.OrderItem\x12\x15\n\rreceiver_name\x18\x08 \x01(\t\x12\x16\n\x0ereceiver_phone\x18\t \x01(\t\x12\x18\n\x10shipping_address\x18\n \x01(\t\x12\x0c\n\x04note\x18\x0b \x01(\t\x12\x15\n\rstatus_reason\x18\x0c \x01(\t\x12\x12\n\npayment_id\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x07Product\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05stock\x18\x05 \x01(\x05*\x85\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1cORDER_STATUS_PENDING_PAYMENT\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x03\x12\x19\n\x15ORDER_STATUS_CANCELED\x10\x04\x12\x18\n\x14ORDER_STATUS_EXPIRED\x10\x05\x12\x1d\n\x19ORDER_STATUS_NEEDS_REVIEW\x10\x06\x12*\n&ORDER_STATUS_AWAITING_DELIVERY_PAYMENT\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14order/v1/order.proto\x12\x08order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\tOrderItem\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x12\n\nunit_price\x18\x04 \x01(\x03\x12\x12\n\nline_total\x18\x05 \x01(\x03\"\xd9\x03\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\norder_code\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.order.v1.OrderStatus\x12\x14\n\x0ctotal_amount\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\"\n\x05items\x18\x07 \x03(\x0b\x32\x13.order.v1.OrderItem\x12\x15\n\rreceiver_name\x18\x08 \x01(\t\x12\x16\n\x0ereceiver_phone\x18\t \x01(\t\x12\x18\n\x10shipping_address\x18\n \x01(\t\x12\x0c\n\x04note\x18\x0b \x01(\t\x12\x15\n\rstatus_reason\x18\x0c \x01(\t\x12\x12\n\npayment_id\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frefunded_amount\x18\x11 \x01(\x03\"[\n\x07Product\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\r\n\x05stock\x18\x05 \x01(\x05*\xc5\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1cORDER_STATUS_PENDING_PAYMENT\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x03\x12\x19\n\x15ORDER_STATUS_CANCELED\x10\x04\x12\x18\n\x14ORDER_STATUS_EXPIRED\x10\x05\x12\x1d\n\x19ORDER_STATUS_NEEDS_REVIEW\x10\x06\x12*\n&ORDER_STATUS_AWAITING_DELIVERY_PAYMENT\x10\x07\x12\x19\n\x15ORDER_STATUS_REFUNDED\x10\x08\x12#\n\x1fORDER_STATUS_PARTIALLY_REFUNDED\x10\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'order.v1.order_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=717
-  _globals['_ORDERSTATUS']._serialized_end=978
+  _globals['_ORDERSTATUS']._serialized_start=742
+  _globals['_ORDERSTATUS']._serialized_end=1067
   _globals['_ORDERITEM']._serialized_start=67
   _globals['_ORDERITEM']._serialized_end=170
   _globals['_ORDER']._serialized_start=173
-  _globals['_ORDER']._serialized_end=621
-  _globals['_PRODUCT']._serialized_start=623
-  _globals['_PRODUCT']._serialized_end=714
+  _globals['_ORDER']._serialized_end=646
+  _globals['_PRODUCT']._serialized_start=648
+  _globals['_PRODUCT']._serialized_end=739
 # @@protoc_insertion_point(module_scope)

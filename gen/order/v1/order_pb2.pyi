@@ -20,6 +20,8 @@ class OrderStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ORDER_STATUS_EXPIRED: _ClassVar[OrderStatus]
     ORDER_STATUS_NEEDS_REVIEW: _ClassVar[OrderStatus]
     ORDER_STATUS_AWAITING_DELIVERY_PAYMENT: _ClassVar[OrderStatus]
+    ORDER_STATUS_REFUNDED: _ClassVar[OrderStatus]
+    ORDER_STATUS_PARTIALLY_REFUNDED: _ClassVar[OrderStatus]
 ORDER_STATUS_UNSPECIFIED: OrderStatus
 ORDER_STATUS_PENDING_PAYMENT: OrderStatus
 ORDER_STATUS_PAID: OrderStatus
@@ -28,6 +30,8 @@ ORDER_STATUS_CANCELED: OrderStatus
 ORDER_STATUS_EXPIRED: OrderStatus
 ORDER_STATUS_NEEDS_REVIEW: OrderStatus
 ORDER_STATUS_AWAITING_DELIVERY_PAYMENT: OrderStatus
+ORDER_STATUS_REFUNDED: OrderStatus
+ORDER_STATUS_PARTIALLY_REFUNDED: OrderStatus
 
 class OrderItem(_message.Message):
     __slots__ = ("variant_id", "name", "quantity", "unit_price", "line_total")
@@ -44,7 +48,7 @@ class OrderItem(_message.Message):
     def __init__(self, variant_id: _Optional[str] = ..., name: _Optional[str] = ..., quantity: _Optional[int] = ..., unit_price: _Optional[int] = ..., line_total: _Optional[int] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("id", "order_code", "user_id", "status", "total_amount", "currency", "items", "receiver_name", "receiver_phone", "shipping_address", "note", "status_reason", "payment_id", "create_time", "update_time", "expire_time")
+    __slots__ = ("id", "order_code", "user_id", "status", "total_amount", "currency", "items", "receiver_name", "receiver_phone", "shipping_address", "note", "status_reason", "payment_id", "create_time", "update_time", "expire_time", "refunded_amount")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_CODE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +65,7 @@ class Order(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     id: str
     order_code: int
     user_id: str
@@ -77,7 +82,8 @@ class Order(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., order_code: _Optional[int] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., total_amount: _Optional[int] = ..., currency: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderItem, _Mapping]]] = ..., receiver_name: _Optional[str] = ..., receiver_phone: _Optional[str] = ..., shipping_address: _Optional[str] = ..., note: _Optional[str] = ..., status_reason: _Optional[str] = ..., payment_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    refunded_amount: int
+    def __init__(self, id: _Optional[str] = ..., order_code: _Optional[int] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., total_amount: _Optional[int] = ..., currency: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderItem, _Mapping]]] = ..., receiver_name: _Optional[str] = ..., receiver_phone: _Optional[str] = ..., shipping_address: _Optional[str] = ..., note: _Optional[str] = ..., status_reason: _Optional[str] = ..., payment_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_amount: _Optional[int] = ...) -> None: ...
 
 class Product(_message.Message):
     __slots__ = ("variant_id", "name", "price", "currency", "stock")

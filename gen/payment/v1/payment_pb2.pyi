@@ -60,7 +60,7 @@ REVIEW_ACTION_HONOUR: ReviewAction
 REVIEW_ACTION_REFUND: ReviewAction
 
 class Payment(_message.Message):
-    __slots__ = ("id", "order_id", "user_id", "payment_intent_id", "amount", "currency", "provider", "status", "failure_reason", "attempt", "original_payment_id", "provider_reference", "provider_transaction_id", "create_time", "update_time", "expire_time", "paid_time", "needs_review", "review_reason", "version", "refunded_amount", "refund_pending_amount", "review_resolution", "review_note")
+    __slots__ = ("id", "order_id", "user_id", "payment_intent_id", "amount", "currency", "provider", "status", "failure_reason", "attempt", "original_payment_id", "provider_reference", "provider_transaction_id", "create_time", "update_time", "expire_time", "paid_time", "needs_review", "review_reason", "version", "refunded_amount", "refund_pending_amount", "review_resolution", "review_note", "description")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class Payment(_message.Message):
     REFUND_PENDING_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REVIEW_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     REVIEW_NOTE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     order_id: str
     user_id: str
@@ -109,10 +110,11 @@ class Payment(_message.Message):
     refund_pending_amount: int
     review_resolution: ReviewAction
     review_note: str
-    def __init__(self, id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[Provider, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., failure_reason: _Optional[str] = ..., attempt: _Optional[int] = ..., original_payment_id: _Optional[str] = ..., provider_reference: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., needs_review: _Optional[bool] = ..., review_reason: _Optional[str] = ..., version: _Optional[int] = ..., refunded_amount: _Optional[int] = ..., refund_pending_amount: _Optional[int] = ..., review_resolution: _Optional[_Union[ReviewAction, str]] = ..., review_note: _Optional[str] = ...) -> None: ...
+    description: str
+    def __init__(self, id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., payment_intent_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., provider: _Optional[_Union[Provider, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., failure_reason: _Optional[str] = ..., attempt: _Optional[int] = ..., original_payment_id: _Optional[str] = ..., provider_reference: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., needs_review: _Optional[bool] = ..., review_reason: _Optional[str] = ..., version: _Optional[int] = ..., refunded_amount: _Optional[int] = ..., refund_pending_amount: _Optional[int] = ..., review_resolution: _Optional[_Union[ReviewAction, str]] = ..., review_note: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class Refund(_message.Message):
-    __slots__ = ("id", "payment_id", "amount", "currency", "status", "reason", "provider_refund_id", "failure_reason", "create_time", "update_time", "provider_transaction_id", "manual")
+    __slots__ = ("id", "payment_id", "amount", "currency", "status", "reason", "provider_refund_id", "failure_reason", "create_time", "update_time", "provider_transaction_id", "manual", "restock")
     ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +127,7 @@ class Refund(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     MANUAL_FIELD_NUMBER: _ClassVar[int]
+    RESTOCK_FIELD_NUMBER: _ClassVar[int]
     id: str
     payment_id: str
     amount: int
@@ -137,7 +140,8 @@ class Refund(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     provider_transaction_id: str
     manual: bool
-    def __init__(self, id: _Optional[str] = ..., payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[RefundStatus, str]] = ..., reason: _Optional[str] = ..., provider_refund_id: _Optional[str] = ..., failure_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_transaction_id: _Optional[str] = ..., manual: _Optional[bool] = ...) -> None: ...
+    restock: bool
+    def __init__(self, id: _Optional[str] = ..., payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[RefundStatus, str]] = ..., reason: _Optional[str] = ..., provider_refund_id: _Optional[str] = ..., failure_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., provider_transaction_id: _Optional[str] = ..., manual: _Optional[bool] = ..., restock: _Optional[bool] = ...) -> None: ...
 
 class PaymentEvent(_message.Message):
     __slots__ = ("id", "type", "payment", "version", "create_time", "extra_payment", "refund")

@@ -29,15 +29,31 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from payment.v1 import payment_pb2 as payment_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n payment/v1/payment_service.proto\x12\npayment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18payment/v1/payment.proto\"\x9b\x02\n\x19\x43reateOrGetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12&\n\x08provider\x18\x05 \x01(\x0e\x32\x14.payment.v1.Provider\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12\x12\n\nuser_agent\x18\x08 \x01(\t\x12\x12\n\nreturn_url\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12-\n\tnot_after\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x1a\x43reateOrGetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x14\n\x0c\x63heckout_url\x18\x02 \x01(\t\x12\x0e\n\x06reused\x18\x03 \x01(\x08\"=\n\x18GetPaymentByOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"h\n\x19GetPaymentByOrderResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12%\n\x08\x61ttempts\x18\x02 \x03(\x0b\x32\x13.payment.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"_\n\x12GetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12#\n\x07refunds\x18\x02 \x03(\x0b\x32\x12.payment.v1.Refund\"\x9b\x01\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x1f\n\x17provider_transaction_id\x18\x05 \x01(\t\x12\x1a\n\x12transfer_reference\x18\x06 \x01(\t\";\n\x15RefundPaymentResponse\x12\"\n\x06refund\x18\x01 \x01(\x0b\x32\x12.payment.v1.Refund\"I\n ListPaymentsNeedingReviewRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"c\n!ListPaymentsNeedingReviewResponse\x12%\n\x08payments\x18\x01 \x03(\x0b\x32\x13.payment.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x14ResolveReviewRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12(\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x18.payment.v1.ReviewAction\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"b\n\x15ResolveReviewResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12#\n\x07refunds\x18\x02 \x03(\x0b\x32\x12.payment.v1.Refund\":\n\x14\x43\x61ncelPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x15\x43\x61ncelPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"V\n\x18\x43onfirmCodPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ollected_amount\x18\x02 \x01(\x03\x12\x0c\n\x04note\x18\x03 \x01(\t\"A\n\x19\x43onfirmCodPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"D\n\x1aStreamPaymentEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\"k\n\x1bStreamPaymentEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.payment.v1.PaymentEvent\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"<\n\x13\x41\x64vanceClockRequest\x12%\n\x02\x62y\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x14\x41\x64vanceClockResponse\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\xd6\t\n\x0ePaymentService\x12\x63\n\x12\x43reateOrGetPayment\x12%.payment.v1.CreateOrGetPaymentRequest\x1a&.payment.v1.CreateOrGetPaymentResponse\x12`\n\x11GetPaymentByOrder\x12$.payment.v1.GetPaymentByOrderRequest\x1a%.payment.v1.GetPaymentByOrderResponse\x12K\n\nGetPayment\x12\x1d.payment.v1.GetPaymentRequest\x1a\x1e.payment.v1.GetPaymentResponse\x12T\n\rCancelPayment\x12 .payment.v1.CancelPaymentRequest\x1a!.payment.v1.CancelPaymentResponse\x12`\n\x11\x43onfirmCodPayment\x12$.payment.v1.ConfirmCodPaymentRequest\x1a%.payment.v1.ConfirmCodPaymentResponse\x12T\n\rRefundPayment\x12 .payment.v1.RefundPaymentRequest\x1a!.payment.v1.RefundPaymentResponse\x12x\n\x19ListPaymentsNeedingReview\x12,.payment.v1.ListPaymentsNeedingReviewRequest\x1a-.payment.v1.ListPaymentsNeedingReviewResponse\x12T\n\rResolveReview\x12 .payment.v1.ResolveReviewRequest\x1a!.payment.v1.ResolveReviewResponse\x12h\n\x13StreamPaymentEvents\x12&.payment.v1.StreamPaymentEventsRequest\x1a\'.payment.v1.StreamPaymentEventsResponse0\x01\x12\x94\x02\n\x0eHandleCallback\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\xd5\x01\x82\xd3\xe4\x93\x02\xce\x01\x12\x13/webhooks/vnpay/ipnZ\x18\x12\x16/webhooks/vnpay/returnZ\x14\"\x0f/webhooks/payos:\x01*Z\x18\x12\x16/webhooks/payos/returnZ\x17\x12\x15/webhooks/momo/returnZ\x1a\x12\x18/webhooks/zalopay/returnZ\x17\"\x12/webhooks/momo/ipn:\x01*Z\x1f\"\x1a/webhooks/zalopay/callback:\x01*\x12Q\n\x0c\x41\x64vanceClock\x12\x1f.payment.v1.AdvanceClockRequest\x1a .payment.v1.AdvanceClockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n payment/v1/payment_service.proto\x12\npayment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18payment/v1/payment.proto\"\x9b\x02\n\x19\x43reateOrGetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12&\n\x08provider\x18\x05 \x01(\x0e\x32\x14.payment.v1.Provider\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x11\n\tclient_ip\x18\x07 \x01(\t\x12\x12\n\nuser_agent\x18\x08 \x01(\t\x12\x12\n\nreturn_url\x18\t \x01(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12-\n\tnot_after\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x1a\x43reateOrGetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x14\n\x0c\x63heckout_url\x18\x02 \x01(\t\x12\x0e\n\x06reused\x18\x03 \x01(\x08\"=\n\x18GetPaymentByOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"h\n\x19GetPaymentByOrderResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12%\n\x08\x61ttempts\x18\x02 \x03(\x0b\x32\x13.payment.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"_\n\x12GetPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12#\n\x07refunds\x18\x02 \x03(\x0b\x32\x12.payment.v1.Refund\"\xac\x01\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x1f\n\x17provider_transaction_id\x18\x05 \x01(\t\x12\x1a\n\x12transfer_reference\x18\x06 \x01(\t\x12\x0f\n\x07restock\x18\x07 \x01(\x08\";\n\x15RefundPaymentResponse\x12\"\n\x06refund\x18\x01 \x01(\x0b\x32\x12.payment.v1.Refund\"I\n ListPaymentsNeedingReviewRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"c\n!ListPaymentsNeedingReviewResponse\x12%\n\x08payments\x18\x01 \x03(\x0b\x32\x13.payment.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x14ResolveReviewRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12(\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x18.payment.v1.ReviewAction\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"b\n\x15ResolveReviewResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12#\n\x07refunds\x18\x02 \x03(\x0b\x32\x12.payment.v1.Refund\":\n\x14\x43\x61ncelPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"=\n\x15\x43\x61ncelPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"V\n\x18\x43onfirmCodPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ollected_amount\x18\x02 \x01(\x03\x12\x0c\n\x04note\x18\x03 \x01(\t\"A\n\x19\x43onfirmCodPaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\"D\n\x1aStreamPaymentEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\"k\n\x1bStreamPaymentEventsResponse\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\'\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.payment.v1.PaymentEvent\x12\x13\n\x0btraceparent\x18\x03 \x01(\t\"<\n\x13\x41\x64vanceClockRequest\x12%\n\x02\x62y\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x14\x41\x64vanceClockResponse\x12\'\n\x03now\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"&\n\x15SearchPaymentsRequest\x12\r\n\x05query\x18\x01 \x01(\t\"?\n\x16SearchPaymentsResponse\x12%\n\x08payments\x18\x01 \x03(\x0b\x32\x13.payment.v1.Payment\"-\n\x17GetPaymentDetailRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"\xc7\x01\n\x11JournaledCallback\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x30\n\x0creceive_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x10\n\x08verified\x18\x05 \x01(\x08\x12\x14\n\x0cverify_error\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x0b\n\x03\x61\x63k\x18\x08 \x01(\t\x12\x12\n\nreplayable\x18\t \x01(\x08\"\x8a\x01\n\rTimelineEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12/\n\x0b\x63reate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.payment.v1.PaymentStatus\x12\x0f\n\x07version\x18\x04 \x01(\x03\"\xe9\x01\n\x18GetPaymentDetailResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12%\n\x08\x61ttempts\x18\x02 \x03(\x0b\x32\x13.payment.v1.Payment\x12#\n\x07refunds\x18\x03 \x03(\x0b\x32\x12.payment.v1.Refund\x12\x30\n\tcallbacks\x18\x04 \x03(\x0b\x32\x1d.payment.v1.JournaledCallback\x12)\n\x06\x65vents\x18\x05 \x03(\x0b\x32\x19.payment.v1.TimelineEvent\"-\n\x17ReconcilePaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"Q\n\x18ReconcilePaymentResponse\x12$\n\x07payment\x18\x01 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x0f\n\x07outcome\x18\x02 \x01(\t\"=\n\x15ReplayCallbackRequest\x12\x13\n\x0b\x63\x61llback_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"q\n\x16ReplayCallbackResponse\x12\x0f\n\x07outcome\x18\x01 \x01(\t\x12$\n\x07payment\x18\x02 \x01(\x0b\x32\x13.payment.v1.Payment\x12\x0f\n\x07\x63hanges\x18\x03 \x03(\t\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x32\xb4\x0f\n\x0ePaymentService\x12\x63\n\x12\x43reateOrGetPayment\x12%.payment.v1.CreateOrGetPaymentRequest\x1a&.payment.v1.CreateOrGetPaymentResponse\x12`\n\x11GetPaymentByOrder\x12$.payment.v1.GetPaymentByOrderRequest\x1a%.payment.v1.GetPaymentByOrderResponse\x12t\n\nGetPayment\x12\x1d.payment.v1.GetPaymentRequest\x1a\x1e.payment.v1.GetPaymentResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/admin/v1/payments/{payment_id}\x12T\n\rCancelPayment\x12 .payment.v1.CancelPaymentRequest\x1a!.payment.v1.CancelPaymentResponse\x12`\n\x11\x43onfirmCodPayment\x12$.payment.v1.ConfirmCodPaymentRequest\x1a%.payment.v1.ConfirmCodPaymentResponse\x12\x87\x01\n\rRefundPayment\x12 .payment.v1.RefundPaymentRequest\x1a!.payment.v1.RefundPaymentResponse\"1\x82\xd3\xe4\x93\x02+\"&/admin/v1/payments/{payment_id}:refund:\x01*\x12\x93\x01\n\x19ListPaymentsNeedingReview\x12,.payment.v1.ListPaymentsNeedingReviewRequest\x1a-.payment.v1.ListPaymentsNeedingReviewResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/admin/v1/reviews\x12\x8e\x01\n\rResolveReview\x12 .payment.v1.ResolveReviewRequest\x1a!.payment.v1.ResolveReviewResponse\"8\x82\xd3\xe4\x93\x02\x32\"-/admin/v1/payments/{payment_id}:resolveReview:\x01*\x12h\n\x13StreamPaymentEvents\x12&.payment.v1.StreamPaymentEventsRequest\x1a\'.payment.v1.StreamPaymentEventsResponse0\x01\x12\x94\x02\n\x0eHandleCallback\x12\x14.google.api.HttpBody\x1a\x14.google.api.HttpBody\"\xd5\x01\x82\xd3\xe4\x93\x02\xce\x01\x12\x13/webhooks/vnpay/ipnZ\x18\x12\x16/webhooks/vnpay/returnZ\x14\"\x0f/webhooks/payos:\x01*Z\x18\x12\x16/webhooks/payos/returnZ\x17\x12\x15/webhooks/momo/returnZ\x1a\x12\x18/webhooks/zalopay/returnZ\x17\"\x12/webhooks/momo/ipn:\x01*Z\x1f\"\x1a/webhooks/zalopay/callback:\x01*\x12Q\n\x0c\x41\x64vanceClock\x12\x1f.payment.v1.AdvanceClockRequest\x1a .payment.v1.AdvanceClockResponse\x12s\n\x0eSearchPayments\x12!.payment.v1.SearchPaymentsRequest\x1a\".payment.v1.SearchPaymentsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/admin/v1/payments\x12\x8d\x01\n\x10GetPaymentDetail\x12#.payment.v1.GetPaymentDetailRequest\x1a$.payment.v1.GetPaymentDetailResponse\".\x82\xd3\xe4\x93\x02(\x12&/admin/v1/payments/{payment_id}/detail\x12\x93\x01\n\x10ReconcilePayment\x12#.payment.v1.ReconcilePaymentRequest\x1a$.payment.v1.ReconcilePaymentResponse\"4\x82\xd3\xe4\x93\x02.\")/admin/v1/payments/{payment_id}:reconcile:\x01*\x12\x8c\x01\n\x0eReplayCallback\x12!.payment.v1.ReplayCallbackRequest\x1a\".payment.v1.ReplayCallbackResponse\"3\x82\xd3\xe4\x93\x02-\"(/admin/v1/callbacks/{callback_id}:replay:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payment.v1.payment_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._serialized_options = b'\202\323\344\223\002!\022\037/admin/v1/payments/{payment_id}'
+  _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._serialized_options = b'\202\323\344\223\002+\"&/admin/v1/payments/{payment_id}:refund:\001*'
+  _globals['_PAYMENTSERVICE'].methods_by_name['ListPaymentsNeedingReview']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['ListPaymentsNeedingReview']._serialized_options = b'\202\323\344\223\002\023\022\021/admin/v1/reviews'
+  _globals['_PAYMENTSERVICE'].methods_by_name['ResolveReview']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['ResolveReview']._serialized_options = b'\202\323\344\223\0022\"-/admin/v1/payments/{payment_id}:resolveReview:\001*'
   _globals['_PAYMENTSERVICE'].methods_by_name['HandleCallback']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['HandleCallback']._serialized_options = b'\202\323\344\223\002\316\001\022\023/webhooks/vnpay/ipnZ\030\022\026/webhooks/vnpay/returnZ\024\"\017/webhooks/payos:\001*Z\030\022\026/webhooks/payos/returnZ\027\022\025/webhooks/momo/returnZ\032\022\030/webhooks/zalopay/returnZ\027\"\022/webhooks/momo/ipn:\001*Z\037\"\032/webhooks/zalopay/callback:\001*'
+  _globals['_PAYMENTSERVICE'].methods_by_name['SearchPayments']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['SearchPayments']._serialized_options = b'\202\323\344\223\002\024\022\022/admin/v1/payments'
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetPaymentDetail']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['GetPaymentDetail']._serialized_options = b'\202\323\344\223\002(\022&/admin/v1/payments/{payment_id}/detail'
+  _globals['_PAYMENTSERVICE'].methods_by_name['ReconcilePayment']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['ReconcilePayment']._serialized_options = b'\202\323\344\223\002.\")/admin/v1/payments/{payment_id}:reconcile:\001*'
+  _globals['_PAYMENTSERVICE'].methods_by_name['ReplayCallback']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['ReplayCallback']._serialized_options = b'\202\323\344\223\002-\"(/admin/v1/callbacks/{callback_id}:replay:\001*'
   _globals['_CREATEORGETPAYMENTREQUEST']._serialized_start=197
   _globals['_CREATEORGETPAYMENTREQUEST']._serialized_end=480
   _globals['_CREATEORGETPAYMENTRESPONSE']._serialized_start=482
@@ -51,33 +67,53 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPAYMENTRESPONSE']._serialized_start=798
   _globals['_GETPAYMENTRESPONSE']._serialized_end=893
   _globals['_REFUNDPAYMENTREQUEST']._serialized_start=896
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1051
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1053
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1112
-  _globals['_LISTPAYMENTSNEEDINGREVIEWREQUEST']._serialized_start=1114
-  _globals['_LISTPAYMENTSNEEDINGREVIEWREQUEST']._serialized_end=1187
-  _globals['_LISTPAYMENTSNEEDINGREVIEWRESPONSE']._serialized_start=1189
-  _globals['_LISTPAYMENTSNEEDINGREVIEWRESPONSE']._serialized_end=1288
-  _globals['_RESOLVEREVIEWREQUEST']._serialized_start=1290
-  _globals['_RESOLVEREVIEWREQUEST']._serialized_end=1408
-  _globals['_RESOLVEREVIEWRESPONSE']._serialized_start=1410
-  _globals['_RESOLVEREVIEWRESPONSE']._serialized_end=1508
-  _globals['_CANCELPAYMENTREQUEST']._serialized_start=1510
-  _globals['_CANCELPAYMENTREQUEST']._serialized_end=1568
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=1570
-  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=1631
-  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_start=1633
-  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_end=1719
-  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_start=1721
-  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_end=1786
-  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_start=1788
-  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_end=1856
-  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_start=1858
-  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_end=1965
-  _globals['_ADVANCECLOCKREQUEST']._serialized_start=1967
-  _globals['_ADVANCECLOCKREQUEST']._serialized_end=2027
-  _globals['_ADVANCECLOCKRESPONSE']._serialized_start=2029
-  _globals['_ADVANCECLOCKRESPONSE']._serialized_end=2135
-  _globals['_PAYMENTSERVICE']._serialized_start=2138
-  _globals['_PAYMENTSERVICE']._serialized_end=3376
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1068
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1070
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1129
+  _globals['_LISTPAYMENTSNEEDINGREVIEWREQUEST']._serialized_start=1131
+  _globals['_LISTPAYMENTSNEEDINGREVIEWREQUEST']._serialized_end=1204
+  _globals['_LISTPAYMENTSNEEDINGREVIEWRESPONSE']._serialized_start=1206
+  _globals['_LISTPAYMENTSNEEDINGREVIEWRESPONSE']._serialized_end=1305
+  _globals['_RESOLVEREVIEWREQUEST']._serialized_start=1307
+  _globals['_RESOLVEREVIEWREQUEST']._serialized_end=1425
+  _globals['_RESOLVEREVIEWRESPONSE']._serialized_start=1427
+  _globals['_RESOLVEREVIEWRESPONSE']._serialized_end=1525
+  _globals['_CANCELPAYMENTREQUEST']._serialized_start=1527
+  _globals['_CANCELPAYMENTREQUEST']._serialized_end=1585
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_start=1587
+  _globals['_CANCELPAYMENTRESPONSE']._serialized_end=1648
+  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_start=1650
+  _globals['_CONFIRMCODPAYMENTREQUEST']._serialized_end=1736
+  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_start=1738
+  _globals['_CONFIRMCODPAYMENTRESPONSE']._serialized_end=1803
+  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_start=1805
+  _globals['_STREAMPAYMENTEVENTSREQUEST']._serialized_end=1873
+  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_start=1875
+  _globals['_STREAMPAYMENTEVENTSRESPONSE']._serialized_end=1982
+  _globals['_ADVANCECLOCKREQUEST']._serialized_start=1984
+  _globals['_ADVANCECLOCKREQUEST']._serialized_end=2044
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_start=2046
+  _globals['_ADVANCECLOCKRESPONSE']._serialized_end=2152
+  _globals['_SEARCHPAYMENTSREQUEST']._serialized_start=2154
+  _globals['_SEARCHPAYMENTSREQUEST']._serialized_end=2192
+  _globals['_SEARCHPAYMENTSRESPONSE']._serialized_start=2194
+  _globals['_SEARCHPAYMENTSRESPONSE']._serialized_end=2257
+  _globals['_GETPAYMENTDETAILREQUEST']._serialized_start=2259
+  _globals['_GETPAYMENTDETAILREQUEST']._serialized_end=2304
+  _globals['_JOURNALEDCALLBACK']._serialized_start=2307
+  _globals['_JOURNALEDCALLBACK']._serialized_end=2506
+  _globals['_TIMELINEEVENT']._serialized_start=2509
+  _globals['_TIMELINEEVENT']._serialized_end=2647
+  _globals['_GETPAYMENTDETAILRESPONSE']._serialized_start=2650
+  _globals['_GETPAYMENTDETAILRESPONSE']._serialized_end=2883
+  _globals['_RECONCILEPAYMENTREQUEST']._serialized_start=2885
+  _globals['_RECONCILEPAYMENTREQUEST']._serialized_end=2930
+  _globals['_RECONCILEPAYMENTRESPONSE']._serialized_start=2932
+  _globals['_RECONCILEPAYMENTRESPONSE']._serialized_end=3013
+  _globals['_REPLAYCALLBACKREQUEST']._serialized_start=3015
+  _globals['_REPLAYCALLBACKREQUEST']._serialized_end=3076
+  _globals['_REPLAYCALLBACKRESPONSE']._serialized_start=3078
+  _globals['_REPLAYCALLBACKRESPONSE']._serialized_end=3191
+  _globals['_PAYMENTSERVICE']._serialized_start=3194
+  _globals['_PAYMENTSERVICE']._serialized_end=5166
 # @@protoc_insertion_point(module_scope)

@@ -80,20 +80,22 @@ class GetPaymentResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., refunds: _Optional[_Iterable[_Union[_payment_pb2.Refund, _Mapping]]] = ...) -> None: ...
 
 class RefundPaymentRequest(_message.Message):
-    __slots__ = ("payment_id", "amount", "reason", "request_id", "provider_transaction_id", "transfer_reference")
+    __slots__ = ("payment_id", "amount", "reason", "request_id", "provider_transaction_id", "transfer_reference", "restock")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    RESTOCK_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     amount: int
     reason: str
     request_id: str
     provider_transaction_id: str
     transfer_reference: str
-    def __init__(self, payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., transfer_reference: _Optional[str] = ...) -> None: ...
+    restock: bool
+    def __init__(self, payment_id: _Optional[str] = ..., amount: _Optional[int] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ..., provider_transaction_id: _Optional[str] = ..., transfer_reference: _Optional[str] = ..., restock: _Optional[bool] = ...) -> None: ...
 
 class RefundPaymentResponse(_message.Message):
     __slots__ = ("refund",)
@@ -198,3 +200,103 @@ class AdvanceClockResponse(_message.Message):
     now: _timestamp_pb2.Timestamp
     offset: _duration_pb2.Duration
     def __init__(self, now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class SearchPaymentsRequest(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    def __init__(self, query: _Optional[str] = ...) -> None: ...
+
+class SearchPaymentsResponse(_message.Message):
+    __slots__ = ("payments",)
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[_payment_pb2.Payment]
+    def __init__(self, payments: _Optional[_Iterable[_Union[_payment_pb2.Payment, _Mapping]]] = ...) -> None: ...
+
+class GetPaymentDetailRequest(_message.Message):
+    __slots__ = ("payment_id",)
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    def __init__(self, payment_id: _Optional[str] = ...) -> None: ...
+
+class JournaledCallback(_message.Message):
+    __slots__ = ("id", "receive_time", "kind", "path", "verified", "verify_error", "outcome", "ack", "replayable")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    REPLAYABLE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    receive_time: _timestamp_pb2.Timestamp
+    kind: str
+    path: str
+    verified: bool
+    verify_error: str
+    outcome: str
+    ack: str
+    replayable: bool
+    def __init__(self, id: _Optional[int] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., path: _Optional[str] = ..., verified: _Optional[bool] = ..., verify_error: _Optional[str] = ..., outcome: _Optional[str] = ..., ack: _Optional[str] = ..., replayable: _Optional[bool] = ...) -> None: ...
+
+class TimelineEvent(_message.Message):
+    __slots__ = ("type", "create_time", "status", "version")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    create_time: _timestamp_pb2.Timestamp
+    status: _payment_pb2.PaymentStatus
+    version: int
+    def __init__(self, type: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[_payment_pb2.PaymentStatus, str]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetPaymentDetailResponse(_message.Message):
+    __slots__ = ("payment", "attempts", "refunds", "callbacks", "events")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    attempts: _containers.RepeatedCompositeFieldContainer[_payment_pb2.Payment]
+    refunds: _containers.RepeatedCompositeFieldContainer[_payment_pb2.Refund]
+    callbacks: _containers.RepeatedCompositeFieldContainer[JournaledCallback]
+    events: _containers.RepeatedCompositeFieldContainer[TimelineEvent]
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[_payment_pb2.Payment, _Mapping]]] = ..., refunds: _Optional[_Iterable[_Union[_payment_pb2.Refund, _Mapping]]] = ..., callbacks: _Optional[_Iterable[_Union[JournaledCallback, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[TimelineEvent, _Mapping]]] = ...) -> None: ...
+
+class ReconcilePaymentRequest(_message.Message):
+    __slots__ = ("payment_id",)
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    def __init__(self, payment_id: _Optional[str] = ...) -> None: ...
+
+class ReconcilePaymentResponse(_message.Message):
+    __slots__ = ("payment", "outcome")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    payment: _payment_pb2.Payment
+    outcome: str
+    def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class ReplayCallbackRequest(_message.Message):
+    __slots__ = ("callback_id", "dry_run")
+    CALLBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    callback_id: int
+    dry_run: bool
+    def __init__(self, callback_id: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ReplayCallbackResponse(_message.Message):
+    __slots__ = ("outcome", "payment", "changes", "dry_run")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    payment: _payment_pb2.Payment
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, outcome: _Optional[str] = ..., payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., changes: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...

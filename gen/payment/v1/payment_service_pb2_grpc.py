@@ -93,6 +93,26 @@ class PaymentServiceStub:
                 request_serializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockRequest.SerializeToString,
                 response_deserializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockResponse.FromString,
                 _registered_method=True)
+        self.SearchPayments = channel.unary_unary(
+                '/payment.v1.PaymentService/SearchPayments',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.SearchPaymentsRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.SearchPaymentsResponse.FromString,
+                _registered_method=True)
+        self.GetPaymentDetail = channel.unary_unary(
+                '/payment.v1.PaymentService/GetPaymentDetail',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.GetPaymentDetailRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.GetPaymentDetailResponse.FromString,
+                _registered_method=True)
+        self.ReconcilePayment = channel.unary_unary(
+                '/payment.v1.PaymentService/ReconcilePayment',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.ReconcilePaymentRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.ReconcilePaymentResponse.FromString,
+                _registered_method=True)
+        self.ReplayCallback = channel.unary_unary(
+                '/payment.v1.PaymentService/ReplayCallback',
+                request_serializer=payment_dot_v1_dot_payment__service__pb2.ReplayCallbackRequest.SerializeToString,
+                response_deserializer=payment_dot_v1_dot_payment__service__pb2.ReplayCallbackResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -196,8 +216,10 @@ class PaymentServiceServicer:
         - FAILED_PRECONDITION: the payment took no money (reason NOT_CAPTURED),
         the amount is above what is left to refund (REFUND_EXCEEDS_CAPTURED),
         the gateway has no refund API and transfer_reference is empty
-        (MANUAL_REFUND), or the provider is not enabled on this server.
-        Nothing is written.
+        (MANUAL_REFUND), a refund of the same transaction is still in progress
+        at a gateway that follows one at a time (VNPay; REFUND_IN_PROGRESS:
+        ask again when it is final), or the provider is not enabled on this
+        server. Nothing is written.
         - UNAVAILABLE: the database cannot be reached; safe to retry with the
         same request_id.
         """
@@ -228,8 +250,11 @@ class PaymentServiceServicer:
         note is too long, or request_id is missing or malformed.
         - NOT_FOUND: no such payment.
         - FAILED_PRECONDITION: the payment is not under review (NOT_IN_REVIEW),
-        or REFUND on a gateway without a refund API (MANUAL_REFUND: record the
-        transfers with RefundPayment, then resolve with HONOUR).
+        REFUND on a gateway without a refund API (MANUAL_REFUND: record the
+        transfers with RefundPayment, then resolve with HONOUR), or HONOUR
+        while the payment holds extra money not refunded
+        (EXTRA_MONEY_NOT_REFUNDED: an extra payment is never the order's;
+        refund it first). Nothing is written.
         - UNAVAILABLE: the database cannot be reached; safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -281,6 +306,65 @@ class PaymentServiceServicer:
         - INVALID_ARGUMENT: by is missing, not positive or above 366 days.
         - FAILED_PRECONDITION: not in development (PAYMENTS_ENV), or this
         process's clock cannot be moved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchPayments(self, request, context):
+        """Operator console: finds payments by order number (the number in the
+        payment's description), order id, payment intent id, gateway reference
+        or gateway transaction id, newest first. Admin only through the ingress.
+
+        Errors:
+        - INVALID_ARGUMENT: query is empty or longer than 100 characters.
+        - UNAVAILABLE: the database cannot be reached; safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPaymentDetail(self, request, context):
+        """Operator console: one payment with its order's attempts, its refunds,
+        every journaled callback about it and its event timeline.
+
+        Errors:
+        - INVALID_ARGUMENT: payment_id is not a UUID.
+        - NOT_FOUND: no such payment.
+        - UNAVAILABLE: the database cannot be reached; safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconcilePayment(self, request, context):
+        """Operator console: asks the payment's gateway about it now, and applies
+        the answer like a callback (journaled as kind "reconcile"). A gateway
+        with nothing final to say (and cash on delivery) gives outcome
+        "no_answer"; an answer that does not verify is journaled, never applied.
+
+        Errors:
+        - INVALID_ARGUMENT: payment_id is not a UUID.
+        - NOT_FOUND: no such payment.
+        - FAILED_PRECONDITION: the provider is not enabled on this server.
+        - UNAVAILABLE: the database or the gateway cannot be reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayCallback(self, request, context):
+        """Operator console: runs a journaled callback's raw bytes through today's
+        code, as if the gateway sent it again. With dry_run nothing is written
+        and the response says what would change; otherwise it is applied (at
+        most once, like any callback) and journaled.
+
+        Errors:
+        - INVALID_ARGUMENT: callback_id is not positive.
+        - NOT_FOUND: no such journaled callback.
+        - FAILED_PRECONDITION: the entry cannot be replayed (not a verified
+        gateway callback, or its raw bytes were dropped by retention).
+        - UNAVAILABLE: the database cannot be reached; safe to retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -343,6 +427,26 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.AdvanceClock,
                     request_deserializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockRequest.FromString,
                     response_serializer=payment_dot_v1_dot_payment__service__pb2.AdvanceClockResponse.SerializeToString,
+            ),
+            'SearchPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchPayments,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.SearchPaymentsRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.SearchPaymentsResponse.SerializeToString,
+            ),
+            'GetPaymentDetail': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentDetail,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.GetPaymentDetailRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.GetPaymentDetailResponse.SerializeToString,
+            ),
+            'ReconcilePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcilePayment,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.ReconcilePaymentRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.ReconcilePaymentResponse.SerializeToString,
+            ),
+            'ReplayCallback': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayCallback,
+                    request_deserializer=payment_dot_v1_dot_payment__service__pb2.ReplayCallbackRequest.FromString,
+                    response_serializer=payment_dot_v1_dot_payment__service__pb2.ReplayCallbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -645,6 +749,114 @@ class PaymentService:
             '/payment.v1.PaymentService/AdvanceClock',
             payment_dot_v1_dot_payment__service__pb2.AdvanceClockRequest.SerializeToString,
             payment_dot_v1_dot_payment__service__pb2.AdvanceClockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/SearchPayments',
+            payment_dot_v1_dot_payment__service__pb2.SearchPaymentsRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.SearchPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentDetail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/GetPaymentDetail',
+            payment_dot_v1_dot_payment__service__pb2.GetPaymentDetailRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.GetPaymentDetailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcilePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/ReconcilePayment',
+            payment_dot_v1_dot_payment__service__pb2.ReconcilePaymentRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.ReconcilePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayCallback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payment.v1.PaymentService/ReplayCallback',
+            payment_dot_v1_dot_payment__service__pb2.ReplayCallbackRequest.SerializeToString,
+            payment_dot_v1_dot_payment__service__pb2.ReplayCallbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -154,6 +154,13 @@ class MomoGateway:
                 "MoMo refund answer is about another refund", order.payment.provider_reference
             )
         code = answer.get("resultCode", -1)
+        if code in _MOMO_ALREADY:
+            # "Already refunded / over the refundable amount" may be this very
+            # refund, recorded by an attempt whose answer was lost: the
+            # purchase's refundTrans[] tells.
+            found = self.query_refund(order, now)
+            if found.state != RefundState.NOT_FOUND:
+                return found
         return RefundAnswer(
             _momo_refund_state(code),
             provider_refund_id=str(answer.get("transId", "")) if code == 0 else "",
@@ -194,6 +201,7 @@ class MomoGateway:
 # Refund answers: 0 done; refused for good; anything else (7000/7002
 # processing, 40 duplicate in progress, 10/99 maintenance or unknown) pending.
 _MOMO_REFUND_REFUSED = frozenset({11, 12, 13, 20, 21, 22, 41, 42, 1080, 1081, 1088})
+_MOMO_ALREADY = frozenset({1080, 1081})
 
 
 def _momo_refund_state(code: Any) -> RefundState:

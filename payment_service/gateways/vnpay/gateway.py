@@ -97,7 +97,7 @@ class VnpayGateway:
             amount=payment.amount,
             order_info=payment.description,
             ip_addr=ctx.client_ip,
-            create_time=ctx.now,
+            create_time=payment.create_time,  # querydr and refund send it back as vnp_TransactionDate
             expire_time=payment.expire_time,
             return_url=ctx.return_url or None,
         )
@@ -178,7 +178,8 @@ class VnpayGateway:
         if code in vnpay.REFUND_REFUSED_CODES:
             state = RefundState.FAILED
         elif code == "00":
-            state = _REFUND_STATES.get(str(answer.get("vnp_TransactionStatus", "")), RefundState.PENDING)
+            # Accepted; asynchronous at VNPay: 05 as a rule, querydr follows it.
+            state = _refund_state(answer) or RefundState.PENDING
         else:
             state = RefundState.PENDING  # 94: a refund already in progress; 99: unknown
         return RefundAnswer(
@@ -209,13 +210,14 @@ class VnpayGateway:
         status = str(answer.get("vnp_TransactionStatus", ""))
         if code != vnpay.QUERYDR_OK:
             state = RefundState.PENDING
-        elif status in _REFUND_STATES:
-            state = _REFUND_STATES[status]
         else:
-            state = RefundState.NOT_FOUND  # paid, no refund in progress: it never arrived
+            # A transaction still of type 01 (payment) has no refund: it never arrived.
+            state = _refund_state(answer) or RefundState.NOT_FOUND
         return RefundAnswer(
             state,
-            provider_refund_id=str(answer.get("vnp_TransactionNo", "")),
+            # querydr's vnp_TransactionNo is the payment's, not the refund's:
+            # the refund keeps the number its own answer gave.
+            provider_refund_id="",
             code=status,
             message=str(answer.get("vnp_Message", "")),
             sent=_without_hash(body),
@@ -231,11 +233,22 @@ class VnpayGateway:
             raise Unavailable("VNPay cannot be reached right now") from None
 
 
+# A refund's vnp_TransactionStatus (GATEWAYS.md §7): 05 being processed and
+# 06 sent to the bank are not final; 00 done; 09 rejected.
 _REFUND_STATES = {
     vnpay.REFUND_PROCESSING: RefundState.PENDING,
-    vnpay.REFUND_SENT_TO_BANK: RefundState.SUCCEEDED,
+    vnpay.REFUND_SENT_TO_BANK: RefundState.PENDING,
+    "00": RefundState.SUCCEEDED,
     vnpay.REFUND_REJECTED: RefundState.FAILED,
 }
+
+
+def _refund_state(answer: dict[str, Any]) -> RefundState | None:
+    """The refund's state in a refund or querydr answer; None when the
+    answer describes no refund (vnp_TransactionType 01, a payment)."""
+    if str(answer.get("vnp_TransactionType", "")) not in (vnpay.REFUND_FULL, vnpay.REFUND_PARTIAL):
+        return None
+    return _REFUND_STATES.get(str(answer.get("vnp_TransactionStatus", "")), RefundState.PENDING)
 
 
 def _without_hash(body: dict[str, str]) -> dict[str, str]:

@@ -52,6 +52,7 @@ TRAITS: Final = ProviderTraits(
     limits=AmountLimits(5_000, 999_999_999),
     callback_retry_window=timedelta(minutes=5, seconds=30),
     checkout_calls_gateway=False,  # a signed redirect, built here
+    one_refund_at_a_time=True,  # querydr shows one refund; 94 while one is in progress
 )
 
 

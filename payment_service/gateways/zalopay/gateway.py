@@ -179,7 +179,14 @@ class ZalopayGateway:
             description=order.reason,
             timestamp=int(now.timestamp() * 1000),
         )
-        return self._refund_answer(self._post(zalopay.REFUND_PATH, body), body)
+        answer = self._post(zalopay.REFUND_PATH, body)
+        if (answer.get("return_code"), answer.get("sub_return_code")) == (2, _SUB_DUPLICATE):
+            # This m_refund_id is already at ZaloPay (an attempt whose answer
+            # was lost): its own state, not a failure.
+            found = self.query_refund(order, now)
+            if found.state != RefundState.NOT_FOUND:
+                return found
+        return self._refund_answer(answer, body)
 
     def query_refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
         body = zalopay.build_query_refund_payload(
@@ -187,7 +194,13 @@ class ZalopayGateway:
             m_refund_id=zalopay.m_refund_id(order.create_time, self.config.app_id, order.key),
             timestamp=int(now.timestamp() * 1000),
         )
-        return self._refund_answer(self._post(zalopay.QUERY_REFUND_PATH, body), body)
+        answer = self._post(zalopay.QUERY_REFUND_PATH, body)
+        if (answer.get("return_code"), answer.get("sub_return_code")) == (2, _SUB_NOT_FOUND):
+            # No such m_refund_id: it never arrived, send it again (same id).
+            return RefundAnswer(
+                RefundState.NOT_FOUND, sent={k: v for k, v in body.items() if k != "mac"}, received=answer
+            )
+        return self._refund_answer(answer, body)
 
     def _refund_answer(self, answer: dict[str, Any], body: dict[str, Any]) -> RefundAnswer:
         code = answer.get("return_code")
@@ -207,6 +220,14 @@ class ZalopayGateway:
             return self.http.request("POST", self.config.endpoint.rstrip("/") + path, body)
         except GatewayUnreachable:
             raise unreachable("ZaloPay") from None
+
+
+# sub_return_code of a refund already known by its m_refund_id, and of a
+# query_refund for an unknown one. Not in GATEWAYS.md: the values our
+# simulator uses (the same as for a duplicate app_trans_id / unknown order);
+# check them against ZaloPay before going live.
+_SUB_DUPLICATE = -68
+_SUB_NOT_FOUND = -101
 
 
 def build(config: zalopay.ZalopayConfig, http: HttpJsonClient) -> ZalopayGateway:
