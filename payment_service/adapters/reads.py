@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import attributes
 
 from payment_service.adapters.orm import payment_request_keys, payments
+from payment_service.adapters.repository import traced
 from payment_service.domain.model import Payment, RequestKey
 
 
@@ -64,7 +65,7 @@ class SqlPaymentReads:
         try:
             conn.autocommit = True
             try:
-                with conn.cursor() as cursor:
+                with traced(sql), conn.cursor() as cursor:
                     cursor.execute(sql, params)
                     return cursor.fetchall()
             finally:

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any, cast
 
 import psycopg
+from opentelemetry.trace import SpanKind
 from psycopg.types.json import Jsonb
 from sqlalchemy import DateTime, Table, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.orm import Session, attributes
 
+from paykit import tracing
 from paykit.tracing import current_traceparent
 from payment_service.adapters.orm import (
     OutboxEvent,
@@ -110,6 +113,19 @@ def _row(obj: object, columns: Sequence[str]) -> dict[str, Any]:
     return {c: Jsonb(getattr(obj, c)) if c in _JSONB_COLUMNS else getattr(obj, c) for c in columns}
 
 
+def traced(sql: str) -> AbstractContextManager[object]:
+    """A client span per statement when tracing is on (as the engine's
+    SQLAlchemy instrumentation makes for the statements it sees); nothing
+    otherwise."""
+    if not tracing.enabled():
+        return nullcontext()
+    return tracing.tracer("payment_service.sql").start_as_current_span(
+        sql.split(None, 1)[0],
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": sql},
+    )
+
+
 def _update_sql(columns: Sequence[str]) -> str:
     assignments = ", ".join(f"{c} = {_placeholder(payments, c)}" for c in columns)
     return f"UPDATE payments SET {assignments} WHERE id = %(id)s"  # noqa: S608 - names from the schema
@@ -133,7 +149,7 @@ class PaymentRepository:
         connection = self.session.connection()
         driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
         try:
-            with driver.cursor() as cursor:
+            with traced(sql), driver.cursor() as cursor:
                 cursor.execute(sql, params)
                 # (cursor.description would build a column object per column.)
                 return cursor.fetchall() if rows else []
