@@ -584,6 +584,7 @@ class Bench:
             s.open = self.runner.open("retry-payment", ingress, rate, items=orders, keep_outputs=True)
             self.settle()
             pending = [*s.closed.outputs, *s.open.outputs]
+        self.retry_reuse(pending)
         with self.phase("IPN to order PAID"):
             s = self.scenario("propagation", "IPN → order PAID (Envoy IPN, poll GetOrder via Envoy)")
             s.note = (
@@ -602,6 +603,61 @@ class Bench:
                 ]
             s.open = self.runner.open("propagation", ingress, rate, items=rest)
             self.settle()
+
+    def retry_reuse(self, pending: list[tuple[str, str, str]]) -> None:
+        """ "Pay again" on orders whose pending attempt is handed out again:
+        the shopper's second click (no Idempotency-Key)."""
+        ingress = self.stack.ingress_target
+        with self.phase("RetryPayment, reuse"):
+            s = self.scenario(
+                "retry_reuse", "RetryPayment on a reusable attempt, REST through Envoy with JWT"
+            )
+            s.note = "each call on an order whose pending attempt is reused (Pay again, no idempotency key)"
+            items = [(token, order) for token, order, _ in pending]
+            s.closed = self.runner.closed("retry-payment", ingress, items=items, cycle=True)
+            s.open = self.runner.open("retry-payment", ingress, self.half(s.closed), items=items, cycle=True)
+
+    def event_apply(self) -> None:
+        """The order service's event apply rate at the IPN maximum: a burst
+        of IPNs on real orders (direct gRPC, closed loop, 10 s) then the
+        time until the order service has applied every event (the drain),
+        with the CPU each service spent per event."""
+        stack, cfg = self.stack, self.cfg
+        assert stack.payment is not None and self.runner.cpu is not None
+        burst_seconds = cfg.seconds if cfg.smoke else 10.0
+        ipn = self.scenarios.get("ipn_direct")
+        ipn_max = ipn.closed.rps if ipn is not None and ipn.closed is not None else cfg.max_closed_rate
+        with self.phase("event apply"):
+            pending = self.pending_orders(self.budget(ipn_max, burst_seconds))
+            queries = [load.signed_ipn(ref, load.ORDER_AMOUNT) for _, _, ref in pending]
+            self.settle()
+            applied_before = _applied_events(stack)
+            before = self.runner.cpu.snapshot()
+            burst = self.runner.closed(
+                "ipn-grpc", stack.payment.target, items=queries, seconds=burst_seconds, warmup=0
+            )
+            applied_in_burst = _applied_events(stack) - applied_before
+            drain = stack.wait_follower()
+            used, _, _ = CpuMeter.delta(before, self.runner.cpu.snapshot())
+            events = _applied_events(stack) - applied_before
+            backlog = events - applied_in_burst
+            window = burst.seconds + drain
+            self.limits["event_apply"] = {
+                "ipn_max_rps": ipn_max,
+                "burst_seconds": burst.seconds,
+                "burst_ipn_rps": burst.rps,
+                "events": events,
+                "applied_during_burst": applied_in_burst,
+                "backlog_at_burst_end": backlog,
+                "drain_seconds": round(drain, 3),
+                "applied_per_second": round(events / window, 1) if window else float("nan"),
+                # With a backlog, the drain shows the follower's own pace.
+                "drain_per_second": round(backlog / drain, 1) if drain > 0 and backlog > 0 else None,
+                "cpu_ms_per_event": {
+                    name: round(1000 * sec / max(events, 1), 3) for name, sec in used.items()
+                },
+                "errors": burst.errors,
+            }
 
     def floor(self) -> None:
         """pgbench replaying the captured SQL of both paths, on a database
@@ -755,6 +811,13 @@ class Bench:
                 self.settle()
 
 
+def _applied_events(stack: Stack) -> int:
+    """Payment events the order service has applied (each once, by id)."""
+    with stack.order_sql() as conn:
+        row = conn.execute("SELECT count(*) FROM applied_payment_events").fetchone()
+    return int(row[0]) if row else 0
+
+
 def psycopg_connect(url: str) -> Any:
     import psycopg
 
@@ -825,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.two_workers()
         bench.gateway_connections()
         bench.order_paths()
+        bench.event_apply()
         bench.large()
         if cfg.profile:
             bench.profile()

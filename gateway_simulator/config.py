@@ -24,6 +24,10 @@ DEV_VNPAY_HASH_SECRET: Final = vnpay_settings.DEV_KEYS["hash_secret"]
 DEV_PAYOS_CLIENT_ID: Final = payos_settings.DEV_KEYS["client_id"]
 DEV_PAYOS_API_KEY: Final = payos_settings.DEV_KEYS["api_key"]
 DEV_PAYOS_CHECKSUM_KEY: Final = payos_settings.DEV_KEYS["checksum_key"]
+# The payout channel's own keys (refunds are payouts).
+DEV_PAYOS_PAYOUT_CLIENT_ID: Final = payos_settings.PAYOUT_DEV_KEYS["client_id"]
+DEV_PAYOS_PAYOUT_API_KEY: Final = payos_settings.PAYOUT_DEV_KEYS["api_key"]
+DEV_PAYOS_PAYOUT_CHECKSUM_KEY: Final = payos_settings.PAYOUT_DEV_KEYS["checksum_key"]
 DEV_MOMO_PARTNER_CODE: Final = momo_settings.DEV_KEYS["partner_code"]
 DEV_MOMO_ACCESS_KEY: Final = momo_settings.DEV_KEYS["access_key"]
 DEV_MOMO_SECRET_KEY: Final = momo_settings.DEV_KEYS["secret_key"]
@@ -58,6 +62,9 @@ class PayosCredentials:
     client_id: str = DEV_PAYOS_CLIENT_ID
     api_key: str = field(default=DEV_PAYOS_API_KEY, repr=False)
     checksum_key: str = field(default=DEV_PAYOS_CHECKSUM_KEY, repr=False)
+    payout_client_id: str = DEV_PAYOS_PAYOUT_CLIENT_ID
+    payout_api_key: str = field(default=DEV_PAYOS_PAYOUT_API_KEY, repr=False)
+    payout_checksum_key: str = field(default=DEV_PAYOS_PAYOUT_CHECKSUM_KEY, repr=False)
 
     def __post_init__(self) -> None:
         _require(
@@ -65,6 +72,9 @@ class PayosCredentials:
             client_id=self.client_id,
             api_key=self.api_key,
             checksum_key=self.checksum_key,
+            payout_client_id=self.payout_client_id,
+            payout_api_key=self.payout_api_key,
+            payout_checksum_key=self.payout_checksum_key,
         )
 
 
@@ -142,7 +152,8 @@ class SimConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SimConfig:
         """VNPAY_TMN_CODE, VNPAY_HASH_SECRET, PAYOS_CLIENT_ID, PAYOS_API_KEY,
-        PAYOS_CHECKSUM_KEY, MOMO_PARTNER_CODE, MOMO_ACCESS_KEY, MOMO_SECRET_KEY,
+        PAYOS_CHECKSUM_KEY, PAYOS_PAYOUT_CLIENT_ID, PAYOS_PAYOUT_API_KEY,
+        PAYOS_PAYOUT_CHECKSUM_KEY, MOMO_PARTNER_CODE, MOMO_ACCESS_KEY, MOMO_SECRET_KEY,
         ZALOPAY_APP_ID, ZALOPAY_KEY1, ZALOPAY_KEY2 (each defaulting to its
         DEV_* value), SIM_PORT (8090), INGRESS_PORT (8080), SIM_TIME_SCALE (1)."""
         raw_app_id = env.get("ZALOPAY_APP_ID") or str(DEV_ZALOPAY_APP_ID)
@@ -164,6 +175,9 @@ class SimConfig:
                 client_id=env.get("PAYOS_CLIENT_ID") or DEV_PAYOS_CLIENT_ID,
                 api_key=env.get("PAYOS_API_KEY") or DEV_PAYOS_API_KEY,
                 checksum_key=env.get("PAYOS_CHECKSUM_KEY") or DEV_PAYOS_CHECKSUM_KEY,
+                payout_client_id=env.get("PAYOS_PAYOUT_CLIENT_ID") or DEV_PAYOS_PAYOUT_CLIENT_ID,
+                payout_api_key=env.get("PAYOS_PAYOUT_API_KEY") or DEV_PAYOS_PAYOUT_API_KEY,
+                payout_checksum_key=env.get("PAYOS_PAYOUT_CHECKSUM_KEY") or DEV_PAYOS_PAYOUT_CHECKSUM_KEY,
             ),
             momo=MomoCredentials(
                 partner_code=env.get("MOMO_PARTNER_CODE") or DEV_MOMO_PARTNER_CODE,

@@ -12,7 +12,6 @@ import base64
 import contextlib
 import http.client
 import ipaddress
-import itertools
 import json
 import logging
 import os
@@ -978,15 +977,6 @@ class EnvoyError(RuntimeError):
         return f"{first}: {errors[-1].rpartition('] ')[2].strip()}" if errors else first
 
 
-_instances = itertools.count()
-
-
-def _unique_base_id() -> int:
-    # Envoy derives shared-memory and domain-socket names from the base id, so
-    # two instances on one machine (parallel tests) must not share one.
-    return (os.getpid() % 1_000_000) * 100 + next(_instances) % 100
-
-
 class EnvoyProcess:
     """Runs Envoy with the rendered bootstrap in `workdir` (config, log and
     admin address file live there). Use as a context manager."""
@@ -1086,8 +1076,9 @@ class EnvoyProcess:
         self.admin_address_path.unlink(missing_ok=True)
         command = [
             str(binary),
-            "--base-id",
-            str(_unique_base_id()),
+            # No hot restart: no shared memory or domain socket named by a
+            # base id, so any number of instances share a machine.
+            "--disable-hot-restart",
             "--concurrency",
             "2",
             "--log-level",

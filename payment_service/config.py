@@ -47,6 +47,7 @@ class Settings:
     retention: Retention = field(default_factory=Retention)
     prune_interval_seconds: float = 3600.0  # PRUNE_INTERVAL_SECONDS; 0: only `payments prune`
     stream_max_seconds: float = 300.0  # a consumer's stream ends after this; it reconnects and confirms
+    stream_fallback_poll_seconds: float = 10.0  # streams wake on commit (NOTIFY); this poll is a fallback
     gateway_timeout_seconds: float = 5.0
     grpc_workers: int = 16
     # Gateway calls of requests (create, query, cancel) run on a pool of their
@@ -76,6 +77,11 @@ class Settings:
                 f"GATEWAY_CALL_WORKERS + GATEWAY_CALL_QUEUE ({call_workers + call_queue}) must stay below"
                 f" PAYMENT_GRPC_WORKERS ({grpc_workers}): the threads left over answer callbacks"
             )
+        gateways = {
+            gateway.provider: gateway.from_env(env, development, urls)
+            for gateway in registry.all_settings()
+            if gateway.provider in enabled
+        }
         return cls(
             database_url=env.get("DATABASE_URL", ""),
             data_dir=Path(env.get("DATA_DIR", ".data")),
@@ -83,14 +89,10 @@ class Settings:
             payment_grpc_port=bind.port,
             grpc_tls=bind.tls,
             grpc_insecure=bind.insecure,
-            gateways={
-                gateway.provider: gateway.from_env(env, development, urls)
-                for gateway in registry.all_settings()
-                if gateway.provider in enabled
-            },
+            gateways=gateways,
             policy=Policy(
                 enabled_providers=enabled,
-                traits=registry.traits(),
+                traits=registry.traits(gateways),
                 max_attempts=env_int(env, "PAYMENT_MAX_ATTEMPTS", 5, minimum=1),
                 ttl=timedelta(minutes=env_int(env, "PAYMENT_TTL_MINUTES", 15, minimum=1)),
                 expiry_grace=timedelta(seconds=env_int(env, "PAYMENT_EXPIRY_GRACE_SECONDS", 60)),

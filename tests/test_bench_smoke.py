@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = {"trivial", "new", "reuse", "get", "ipn_envoy", "ipn_direct", "retry", "propagation"}
+SCENARIOS = {
+    "trivial",
+    "new",
+    "reuse",
+    "get",
+    "ipn_envoy",
+    "ipn_direct",
+    "retry",
+    "retry_reuse",
+    "propagation",
+}
 # The payment paths again on a payment service with PAYMENT_WORKERS=2.
 SCENARIOS |= {"new_2w", "reuse_2w", "get_2w", "ipn_direct_2w"}
 
@@ -50,6 +60,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert [s["sql"].split()[0] for s in captured["reuse"]] == ["SELECT"]
     assert any(s["sql"].startswith("INSERT INTO payments") for s in captured["new"])
 
+    # The event-apply run: a burst of IPNs on real orders, all applied.
+    apply = data["limits"]["event_apply"]
+    assert apply["events"] > 0 and apply["errors"] == 0
+    assert apply["drain_seconds"] >= 0 and apply["cpu_ms_per_event"]["order"] > 0
+
     # Every target is evaluated (met or not is the machine's business).
     names = " ".join(t["target"] for t in data["targets"])
     fragments = (
@@ -61,6 +76,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "p50 at",
         "RSS",
         "2 workers",
+        "CPU per",
+        "gateway HTTP connections",
+        "events applied per s",
+        "drains in",
     )
     for fragment in fragments:
         assert fragment in names

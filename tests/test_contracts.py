@@ -36,7 +36,23 @@ def test_descriptor_set_has_the_payment_service_and_error_details() -> None:
         "RefundPayment",
         "ListPaymentsNeedingReview",
         "ResolveReview",
+        "SearchPayments",  # the operator console's
+        "GetPaymentDetail",
+        "ReconcilePayment",
+        "ReplayCallback",
     }
-    # Only the gateway callback is bound to HTTP: everything else stays internal.
+    # Bound to HTTP: the gateway callback, and the operator's RPCs under
+    # /admin/v1/ (Envoy lets only tokens with the admin claim reach them).
+    # Creating payments, the event stream and the test clock stay internal.
     bound = {m.name for m in service.method if m.options.HasExtension(annotations_pb2.http)}
-    assert bound == {"HandleCallback"}
+    assert bound == {
+        "HandleCallback",
+        "GetPayment",
+        "RefundPayment",
+        "ListPaymentsNeedingReview",
+        "ResolveReview",
+        "SearchPayments",
+        "GetPaymentDetail",
+        "ReconcilePayment",
+        "ReplayCallback",
+    }

@@ -1,6 +1,9 @@
 """payOS v2: create / get / cancel payment links with signed ``data``, the
 hosted checkout page, the return/cancel redirects and the signed webhook
-(sent for a successful payment only)."""
+(sent for a successful payment only). payOS has no refund API: refunds are
+payouts (``/v1/payouts``, separate credentials, x-signature headers) to the
+payer's account, which the simulator records as refunds of the transaction
+that account paid."""
 
 from __future__ import annotations
 
@@ -13,7 +16,18 @@ from urllib.parse import unquote, urlsplit
 
 from gateway_simulator.delivery import PAYOS_SCHEDULE, Callback
 from gateway_simulator.gateways.base import GatewaySim, corrupt
-from gateway_simulator.state import CANCELLED, PAID, PENDING, VN_TZ, SimError, Txn
+from gateway_simulator.state import (
+    CANCELLED,
+    PAID,
+    PENDING,
+    REFUND_PROCESSING,
+    REFUND_REJECTED,
+    REFUND_SUCCEEDED,
+    VN_TZ,
+    Refund,
+    SimError,
+    Txn,
+)
 from gateway_simulator.web import Request, Response, add_query, checkout_page, html_response, json_response
 from gateway_simulator.web import message_page as _message
 from payment_service.gateways.payos import protocol as payos
@@ -22,18 +36,35 @@ from payment_service.gateways.payos import settings as payos_settings
 API_PATH: Final = payos_settings.SIM_PATH + payos.PAYMENT_REQUESTS_PATH  # /payos/v2/payment-requests
 WEB_PATH: Final = payos_settings.SIM_CHECKOUT_PATH + "/"
 WEBHOOK_PATH: Final = payos_settings.WEBHOOK_PATH
+PAYOUTS_PATH: Final = payos_settings.SIM_PATH + payos.PAYOUTS_PATH  # /payos/v1/payouts
 
 # The simulated receiving account (what payOS shows on its VietQR page).
 ACCOUNT_BIN: Final = "970422"
 ACCOUNT_NUMBER: Final = "0001234567890"
 ACCOUNT_NAME: Final = "CONG TY TNHH PAYMENTS SIM"
-# The payer, as a bank transfer reports it.
+# The payer, as a bank transfer reports it; each paid transaction gets an
+# account number of its own (payer_account), so a payout names the
+# transaction whose money it gives back.
+PAYER_BIN: Final = "970415"
 COUNTER_ACCOUNT: Final = {
-    "counterAccountBankId": "970415",
+    "counterAccountBankId": PAYER_BIN,
     "counterAccountBankName": "VietinBank",
     "counterAccountName": "NGUYEN VAN A",
     "counterAccountNumber": "0987654321",
 }
+
+# A payout's progress on the simulator's clock (seconds after creation):
+# accepted and processing, then paid; a rejected one fails at once (payOS
+# checks the destination account when it takes the payout).
+PAYOUT_SCHEDULE: Final = ((0.0, REFUND_PROCESSING), (3.0, REFUND_SUCCEEDED))
+PAYOUT_REJECTED_SCHEDULE: Final = ((0.0, REFUND_REJECTED),)
+PAYOUT_STATE: Final = {
+    REFUND_PROCESSING: ("PROCESSING", "PROCESSING"),
+    REFUND_SUCCEEDED: ("SUCCEEDED", "COMPLETED"),
+    REFUND_REJECTED: ("FAILED", "FAILED"),
+}
+PAYOUT_DUPLICATE: Final = (payos.PAYOUT_DUPLICATE, "referenceId đã tồn tại (duplicate payout)")
+NOT_A_PAYER: Final = ("214", "Tài khoản nhận không phải người đã thanh toán (simulator: no such payer)")
 
 # Error shapes: HTTP 200 with a non-"00" code, data null.
 BAD_REQUEST: Final = ("20", "Thông tin truyền lên không đúng.")
@@ -71,8 +102,12 @@ class PayosSim(GatewaySim):
 
     # --- routes ---
 
+    has_refunds = True  # as payouts
+
     def handle(self, request: Request) -> Response | None:
         path, method = request.path, request.method
+        if path == PAYOUTS_PATH or path.startswith(PAYOUTS_PATH + "/"):
+            return self.payouts(request)
         if path.startswith(WEB_PATH) and method == "GET":
             return self.web(unquote(path.removeprefix(WEB_PATH)))
         if path == API_PATH or path.startswith(API_PATH + "/"):
@@ -181,7 +216,7 @@ class PayosSim(GatewaySim):
                     "transactionDateTime": _vn_datetime(txn.finished_at or txn.created_at),
                     "virtualAccountName": None,
                     "virtualAccountNumber": None,
-                    **COUNTER_ACCOUNT,
+                    **self.counter_account(txn),
                 }
             )
         cancelled = txn.status == CANCELLED
@@ -261,9 +296,14 @@ class PayosSim(GatewaySim):
             )
         return html_response(text)
 
+    def counter_account(self, txn: Txn) -> dict[str, str]:
+        return {**COUNTER_ACCOUNT, "counterAccountNumber": txn.extra.get("payer_account", "")}
+
     def on_settle(self, txn: Txn, action: str, now: datetime) -> None:
         if action == "pay":
-            txn.gateway_txn_id = f"FT{now.astimezone(VN_TZ):%y%m%d}{self.ctx.serial():08d}"
+            serial = self.ctx.serial()
+            txn.gateway_txn_id = f"FT{now.astimezone(VN_TZ):%y%m%d}{serial:08d}"
+            txn.extra["payer_account"] = f"09{serial:08d}"
         if action == "cancel":
             txn.extra["cancellation_reason"] = "Khách hàng hủy"
 
@@ -295,7 +335,7 @@ class PayosSim(GatewaySim):
             "paymentLinkId": txn.extra["link_id"],
             "code": code,
             "desc": desc,
-            **COUNTER_ACCOUNT,
+            **self.counter_account(txn),
             "virtualAccountName": "",
             "virtualAccountNumber": "",
         }
@@ -320,3 +360,169 @@ class PayosSim(GatewaySim):
             schedule=PAYOS_SCHEDULE,
             notes={"amount": amount, "bad_signature": bad_signature},
         )
+
+    # --- payouts (how payOS gives money back) ---
+
+    def _payout_authorised(self, request: Request) -> bool:
+        creds = self.config.payos
+        client_id = request.headers.get("x-client-id", "").encode()
+        api_key = request.headers.get("x-api-key", "").encode()
+        return hmac.compare_digest(client_id, creds.payout_client_id.encode()) & hmac.compare_digest(
+            api_key, creds.payout_api_key.encode()
+        )
+
+    def _header_signed(self, data: dict[str, Any]) -> Response:
+        response = json_response({"code": "00", "desc": "success", "data": data})
+        signature = payos.header_signature(data, self.config.payos.payout_checksum_key)
+        response.headers.append(("x-signature", signature))
+        return response
+
+    def payouts(self, request: Request) -> Response:
+        if not self._payout_authorised(request):
+            return json_response({"code": "401", "desc": "Unauthorized", "data": None}, 401)
+        rest = [unquote(p) for p in request.path.removeprefix(PAYOUTS_PATH).split("/") if p]
+        if not rest and request.method == "POST":
+            return self.create_payout(request)
+        if not rest and request.method == "GET":
+            wanted = request.query_params().get("referenceId")
+            with self.ctx.lock:
+                found = [
+                    self.payout_data(txn, refund)
+                    for txn, refund in self._payouts()
+                    if wanted is None or refund.request_id == wanted
+                ]
+            self.ctx.events.record("payout_query", "payos", wanted, found=len(found))
+            count = len(found)
+            pagination = {"limit": count, "offset": 0, "total": count, "count": count, "hasMore": False}
+            return self._header_signed({"payouts": found, "pagination": pagination})
+        if len(rest) == 1 and request.method == "GET":
+            with self.ctx.lock:
+                match = next(((t, r) for t, r in self._payouts() if r.gateway_refund_id == rest[0]), None)
+                if match is None:
+                    return _error(("101", "Không tìm thấy lệnh chi (no such payout)"))
+                return self._header_signed(self.payout_data(*match))
+        return _error(BAD_REQUEST, 405)
+
+    def _paid_by(self, to_bin: str, to_account: str) -> Txn | None:
+        """The paid transaction whose payer owns this account."""
+        if to_bin != PAYER_BIN:
+            return None
+        paid = (t for t in self.txns.values() if t.status == PAID)
+        return next((t for t in paid if t.extra.get("payer_account") == to_account), None)
+
+    def _payouts(self) -> list[tuple[Txn, Refund]]:
+        return [(txn, refund) for txn in self.txns.values() for refund in txn.refunds]
+
+    def payout_data(self, txn: Txn, refund: Refund) -> dict[str, Any]:
+        """A payout as payOS shows it (types/v1/payouts Payout), one transaction."""
+        state, approval = PAYOUT_STATE[refund.status(self.ctx.now())]
+        body = refund.request
+        done = state == "SUCCEEDED"
+        failed = state == "FAILED"
+        return {
+            "id": refund.gateway_refund_id,
+            "referenceId": refund.request_id,
+            "transactions": [
+                {
+                    "id": refund.extra["payout_transaction_id"],
+                    "referenceId": refund.request_id,
+                    "amount": refund.amount,
+                    "description": body.get("description", ""),
+                    "toBin": body.get("toBin", ""),
+                    "toAccountNumber": body.get("toAccountNumber", ""),
+                    "toAccountName": COUNTER_ACCOUNT["counterAccountName"],
+                    "reference": f"PO{refund.gateway_refund_id[-10:]}" if done else None,
+                    "transactionDatetime": _iso(refund.created_at) if done else None,
+                    "errorMessage": "Tài khoản nhận không hợp lệ (rejected)" if failed else None,
+                    "errorCode": "REJECTED" if failed else None,
+                    "state": state,
+                }
+            ],
+            "category": body.get("category"),
+            "approvalState": approval,
+            "createdAt": _iso(refund.created_at),
+        }
+
+    def _payout_refused(self, ref: str | None, code_desc: tuple[str, str]) -> Response:
+        self.ctx.events.record("refund_refused", "payos", ref, code=code_desc[0], message=code_desc[1])
+        return _error(code_desc)
+
+    def create_payout(self, request: Request) -> Response:
+        """Idempotent by x-idempotency-key and by referenceId: the same payout
+        again answers its current state, never a second payout."""
+        try:
+            body = request.json_object()
+        except SimError:
+            return self._payout_refused(None, BAD_REQUEST)
+        idempotency_key = request.headers.get("x-idempotency-key", "")
+        reference_id, amount = body.get("referenceId"), body.get("amount")
+        to_bin, to_account = body.get("toBin"), body.get("toAccountNumber")
+        category = body.get("category")
+        if (
+            not idempotency_key
+            or not isinstance(reference_id, str)
+            or not reference_id
+            or not _is_int(amount)
+            or amount <= 0
+            or not isinstance(body.get("description"), str)
+            or not isinstance(to_bin, str)
+            or not isinstance(to_account, str)
+            or not (category is None or isinstance(category, list))
+        ):
+            return self._payout_refused(None, BAD_REQUEST)
+        signature = request.headers.get("x-signature", "")
+        expected = payos.header_signature(body, self.config.payos.payout_checksum_key)
+        if not signature or not hmac.compare_digest(signature.lower(), expected):
+            return self._payout_refused(reference_id, BAD_SIGNATURE)
+        with self.ctx.lock:
+            existing = next(
+                (
+                    (t, r)
+                    for t, r in self._payouts()
+                    if r.request_id == reference_id or r.extra.get("idempotency_key") == idempotency_key
+                ),
+                None,
+            )
+            if existing is not None:
+                owner, refund = existing
+                same = (refund.request_id, refund.amount, refund.extra.get("idempotency_key")) == (
+                    reference_id,
+                    amount,
+                    idempotency_key,
+                )
+                if not same:
+                    return self._payout_refused(reference_id, PAYOUT_DUPLICATE)
+                faults = self.refund_faults(owner, new=False)
+                answer = self._header_signed(self.payout_data(owner, refund))
+            else:
+                txn = self._paid_by(to_bin, to_account)
+                if txn is None:
+                    return self._payout_refused(reference_id, NOT_A_PAYER)
+                left = txn.refundable()
+                if amount > left:
+                    over = f"Số tiền chi vượt quá số đã nhận ({amount} VND, {left} VND left)"
+                    return self._payout_refused(reference_id, ("20", over))
+                faults = self.refund_faults(txn, new=True)
+                if faults.lost:
+                    return self.lose_refund_request(txn, faults)
+                serial = self.ctx.serial()
+                refund = self.record_refund(
+                    txn,
+                    Refund(
+                        reference_id,
+                        uuid.uuid5(uuid.NAMESPACE_URL, f"payos-payout:{serial}").hex,
+                        amount,
+                        self.ctx.now(),
+                        PAYOUT_REJECTED_SCHEDULE if faults.rejected else PAYOUT_SCHEDULE,
+                        request=body,
+                        extra={
+                            "idempotency_key": idempotency_key,
+                            "payout_transaction_id": f"pt{serial:010d}",
+                        },
+                    ),
+                    faults,
+                )
+                owner, answer = txn, self._header_signed(self.payout_data(txn, refund))
+            if faults.duplicate:
+                answer = _error(PAYOUT_DUPLICATE)
+            return self.deliver_refund_answer(owner, answer, faults)

@@ -203,19 +203,37 @@ class PaymentClient:
             if error.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already closed: fine
                 raise _domain_error(error) from None
 
-    def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
+    def stream_events(self, after_cursor: str) -> EventStream:
         """Payment events after `after_cursor`, until the stream, its
         deadline or the channel ends it (grpc.RpcError; DEADLINE_EXCEEDED
-        when the deadline did: the caller reconnects from its cursor)."""
+        when the deadline did: the caller reconnects from its cursor).
+        The caller cancels it when done (from any thread)."""
         # Named: the payment service keeps every event this consumer has not
         # confirmed (its after_cursor is our committed checkpoint).
         request = ps.StreamPaymentEventsRequest(after_cursor=after_cursor, consumer=CONSUMER_NAME)
-        responses = self.stub.StreamPaymentEvents(request, timeout=self.stream_deadline)
-        try:
-            for response in responses:
-                yield payment_event_from_proto(response.cursor, response.event, response.traceparent)
-        finally:
-            responses.cancel()
+        return EventStream(self.stub.StreamPaymentEvents(request, timeout=self.stream_deadline))
+
+
+class EventStream:
+    """The event stream as domain events; cancel() ends it, from any thread."""
+
+    def __init__(self, responses: Any) -> None:
+        self._responses = responses
+
+    def __iter__(self) -> Iterator[PaymentEvent]:
+        return self
+
+    def __next__(self) -> PaymentEvent:
+        response = next(self._responses)
+        return payment_event_from_proto(response.cursor, response.event, response.traceparent)
+
+    def cancel(self) -> None:
+        # A client interceptor (tracing) may hand back a plain generator: it
+        # cannot be stopped from another thread, and ends with the stream's
+        # deadline or its next message instead.
+        cancel = getattr(self._responses, "cancel", None)
+        if cancel is not None:
+            cancel()
 
 
 CONSUMER_NAME = "order_service"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from order_service.adapters.orm import (
     AppliedPaymentEvent,
@@ -29,6 +29,9 @@ _USER_LOCK_PREFIX = "order_service.user:"
 class OrderRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Orders this transaction holds locked (FOR UPDATE): until it ends no
+        # one else can change them, so the loaded object is the row.
+        self._locked: dict[uuid.UUID, Order] = {}
 
     def products(self, after: str, limit: int) -> Sequence[Product]:
         stmt = (
@@ -64,10 +67,33 @@ class OrderRepository:
         self.session.flush()
 
     def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        stmt = select(Order).where(orders.c.id == order_id)
+        if for_update and order_id in self._locked:
+            return self._locked[order_id]
+        # The order and its items in one round trip.
+        stmt = select(Order).where(orders.c.id == order_id).options(joinedload(Order.items))  # type: ignore[arg-type]
         if for_update:
-            stmt = stmt.with_for_update()
-        return self.session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
+            stmt = stmt.with_for_update(of=orders)
+        order = self.session.scalars(stmt.execution_options(populate_existing=True)).unique().one_or_none()
+        if for_update and order is not None:
+            self._locked[order_id] = order
+        return order
+
+    def lock(self, order_ids: Sequence[uuid.UUID]) -> None:
+        """Locks and loads these orders (those that exist) in one round trip,
+        in id order; get(..., for_update=True) then reads none of them again."""
+        todo = sorted(set(order_ids) - self._locked.keys())
+        if not todo:
+            return
+        stmt = (
+            select(Order)
+            .where(orders.c.id.in_(todo))
+            .options(joinedload(Order.items))  # type: ignore[arg-type]
+            .order_by(orders.c.id)
+            .with_for_update(of=orders)
+            .execution_options(populate_existing=True)
+        )
+        for order in self.session.scalars(stmt).unique():
+            self._locked[order.id] = order
 
     def for_user(
         self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
@@ -89,21 +115,27 @@ class OrderRepository:
             stmt = stmt.where(func.row(orders.c.expire_time, orders.c.id) > func.row(*after))
         return self.session.scalars(stmt.order_by(orders.c.expire_time, orders.c.id).limit(limit)).all()
 
-    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
-        """Records that an event is being applied; False if it already was."""
-        stmt = (
-            insert(AppliedPaymentEvent)
-            .values(event_id=event_id, payment_id=payment_id, version=version, apply_time=now)
-            .on_conflict_do_nothing()
-            .returning(AppliedPaymentEvent.event_id)
+    def claim_newer(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+        """Records that an event is being applied, and whether it is new and
+        newer than every other version applied for its payment: one round
+        trip (the statement does not see its own insert, and excludes it).
+        On the transaction's connection: pending order changes stay pending."""
+        row = (
+            self.session.connection()
+            .execute(
+                text(
+                    "WITH claimed AS (INSERT INTO applied_payment_events"
+                    " (event_id, payment_id, version, apply_time)"
+                    " VALUES (:e, :p, :v, :now) ON CONFLICT DO NOTHING RETURNING event_id)"
+                    " SELECT EXISTS (SELECT 1 FROM claimed) AND NOT EXISTS"
+                    " (SELECT 1 FROM applied_payment_events"
+                    " WHERE payment_id = :p AND version >= :v AND event_id <> :e)"
+                ),
+                {"e": event_id, "p": payment_id, "v": version, "now": now},
+            )
+            .scalar()
         )
-        return self.session.execute(stmt).first() is not None
-
-    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int:
-        stmt = select(func.coalesce(func.max(AppliedPaymentEvent.version), 0)).where(
-            AppliedPaymentEvent.payment_id == payment_id, AppliedPaymentEvent.event_id != excluding
-        )
-        return int(self.session.scalar(stmt) or 0)
+        return bool(row)
 
     def checkpoint(self, name: str) -> str | None:
         """The stored cursor of a stream, None before its first event."""
@@ -176,17 +208,24 @@ class OrderRepository:
         return int(self.session.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
 
     def add_event(self, event_type: str, order: Order, now: datetime) -> None:
-        """An order event in the outbox, in the caller's transaction."""
-        self.session.add(
-            OrderEvent(
-                id=uuid.uuid4(),
-                aggregatetype="order",
-                aggregateid=str(order.id),
-                type=event_type,
-                payload=order_payload(order),
-                create_time=now,
-            )
+        """An order event in the outbox, in the caller's transaction: a Core
+        INSERT sent at once on the transaction's connection (not through the
+        session, so the order's own changes are not flushed for it: a batch
+        of events sends them together)."""
+        self.session.connection().execute(
+            _insert_order_event,
+            {
+                "id": uuid.uuid4(),
+                "aggregatetype": "order",
+                "aggregateid": str(order.id),
+                "type": event_type,
+                "payload": order_payload(order),
+                "create_time": now,
+            },
         )
+
+
+_insert_order_event = insert(cast(Table, OrderEvent.__table__))
 
 
 def order_payload(order: Order) -> dict[str, Any]:

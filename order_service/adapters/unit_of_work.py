@@ -14,3 +14,6 @@ class SqlAlchemyUnitOfWork(SessionUnitOfWork):
 
     def _open(self, session: Session) -> None:
         self.orders = OrderRepository(session)
+
+    def flush(self) -> None:
+        self.session.flush()

@@ -32,6 +32,11 @@ class Orders(Protocol):
 
     def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None: ...
 
+    def lock(self, order_ids: Sequence[uuid.UUID]) -> None:
+        """Locks these orders for the transaction, in one round trip (a
+        batch's orders: get(..., for_update=True) then costs no query)."""
+        ...
+
     def for_user(
         self, user_id: str, before: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> Sequence[Order]: ...
@@ -44,11 +49,11 @@ class Orders(Protocol):
         locks one)."""
         ...
 
-    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
-        """Records that an event is being applied; False if it already was."""
+    def claim_newer(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+        """Records that an event is being applied (once: by id). True when it
+        was not applied before and its version is newer than every other
+        version applied for its payment; False otherwise."""
         ...
-
-    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int: ...
 
     def checkpoint(self, name: str) -> str | None: ...
 
@@ -95,4 +100,8 @@ class Payments(Protocol):
         """Every attempt the payment service has for the order, now."""
         ...
 
-    def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]: ...
+    def stream_events(self, after_cursor: str) -> Iterator[PaymentEvent]:
+        """The events after the cursor as they come; the iterator may have
+        a cancel() that ends it from another thread (the follower calls it
+        when it stops reading)."""
+        ...

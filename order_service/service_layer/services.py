@@ -7,6 +7,7 @@ import base64
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -169,9 +170,12 @@ class OrderUseCases:
     ) -> tuple[Order, Checkout]:
         now = self._clock()
         with self._uow_factory() as uow:
+            # One transaction: the order (with its items, one SELECT), and the
+            # call counted only when the order is payable.
             order = self._own_order(uow, user_id, order_id)
             model.check_payable(order, now, self._policy.retry_min_remaining)
-        self._check_retry_rate(user_id)
+            self._count_retry(uow, user_id, now)
+            uow.commit()
         checkout = self._payments.create_or_get_payment(
             PaymentAttempt(
                 order_id=str(order.id),
@@ -183,10 +187,18 @@ class OrderUseCases:
                 client_ip=client_ip,
                 user_agent=user_agent,
                 return_url=return_url,
-                request_id=idempotency_key or uuid.uuid4().hex,
+                # No key from the client, none sent: the payment service then
+                # hands out a reusable pending attempt on one read, no lock
+                # and no write (and opens a new one under the order's lock
+                # otherwise, so concurrent calls still get one attempt).
+                request_id=idempotency_key,
                 not_after=order.expire_time,
             )
         )
+        if order.is_current(checkout.payment_id):
+            # The attempt the order already has (reused): nothing to record.
+            # A cancel or expiry racing this call releases that attempt itself.
+            return order, checkout
         now = self._clock()
         with self._uow_factory() as uow:
             order = self._own_order(uow, user_id, order_id, for_update=True)
@@ -203,15 +215,11 @@ class OrderUseCases:
         model.check_payable(order)
         raise AssertionError("unreachable: check_payable refuses a closed order")  # pragma: no cover
 
-    def _check_retry_rate(self, user_id: str) -> None:
+    def _count_retry(self, uow: UnitOfWork, user_id: str, now: datetime) -> None:
         """At most policy.retry_limit RetryPayment calls per user and window,
         counted in PostgreSQL so the limit holds over every replica."""
-        now = self._clock()
         start, end = _window(now, self._policy.retry_window)
-        with self._uow_factory() as uow:
-            allowed = uow.orders.hit(f"retry_payment:{user_id}", start, self._policy.retry_limit)
-            uow.commit()
-        if not allowed:
+        if not uow.orders.hit(f"retry_payment:{user_id}", start, self._policy.retry_limit):
             raise ResourceExhausted("too many payment retries; wait a moment", end - now)
 
     def _close_unpaid(
@@ -333,7 +341,49 @@ class OrderUseCases:
         """Applies one payment event at most once (by event id), ignoring
         versions older than one already applied for its payment, and moves
         the stream checkpoint in the same transaction."""
+        return self.apply_payment_events([event])[0]
+
+    def apply_payment_events(
+        self,
+        events: Sequence[PaymentEvent],
+        around: Callable[[PaymentEvent], AbstractContextManager[object]] | None = None,
+    ) -> list[bool]:
+        """apply_payment_event for a batch, in stream order, in one
+        transaction with the checkpoint of its last event: each event still
+        at most once (by event id) and never over a newer version. When the
+        batch fails it is applied again one event per transaction, so one
+        bad event cannot hold back the others (it raises on its own, its
+        checkpoint not moved). `around(event)`, when given, wraps each
+        event's work (a trace span) and sends its SQL inside it; otherwise
+        the batch's order changes go out together at commit. Returns
+        whether each event changed something."""
+        wrap = around or (lambda event: nullcontext())
         now = self._clock()
+        try:
+            with self._uow_factory() as uow:
+                if len(events) > 1:
+                    # Every order of the batch, locked and read at once.
+                    uow.orders.lock(
+                        [uuid.UUID(e.order_id) for e in events if model.ORDER_ID_RE.fullmatch(e.order_id)]
+                    )
+                applied = []
+                for event in events:
+                    with wrap(event):
+                        applied.append(self._apply_event(uow, event, now))
+                        if around is not None:
+                            uow.flush()  # its SQL runs now, inside its span
+                if cursor := next((e.cursor for e in reversed(events) if e.cursor), ""):
+                    txid, seq = parse_cursor(cursor)
+                    uow.orders.advance_checkpoint(STREAM_NAME, cursor, txid, seq, now)
+                uow.commit()
+            return applied
+        except Exception:
+            if len(events) == 1:
+                raise
+            log.warning("a batch of payment events failed; applying them one by one", exc_info=True)
+        return [self.apply_payment_events([event], around)[0] for event in events]
+
+    def _apply_event(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
         event_id: uuid.UUID | None = None
         payment_id: uuid.UUID | None = None
         try:
@@ -344,20 +394,10 @@ class OrderUseCases:
             log.error(
                 "skipping malformed payment event", extra={"event_id": event.event_id, "cursor": event.cursor}
             )
-        applied = False
-        with self._uow_factory() as uow:
-            if (
-                event_id is not None
-                and payment_id is not None
-                and uow.orders.claim_event(event_id, payment_id, event.version, now)
-                and event.version > uow.orders.newest_version(payment_id, excluding=event_id)
-            ):
-                applied = self._apply(uow, event, now)
-            if event.cursor:
-                txid, seq = parse_cursor(event.cursor)
-                uow.orders.advance_checkpoint(STREAM_NAME, event.cursor, txid, seq, now)
-            uow.commit()
-        return applied
+            return False
+        return uow.orders.claim_newer(event_id, payment_id, event.version, now) and self._apply(
+            uow, event, now
+        )
 
     def _apply(self, uow: UnitOfWork, event: PaymentEvent, now: datetime) -> bool:
         if not model.ORDER_ID_RE.fullmatch(event.order_id):

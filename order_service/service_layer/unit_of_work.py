@@ -24,3 +24,6 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     def commit(self) -> None: ...
+
+    def flush(self) -> None:
+        """Sends what the transaction changed so far (still uncommitted)."""

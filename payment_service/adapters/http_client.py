@@ -70,6 +70,17 @@ class HttpJsonClient:
         """Only call with requests that are idempotent at the gateway (every
         create here is keyed by our own order id), since a retry may repeat
         a request whose answer was lost."""
+        return self.exchange(method, url, body, headers)[0]
+
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Like request, with the answer's headers (lowercase names), for a
+        gateway that signs its answer in a header (payOS payouts)."""
         data = (
             json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode() if body is not None else None
         )
@@ -88,8 +99,9 @@ class HttpJsonClient:
             if response.status_code >= 500:
                 last = GatewayUnreachable(f"HTTP {response.status_code}")
                 continue
+            answer_headers = {k.lower(): v for k, v in response.headers.items()}
             try:
-                return dict(json.loads(response.content or b"{}"))
+                return dict(json.loads(response.content or b"{}")), answer_headers
             except ValueError as error:
                 if response.status_code >= 400:
                     # A 4xx still carries the gateway's JSON error body; without one it is refused.

@@ -170,6 +170,9 @@ class OutboxEvent(Base):
     aggregateid: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The PaymentEvent serialized, as StreamPaymentEvents sends it (payload
+    # is the same event in protobuf JSON, for Debezium); NULL on older rows.
+    event: Mapped[bytes | None] = mapped_column(LargeBinary)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     publish_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # W3C trace context of the writing transaction's span ("" or NULL when

@@ -67,16 +67,19 @@ def refund_to_proto(r: Refund) -> payment_pb2.Refund:
     )
 
 
-def payment_event(
+def event_payload(event: payment_pb2.PaymentEvent) -> dict[str, Any]:
+    """The outbox payload of an event (protobuf JSON, field names as in the .proto)."""
+    return json_format.MessageToDict(event, preserving_proto_field_name=True)
+
+
+def payment_event_message(
     event_id: uuid.UUID,
     event_type: str,
     payment: Payment,
     now: datetime,
     extra: ExtraPayment | None = None,
     refund: Refund | None = None,
-) -> dict[str, Any]:
-    """The outbox payload: a PaymentEvent in protobuf JSON (field names as in
-    the .proto), so any consumer can parse it with the generated classes."""
+) -> payment_pb2.PaymentEvent:
     event = payment_pb2.PaymentEvent(
         id=str(event_id),
         type=event_type,
@@ -96,7 +99,7 @@ def payment_event(
         )
     if refund is not None:
         event.refund.CopyFrom(refund_to_proto(refund))
-    return json_format.MessageToDict(event, preserving_proto_field_name=True)
+    return event
 
 
 def journal_to_proto(entry_id: int, e: JournalEntry) -> payment_service_pb2.JournaledCallback:

@@ -28,7 +28,7 @@ from payment_service.adapters.orm import (
     payments,
     refunds,
 )
-from payment_service.adapters.protobuf import payment_event
+from payment_service.adapters.protobuf import event_payload, payment_event_message
 from payment_service.domain.callbacks import ExtraPayment, JournalEntry, TimelineEntry
 from payment_service.domain.model import Payment, RequestKey
 from payment_service.domain.refunds import Capture, Refund
@@ -92,7 +92,16 @@ _SEARCH = (
     " OR right(description, length(%(suffix)s)) = %(suffix)s"
     " ORDER BY create_time DESC LIMIT %(limit)s"
 )
-_OUTBOX_COLUMNS = ("id", "aggregatetype", "aggregateid", "type", "payload", "create_time", "traceparent")
+_OUTBOX_COLUMNS = (
+    "id",
+    "aggregatetype",
+    "aggregateid",
+    "type",
+    "payload",
+    "event",
+    "create_time",
+    "traceparent",
+)
 _INSERT_OUTBOX_INTO = f"INSERT INTO outbox_events ({', '.join(_OUTBOX_COLUMNS)})"
 _JOURNAL_COLUMNS = tuple(c.name for c in callback_journal.columns if c.name != "id")
 _INSERT_JOURNAL = _insert_sql(callback_journal, _JOURNAL_COLUMNS)
@@ -287,13 +296,15 @@ class PaymentRepository:
         refund: Refund | None = None,
     ) -> None:
         event_id = uuid.uuid4()
+        event = payment_event_message(event_id, event_type, payment, now, extra, refund)
         self._events.append(
             {
                 "id": event_id,
                 "aggregatetype": "payment",
                 "aggregateid": str(payment.id),
                 "type": event_type,
-                "payload": Jsonb(payment_event(event_id, event_type, payment, now, extra, refund)),
+                "payload": Jsonb(event_payload(event)),
+                "event": event.SerializeToString(),
                 "create_time": now,
                 "traceparent": current_traceparent() or None,
             }
@@ -373,21 +384,41 @@ class PaymentRepository:
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]:
         return self._load(_DUE_FOR_RECONCILE, {"now": now, "limit": limit})
 
-    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any], str]]:
+    def events_after(
+        self, txid: int, seq: int, limit: int
+    ) -> Sequence[tuple[int, int, bytes | dict[str, Any], str]]:
         """Outbox events after (txid, seq), oldest first, but only from
         transactions older than every transaction still running: those can
         no longer gain rows, so a reader that resumes after the last row it
-        saw misses nothing that commits later."""
+        saw misses nothing that commits later. Each event as stored: the
+        serialized PaymentEvent, or its protobuf JSON on rows written
+        without one (the JSON is not even read when the bytes are there)."""
         rows = self.session.execute(
             text(
-                "SELECT txid::text::bigint, seq, payload, traceparent FROM outbox_events"
+                "SELECT txid::text::bigint, seq, event, CASE WHEN event IS NULL THEN payload END, traceparent"
+                " FROM outbox_events"
                 " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq)"
                 " AND txid < pg_snapshot_xmin(pg_current_snapshot())"
                 " ORDER BY txid, seq LIMIT :limit"
             ),
             {"txid": txid, "seq": seq, "limit": limit},
         )
-        return [(r[0], r[1], r[2], r[3] or "") for r in rows]
+        return [(r[0], r[1], r[2] if r[2] is not None else r[3], r[4] or "") for r in rows]
+
+    def events_held(self, txid: int, seq: int) -> bool:
+        """Whether committed events after (txid, seq) exist that an
+        events_after call just now did not return: held back behind an
+        older transaction still open, or become visible since (a statement
+        of its own sees a newer snapshot). Either way, look again soon."""
+        return bool(
+            self.session.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM outbox_events"
+                    " WHERE (txid, seq) > (CAST(CAST(:txid AS text) AS xid8), :seq))"
+                ),
+                {"txid": txid, "seq": seq},
+            ).scalar()
+        )
 
     # --- retention: the only code that removes rows or raw bytes -------------
 

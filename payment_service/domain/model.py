@@ -111,6 +111,10 @@ class ProviderTraits:
     # No refund API (payOS without payouts, cash on delivery): an operator
     # transfers the money and records the transfer's reference.
     manual_refunds: bool = False
+    # Refunds go through the gateway, yet an operator may also record a bank
+    # transfer made by hand (transfer_reference) instead: payOS payouts are
+    # bank transfers too, and the gateway cannot always name the payer's account.
+    records_transfers: bool = False
     # The gateway's refund query describes one refund per transaction (VNPay
     # querydr), and it answers 94 while one is in progress: a second refund
     # of the transaction waits until the first is final.

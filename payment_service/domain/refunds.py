@@ -202,6 +202,7 @@ def request_refund(
     manual: bool,
     now: datetime,
     one_at_a_time: bool = False,
+    manual_reason: str = "",
 ) -> Refund:
     """A new refund of `capture`, PENDING (a manual one is then settled by
     record_transfer: the operator already transferred the money). Raises,
@@ -232,9 +233,10 @@ def request_refund(
             type_="REFUND_IN_PROGRESS",
         )
     if manual and not call.transfer_reference:
+        why = manual_reason or f"{payment.provider} has no refund API"
         raise FailedPrecondition(
-            f"{payment.provider} has no refund API: transfer the money to the shopper and record the "
-            "transfer's reference (transfer_reference)",
+            f"{why}: transfer the money to the shopper and record the transfer's reference "
+            "(transfer_reference)",
             subject=f"payments/{payment.id}",
             type_="MANUAL_REFUND",
         )

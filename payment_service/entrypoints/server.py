@@ -21,6 +21,7 @@ from paykit.metrics import DbPoolCollector
 from paykit.observability import Observability
 from paykit.settings import DEFAULT_PORTS, GrpcBind
 from payment_service.adapters.metrics import OutboxCollector
+from payment_service.adapters.outbox_wakeup import Doorbell, OutboxListener
 from payment_service.bootstrap import App
 from payment_service.entrypoints.pages import return_renderer
 from payment_service.entrypoints.servicer import PaymentServicer
@@ -36,14 +37,19 @@ class RunningServer(ServedBy):
     servicer: PaymentServicer
     stopping: threading.Event = field(default_factory=threading.Event)
     sweeper: threading.Thread | None = None
+    listener: OutboxListener | None = None
 
     def stop(self, grace: float | None = None) -> None:
         if self.stopping.is_set():
             return
         self.stopping.set()
+        if self.servicer.doorbell is not None:
+            self.servicer.doorbell.ring()  # streams waiting for events end now
         self.serving.stop(self.app.settings.shutdown_grace_seconds if grace is None else grace)
         if self.sweeper is not None:
             self.sweeper.join(timeout=5)
+        if self.listener is not None:
+            self.listener.join(timeout=5)
         self.app.close()
         log.info("stopped", extra={"port": self.port})
 
@@ -71,6 +77,10 @@ def start(
         GrpcBind(settings.host, settings.payment_grpc_port, settings.grpc_tls, settings.grpc_insecure),
     )
     stopping = threading.Event()
+    doorbell = Doorbell()
+    # One LISTEN connection wakes every stream of this process on commit
+    # (none without a database: bench.trivial builds a server for its settings).
+    listener = OutboxListener(app.engine, doorbell, stopping).start() if app.engine is not None else None
     servicer = PaymentServicer(
         app.use_cases,
         app.callbacks,
@@ -80,6 +90,8 @@ def start(
         stream_max_seconds=settings.stream_max_seconds,
         advance_clock=lambda by: advance_clock(app, by),
         refunds=app.refunds,
+        doorbell=doorbell,
+        fallback_poll_seconds=settings.stream_fallback_poll_seconds,
     )
     serving = start_grpc_server(
         lambda server: payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(servicer, server),
@@ -91,7 +103,7 @@ def start(
         tls=settings.grpc_tls,
         reuse_port=reuse_port,
     )
-    running = RunningServer(serving=serving, app=app, servicer=servicer, stopping=stopping)
+    running = RunningServer(serving=serving, app=app, servicer=servicer, stopping=stopping, listener=listener)
     if sweep:
         running.sweeper = threading.Thread(target=_sweep, args=(running,), name="expiry-sweeper", daemon=True)
         running.sweeper.start()

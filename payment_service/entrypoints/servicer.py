@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC
+from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
@@ -18,6 +19,7 @@ from paykit.cursor import parse_cursor
 from paykit.errors import FailedPrecondition
 from paykit.grpc_errors import grpc_errors
 from payment_service.adapters.metrics import StreamPositions
+from payment_service.adapters.outbox_wakeup import Doorbell
 from payment_service.adapters.protobuf import (
     journal_to_proto,
     payment_to_proto,
@@ -44,6 +46,19 @@ def _provider_from_proto(value: int) -> model.Provider | None:
     if value not in payment_pb2.Provider.values():
         raise InvalidArgument.one("provider", f"unknown provider {value}")
     return model.Provider(payment_pb2.Provider.Name(value).removeprefix("PROVIDER_"))
+
+
+# A stream whose next events wait behind an open transaction looks again
+# after this, doubling up to poll_seconds.
+_HELD_FIRST_WAIT = 0.002
+
+
+def _event(stored: bytes | dict[str, Any]) -> payment_pb2.PaymentEvent:
+    """The PaymentEvent as stored: serialized once when written; protobuf
+    JSON on rows older than that (or written by hand)."""
+    if isinstance(stored, bytes):
+        return payment_pb2.PaymentEvent.FromString(stored)
+    return json_format.ParseDict(stored, payment_pb2.PaymentEvent(), ignore_unknown_fields=True)
 
 
 def _payment_id(value: str) -> uuid.UUID:
@@ -78,7 +93,13 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         stream_max_seconds: float = 300.0,
         advance_clock: ClockDoor | None = None,
         refunds: RefundUseCases | None = None,
+        doorbell: Doorbell | None = None,
+        fallback_poll_seconds: float = 10.0,
     ) -> None:
+        # Rung when an outbox event commits (adapters.outbox_wakeup); without
+        # one, or while its listener is down, streams poll every poll_seconds.
+        self.doorbell = doorbell
+        self.fallback_poll_seconds = fallback_poll_seconds
         self.advance_clock = advance_clock
         self._refunds = refunds
         self.streams = streams or StreamPositions()
@@ -110,20 +131,31 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
         # checkpoint, which confirms it (and rebalances replicas).
         deadline = time.monotonic() + self.stream_max_seconds if request.consumer else float("inf")
         stream = self.streams.open(cursor)
+        if self.doorbell is not None:
+            context.add_callback(self.doorbell.ring)  # a canceled stream stops waiting
+        held_wait = _HELD_FIRST_WAIT
         try:
             while context.is_active() and not self.stopping.is_set() and time.monotonic() < deadline:
-                batch = self.use_cases.events_after(cursor)
-                for cursor, payload, traceparent in batch:
-                    event = json_format.ParseDict(
-                        payload, payment_pb2.PaymentEvent(), ignore_unknown_fields=True
-                    )
+                seen = self.doorbell.generation() if self.doorbell is not None else 0
+                page = self.use_cases.next_events(cursor)
+                for cursor, event, traceparent in page.events:
                     yield payment_service_pb2.StreamPaymentEventsResponse(
-                        cursor=cursor, event=event, traceparent=traceparent
+                        cursor=cursor, event=_event(event), traceparent=traceparent
                     )
                     self.streams.moved(stream, cursor)
-                if not batch:
-                    # Polling a covering index is cheap and survives database
-                    # restarts without a listener connection to babysit.
+                if page.events:
+                    held_wait = _HELD_FIRST_WAIT
+                elif page.held:
+                    # Committed events wait behind an older transaction that
+                    # is still open (it may never write an event, so nothing
+                    # rings): look again soon.
+                    self.stopping.wait(held_wait)
+                    held_wait = min(held_wait * 2, self.poll_seconds)
+                elif self.doorbell is not None and self.doorbell.listening:
+                    # Woken by the commit of the next event; the long poll is
+                    # only a fallback.
+                    self.doorbell.wait(seen, self.fallback_poll_seconds)
+                else:
                     self.stopping.wait(self.poll_seconds)
         finally:
             self.streams.close(stream)

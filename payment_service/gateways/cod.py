@@ -4,7 +4,7 @@ operator confirms it (ConfirmCodPayment). Settings and adapter in one file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -75,6 +75,11 @@ class CashOnDelivery:
 
     def cancel(self, payment: PaymentView, reason: str) -> CancelResult:
         return CancelResult(closed=True)  # no session: nothing can take money
+
+    def manual_refund_reason(
+        self, payment: PaymentView, transaction_id: str, callbacks: Sequence[RawCallback]
+    ) -> str:
+        return ""  # the gateway gives the money back to where it came from
 
     def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
         raise no_refund_api("cash on delivery")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -139,6 +139,10 @@ class RefundOrder:
     amount: int
     reason: str
     create_time: datetime
+    # The payment's verified server-to-server callbacks that still hold their
+    # raw bytes: where a gateway that pays refunds out (payOS payouts) finds
+    # the payer's account.
+    callbacks: tuple[RawCallback, ...] = ()
 
     @property
     def full(self) -> bool:
@@ -188,6 +192,14 @@ class Gateway(Protocol):
         """Closes the payment's session at the gateway where it has an API for
         that; NOT_CANCELLABLE where it has none (the session is then watched
         until its deadline). Raises Unavailable, AnswerRejected."""
+
+    def manual_refund_reason(
+        self, payment: PaymentView, transaction_id: str, callbacks: Sequence[RawCallback]
+    ) -> str:
+        """Why money of this transaction cannot go back through refund(), so
+        an operator must transfer it and record the reference; "" when it
+        can. Only a gateway that pays refunds out to the payer's account
+        (payOS) ever says so: when its callbacks do not name that account."""
 
     def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
         """Asks the gateway to give `order.amount` back. Raises Unavailable
@@ -335,7 +347,20 @@ class GatewaySettings:
     # keys: PREFIX_<KEY> names, the public development values, the endpoints.
     env_prefix: str = ""
     dev_keys: Mapping[str, str] = field(default_factory=dict)
+    # Full variable names of optional credentials, with their public
+    # development values (flagged when in use, never required).
+    optional_dev_keys: Mapping[str, str] = field(default_factory=dict)
     endpoints: tuple[Endpoint, ...] = ()
+    # The traits once configured, for a gateway whose abilities depend on
+    # its configuration (payOS refunds by payout only with payout
+    # credentials); None: always `traits`.
+    configured_traits: Callable[[Any], ProviderTraits] | None = None
+
+    def traits_for(self, config: Any | None) -> ProviderTraits:
+        """The traits of this gateway as configured (None: not enabled)."""
+        if config is None or self.configured_traits is None:
+            return self.traits
+        return self.configured_traits(config)
 
     @property
     def sandbox_variable(self) -> str:
@@ -347,7 +372,7 @@ class GatewaySettings:
             f"{self.env_prefix}_{key.upper()}"
             for key, value in self.dev_keys.items()
             if env.get(f"{self.env_prefix}_{key.upper()}") == value
-        ]
+        ] + [name for name, value in self.optional_dev_keys.items() if env.get(name) == value]
 
     def production_problems(self, env: Mapping[str, str]) -> list[str]:
         """What is unsafe or missing for production, one line each."""

@@ -46,9 +46,11 @@ def all_settings() -> tuple[GatewaySettings, ...]:
     return tuple(settings for settings, _ in _modules())
 
 
-def traits() -> dict[Provider, ProviderTraits]:
-    """What the payment rules need to know of every known gateway."""
-    return {s.provider: s.traits for s in all_settings()}
+def traits(configs: Mapping[Provider, Any] | None = None) -> dict[Provider, ProviderTraits]:
+    """What the payment rules need to know of every known gateway; with the
+    enabled gateways' configs, as configured (see GatewaySettings.traits_for)."""
+    configs = configs or {}
+    return {s.provider: s.traits_for(configs.get(s.provider)) for s in all_settings()}
 
 
 def webhook_routes() -> dict[str, tuple[Provider, WebhookRoute]]:

@@ -23,7 +23,15 @@ from payment_service.domain.callbacks import JournalEntry
 from payment_service.domain.errors import FailedPrecondition, InvalidArgument, NotFound, ProviderNotEnabled
 from payment_service.domain.model import Payment, Policy, Provider
 from payment_service.domain.refunds import Capture, Refund, RefundCall, RefundStatus, ReviewAction
-from payment_service.gateways.port import AnswerRejected, Gateway, RefundAnswer, RefundOrder, RefundState
+from payment_service.gateways.port import (
+    AnswerRejected,
+    CallbackKind,
+    Gateway,
+    RawCallback,
+    RefundAnswer,
+    RefundOrder,
+    RefundState,
+)
 from payment_service.service_layer.services import Clock
 from payment_service.service_layer.unit_of_work import UnitOfWork
 
@@ -92,19 +100,27 @@ class RefundUseCases:
                 if refund.request_id == call.request_id:
                     return rules.check_replay(refund, call), payment, False
             traits = self.policy.traits_of(payment.provider)
-            if not traits.manual_refunds and Provider(payment.provider) not in self.gateways:
+            gateway = self.gateways.get(Provider(payment.provider))
+            if not traits.manual_refunds and gateway is None:
                 raise ProviderNotEnabled(payment.provider)
             capture = rules.choose_capture(
                 payment, uow.payments.extra_captures(payment.id), call.provider_transaction_id
             )
+            manual, why = traits.manual_refunds, ""
+            if not manual and traits.records_transfers and call.transfer_reference:
+                manual = True  # the operator already transferred it by hand
+            elif not manual and gateway is not None:
+                why = gateway.manual_refund_reason(payment, capture.transaction_id, _callbacks(uow, payment))
+                manual = bool(why)
             refund = rules.request_refund(
                 payment,
                 capture,
                 existing,
                 call,
-                manual=traits.manual_refunds,
+                manual=manual,
                 now=now,
                 one_at_a_time=traits.one_refund_at_a_time,
+                manual_reason=why,
             )
             uow.payments.add_refund(refund)
             uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)
@@ -148,11 +164,12 @@ class RefundUseCases:
 
     def _order(self, refund: Refund, payment: Payment) -> RefundOrder:
         captured = payment.amount
-        if refund.extra_payment_id is not None:
-            with self.uow_factory() as uow:
+        with self.uow_factory() as uow:
+            if refund.extra_payment_id is not None:
                 for capture in uow.payments.extra_captures(payment.id):
                     if capture.extra_payment_id == refund.extra_payment_id:
                         captured = capture.amount
+            callbacks = _callbacks(uow, payment)
         return RefundOrder(
             key=refund.gateway_key,
             payment=payment,
@@ -161,6 +178,7 @@ class RefundUseCases:
             amount=refund.amount,
             reason=refund.reason,
             create_time=refund.create_time,
+            callbacks=callbacks,
         )
 
     def _apply(self, refund: Refund, payment: Payment, kind: str, answer: RefundAnswer) -> Refund:
@@ -290,9 +308,24 @@ class RefundUseCases:
                 subject=f"payments/{payment.id}",
                 type_="MANUAL_REFUND",
             )
+        gateway = self.gateways.get(Provider(payment.provider))
+        callbacks = _callbacks(uow, payment) if gateway is not None else ()
         made = []
         for capture in rules.captures(payment, extras):
             if rules.left_to_refund(capture, refunds) > 0:
+                why = (
+                    gateway.manual_refund_reason(payment, capture.transaction_id, callbacks)
+                    if gateway
+                    else ""
+                )
+                if why:
+                    # Nothing is queued (the transaction is not committed).
+                    raise FailedPrecondition(
+                        f"{why}: record each bank transfer with RefundPayment (transfer_reference), "
+                        "then resolve with HONOUR",
+                        subject=f"payments/{payment.id}",
+                        type_="MANUAL_REFUND",
+                    )
                 refund = _queue_refund(
                     uow,
                     payment,
@@ -354,6 +387,24 @@ def _queue_refund(
     uow.payments.add_refund(refund)
     uow.payments.add_event("payment.refund_requested", payment, now, refund=refund)
     return refund
+
+
+_SERVER_KINDS = frozenset({CallbackKind.IPN.value, CallbackKind.RECONCILE.value})
+
+
+def _callbacks(uow: UnitOfWork, payment: Payment) -> tuple[RawCallback, ...]:
+    """The payment's verified server-to-server callbacks and reconciliation
+    answers whose raw bytes the journal still keeps (JOURNAL_RAW_RETENTION_DAYS)."""
+    return tuple(
+        RawCallback(
+            path=entry.path,
+            query=entry.raw_query or b"",
+            body=entry.raw_body,
+            content_type=str(entry.headers.get("content-type", "")),
+        )
+        for _, entry in uow.payments.journal_of(payment.id)
+        if entry.verified and entry.kind in _SERVER_KINDS and entry.raw_body is not None
+    )
 
 
 def _derived_id(key: str, capture: Capture) -> str:

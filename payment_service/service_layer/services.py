@@ -75,6 +75,16 @@ class _AskFirst(Exception):
 
 
 @dataclass(frozen=True)
+class EventPage:
+    """Outbox events as (cursor, stored event, traceparent): the stored
+    event is the serialized PaymentEvent (bytes), or its protobuf JSON
+    (a dict) on rows written before events were stored serialized."""
+
+    events: list[tuple[str, bytes | dict[str, Any], str]]
+    held: bool = False
+
+
+@dataclass(frozen=True)
 class CheckoutResult:
     payment: Payment
     checkout_url: str
@@ -408,11 +418,19 @@ class PaymentUseCases:
         self.close_at_gateway(due, "expired")
         return len(due)
 
-    def events_after(self, cursor: str, limit: int = 500) -> list[tuple[str, dict[str, Any], str]]:
+    def events_after(self, cursor: str, limit: int = 500) -> list[tuple[str, bytes | dict[str, Any], str]]:
         """The next outbox events after cursor (see paykit.cursor), each with
-        its own cursor and trace context; InvalidArgument on after_cursor for
-        a bad one."""
+        its own cursor, as stored (EventPage) and with its trace context;
+        InvalidArgument on after_cursor for a bad one."""
+        return self.next_events(cursor, limit).events
+
+    def next_events(self, cursor: str, limit: int = 500) -> EventPage:
+        """events_after, and when there are none, whether some wait behind
+        an open transaction (the stream then looks again soon, as no commit
+        of an event may come to wake it)."""
         txid, seq = parse_cursor(cursor)
         with self.uow_factory() as uow:
             batch = uow.payments.events_after(txid, seq, limit)
-        return [(format_cursor(t, s), payload, traceparent) for t, s, payload, traceparent in batch]
+            held = not batch and uow.payments.events_held(txid, seq)
+        events = [(format_cursor(t, s), stored, traceparent) for t, s, stored, traceparent in batch]
+        return EventPage(events, held)

@@ -58,9 +58,15 @@ class PaymentRepository(Protocol):
     def journal_entry(self, entry_id: int) -> JournalEntry | None: ...
     def timeline(self, payment_id: uuid.UUID) -> Sequence[TimelineEntry]: ...
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]: ...
-    def events_after(self, txid: int, seq: int, limit: int) -> Sequence[tuple[int, int, dict[str, Any], str]]:
+    def events_after(
+        self, txid: int, seq: int, limit: int
+    ) -> Sequence[tuple[int, int, bytes | dict[str, Any], str]]:
         """Outbox events after (txid, seq) that can no longer be overtaken,
-        each with the trace context it was written in ("" if none)."""
+        each as stored (serialized, or protobuf JSON on older rows) with
+        the trace context it was written in ("" if none)."""
+
+    def events_held(self, txid: int, seq: int) -> bool:
+        """Whether events after (txid, seq) wait behind an open transaction."""
 
     # Retention (service_layer/retention.py): the only deletes.
     def confirm_consumer(self, name: str, txid: int, seq: int, now: datetime) -> None: ...

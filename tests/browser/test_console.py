@@ -1,6 +1,7 @@
 """The operator console in a real browser, and the admin API's gate: a late
-payment found in the review queue, refunded (payOS has no refund API: a
-manual refund with the transfer's reference), its review resolved, its
+payment found in the review queue, refunded (by a transfer the operator
+made by hand, recorded with its reference: payOS has no refund API, and its
+payouts are not used when a transfer is recorded), its review resolved, its
 callback replayed (dry run, then applied: a duplicate changes nothing)."""
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def test_operator_refunds_a_late_payment_and_resolves_its_review(
     assert page.get_by_test_id("timeline-event").count() >= 2
     assert page.get_by_test_id("refunded-amount").inner_text() == "0 ₫"
 
-    # Refund: payOS has no refund API, so the operator records the transfer.
+    # Refund: the operator transferred it by hand and records the transfer
+    # (left empty, development's payout keys would pay it out instead).
     page.get_by_test_id("refund-amount").fill("89000")
     page.get_by_label("Mã chuyển khoản (payOS, COD: hoàn tiền thủ công)").fill("FT26001234")
     page.get_by_test_id("refund-submit").click()

@@ -49,7 +49,8 @@ PROVIDERS = ("PROVIDER_VNPAY", "PROVIDER_PAYOS", "PROVIDER_MOMO", "PROVIDER_ZALO
 VARIANTS = ("tshirt-black-m", "tshirt-white-l", "mug-blue", "sticker-pack")
 FAULTS = ("duplicate", "delay", "drop", "out_of_order", "before_return")
 REFUND_FAULTS = ("refund_timeout_after_accept", "refund_rejected", "refund_duplicate", "refund_lost")
-REFUND_GATEWAYS = ("vnpay", "momo", "zalopay")  # payOS and COD: manual refunds (a bank transfer)
+# payOS refunds are payouts (development has payout keys); COD's are manual (a bank transfer).
+REFUND_GATEWAYS = ("vnpay", "payos", "momo", "zalopay")
 KEPT = ("PAID", "PARTIALLY_REFUNDED")
 OPEN_ORDERS = ("PENDING_PAYMENT", "PAYMENT_FAILED")
 RESTOCKED = ("CANCELED", "EXPIRED")
@@ -285,7 +286,10 @@ class Storm:
                 reason="Tra hang",
                 request_id=f"op-{self.rng.getrandbits(48):x}",
                 restock=self.rng.random() < 0.5,
-                transfer_reference=f"FT{self.rng.getrandbits(32)}" if provider in ("PAYOS", "COD") else "",
+                # payOS: a payout, or half the time a transfer the operator made by hand.
+                transfer_reference=f"FT{self.rng.getrandbits(32)}"
+                if provider == "COD" or (provider == "PAYOS" and self.rng.random() < 0.5)
+                else "",
             ),
         )
         if answer is None:

@@ -198,9 +198,11 @@ class PaymentServiceServicer:
 
     def RefundPayment(self, request, context):
         """Gives money of a paid payment back to the shopper, through the
-        payment's gateway with the gateway's refund API, or for payOS and cash on
-        delivery (no refund API) as a manual refund: the operator transfers the
-        money and records the transfer's reference (transfer_reference). The
+        payment's gateway with the gateway's refund API (payOS: a payout to the
+        payer's account, when payout keys are configured), or as a manual refund
+        (cash on delivery; payOS without payouts or without the payer's account):
+        the operator transfers the money and records the transfer's reference
+        (transfer_reference). The
         gateway is called after the refund is stored; its answer (or, when it
         does not answer in time, reconciliation) settles it: the response may be
         PENDING. Emits payment.refund_requested, then payment.refunded or
@@ -215,8 +217,8 @@ class PaymentServiceServicer:
         captured transactions.
         - FAILED_PRECONDITION: the payment took no money (reason NOT_CAPTURED),
         the amount is above what is left to refund (REFUND_EXCEEDS_CAPTURED),
-        the gateway has no refund API and transfer_reference is empty
-        (MANUAL_REFUND), a refund of the same transaction is still in progress
+        the money must go back by hand (no refund API, or payOS does not name
+        the payer's account) and transfer_reference is empty (MANUAL_REFUND), a refund of the same transaction is still in progress
         at a gateway that follows one at a time (VNPay; REFUND_IN_PROGRESS:
         ask again when it is final), or the provider is not enabled on this
         server. Nothing is written.

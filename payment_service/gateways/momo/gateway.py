@@ -5,6 +5,7 @@ re-fetches the live session instead of opening a second one."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,6 +131,11 @@ class MomoGateway:
         if outcome == Outcome.INVALID_SIGNATURE:
             return json_reply(400, {"message": "invalid signature"})
         return json_reply(429, {"message": "try again later"})
+
+    def manual_refund_reason(
+        self, payment: PaymentView, transaction_id: str, callbacks: Sequence[RawCallback]
+    ) -> str:
+        return ""  # the gateway gives the money back to where it came from
 
     def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
         """Synchronous at MoMo: resultCode 0 is the money back. orderId and

@@ -8,12 +8,13 @@ official ``payos`` SDK. The HTTP client lives in another layer.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from payment_service.gateways._wire import (
     Finality,
@@ -81,6 +82,21 @@ PAYMENT_LINK_STATUSES: Final = frozenset(
 
 
 @dataclass(frozen=True, kw_only=True)
+class PayoutConfig:
+    """payOS payout credentials: a separate channel with keys of its own
+    (payos-lib-python examples/payout_operations.py), on the same API host."""
+
+    client_id: str
+    api_key: str = field(repr=False)
+    checksum_key: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("client_id", "api_key", "checksum_key"):
+            if not getattr(self, name):
+                raise ValueError(f"PayoutConfig.{name} must not be empty")
+
+
+@dataclass(frozen=True, kw_only=True)
 class PayosConfig:
     client_id: str
     # repr=False keeps the secrets out of logs, tracebacks and debug output.
@@ -91,6 +107,8 @@ class PayosConfig:
     cancel_url: str
     # Where payOS serves a payment link: <base>/<paymentLinkId>.
     checkout_base: str = PAYOS_CHECKOUT_BASE
+    # Refunds go out as payouts when set; None: manual refunds only.
+    payout: PayoutConfig | None = None
 
     def __post_init__(self) -> None:
         # An empty key would still "sign" and only fail at payOS, far from the cause.
@@ -377,3 +395,132 @@ def audit_fields(raw_body: bytes, raw_query: bytes) -> dict[str, str]:
     if isinstance(data, dict):
         fields.update({f"data.{k}": v for k, v in data.items()})
     return audit_view(fields, _AUDIT_KEEP, _AUDIT_PARTIAL)
+
+
+# --- payouts (refunds) --------------------------------------------------------
+
+# payOS has no refund API: money goes back by a payout to the payer's
+# account (GATEWAYS.md §7). payos-lib-python 1.1.0 resources/v1/payouts:
+# create is POST /v1/payouts with x-idempotency-key and the body signed in an
+# x-signature header; get is GET /v1/payouts/{id}; the list filters by
+# referenceId. Answers carry {code, desc, data}, data signed in x-signature.
+PAYOUTS_PATH: Final = "/v1/payouts"
+PAYOUT_CATEGORY: Final = "refund"
+# A payout transaction's states (types/v1/payouts PayoutTransactionState).
+PAYOUT_SUCCEEDED: Final = "SUCCEEDED"
+PAYOUT_FAILED_STATES: Final = frozenset({"FAILED", "CANCELLED", "REVERSED"})
+PAYOUT_PENDING_STATES: Final = frozenset({"RECEIVED", "PROCESSING", "ON_HOLD"})
+# A payout's approval failed as a whole (types/v1/payouts PayoutApprovalState).
+PAYOUT_APPROVAL_FAILED: Final = frozenset({"REJECTED", "CANCELLED", "FAILED"})
+# Answer codes. Not in GATEWAYS.md or the SDK: the simulator's choice, as
+# for payment links ("231" exists, "20" bad request, "201" bad signature);
+# check them against payOS before going live. A refused payout is final;
+# any other code leaves the refund pending (asked again, same key).
+PAYOUT_DUPLICATE: Final = "231"
+PAYOUT_REFUSED: Final = frozenset({"20", "214"})
+PAYOUT_TRANSACTION_STATES: Final = PAYOUT_PENDING_STATES | PAYOUT_FAILED_STATES | {PAYOUT_SUCCEEDED}
+
+
+def _deep_sorted(value: Any) -> Any:
+    """Every object's keys sorted, at any depth; lists keep their order."""
+    if isinstance(value, Mapping):
+        return {key: _deep_sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_deep_sorted(item) for item in value]
+    return value
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, list | Mapping):
+        return json.dumps(_deep_sorted(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def header_signing_string(data: Mapping[str, Any]) -> str:
+    """The string payOS's payout API signs (request body and answer
+    ``data``, in the x-signature header): keys sorted, nested objects sorted
+    at every depth and rendered as compact JSON (non-ASCII kept), None as "",
+    booleans as true/false, then key and value each percent-encoded
+    (urllib.parse.quote) and joined as ``k=v&k=v``. Mirrors payos 1.1.0
+    ``CryptoProvider.create_signature`` with its defaults."""
+    return "&".join(f"{quote(str(key))}={quote(_header_value(data[key]))}" for key in sorted(data))
+
+
+def header_signature(data: Mapping[str, Any], key: str) -> str:
+    """Lowercase hex HMAC-SHA256 of header_signing_string(data)."""
+    return hmac_hex(header_signing_string(data), key, key_name="payOS payout checksum key")
+
+
+def verify_header_signature(data: object, signature: str, key: str) -> WebhookVerifyResult:
+    """Check a payout answer's ``data`` against its x-signature header."""
+    if not isinstance(data, dict):
+        return rejected("data is not a JSON object")
+    if not signature:
+        return rejected("missing x-signature", data)
+    if not same_hex(header_signature(data, key), signature):
+        return rejected("signature mismatch", data)
+    return verified(data)
+
+
+def payout_idempotency_key(key: str) -> str:
+    """x-idempotency-key from our refund's key (32 hex): the same refund is
+    always the same request, so an answer lost after acceptance never pays twice."""
+    return str(uuid.UUID(hex=key))
+
+
+def build_payout(
+    *, reference_id: str, amount: int, description: str, to_bin: str, to_account_number: str
+) -> dict[str, Any]:
+    """The body of ``POST /v1/payouts``. Raises ValueError for a field payOS would reject."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError("amount must be a positive integer number of VND")
+    if not reference_id:
+        raise ValueError("reference_id must not be empty")
+    if not (to_bin.isdigit() and len(to_bin) == 6):
+        raise ValueError(f"to_bin must be a 6-digit bank BIN, not {to_bin!r}")
+    if not (to_account_number.isalnum() and 1 <= len(to_account_number) <= 32):
+        raise ValueError("to_account_number must be a bank account number")
+    return {
+        "referenceId": reference_id,
+        "amount": amount,
+        "description": description[:DESCRIPTION_MAX_LEN] or "Hoan tien",
+        "toBin": to_bin,
+        "toAccountNumber": to_account_number,
+        "category": [PAYOUT_CATEGORY],
+    }
+
+
+def payout_headers(
+    config: PayoutConfig, body: Mapping[str, Any] | None, idempotency_key: str = ""
+) -> dict[str, str]:
+    """Authentication headers of a payout call; a body is signed in x-signature."""
+    headers = {"x-client-id": config.client_id, "x-api-key": config.api_key}
+    if idempotency_key:
+        headers["x-idempotency-key"] = idempotency_key
+    if body is not None:
+        headers["x-signature"] = header_signature(body, config.checksum_key)
+    return headers
+
+
+def payout_state(payout: Mapping[str, Any], reference_id: str) -> tuple[str, Mapping[str, Any]]:
+    """The state of the payout's transaction for ``reference_id`` (a single
+    payout has one), and that transaction; ("", {}) when there is none."""
+    for item in payout.get("transactions") or []:
+        if isinstance(item, Mapping) and item.get("referenceId") in (reference_id, None):
+            return str(item.get("state", "")), item
+    return "", {}
+
+
+def payer_account(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(BIN, account number) of the account a payment came from, as a
+    verified webhook ``data`` reports it; ("", "") when payOS did not say
+    (sandbox transfers leave them empty)."""
+    bin_ = str(data.get("counterAccountBankId") or "").strip()
+    number = str(data.get("counterAccountNumber") or "").strip()
+    if not (bin_.isdigit() and len(bin_) == 6 and number.isalnum()):
+        return "", ""
+    return bin_, number

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -154,6 +155,11 @@ class VnpayGateway:
         code = VNPAY_ACKS[outcome]
         body = json.dumps({"RspCode": code, "Message": vnpay.IPN_ACK_CODES[code]}, separators=(",", ":"))
         return HttpReply(200, "application/json", body.encode())
+
+    def manual_refund_reason(
+        self, payment: PaymentView, transaction_id: str, callbacks: Sequence[RawCallback]
+    ) -> str:
+        return ""  # the gateway gives the money back to where it came from
 
     def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
         body = vnpay.build_refund(

@@ -3,6 +3,7 @@ keyed by our payment's provider reference (app_trans_id)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -168,6 +169,11 @@ class ZalopayGateway:
         if outcome == Outcome.INVALID_SIGNATURE:
             return HttpReply(200, "application/json", zalopay.callback_ack(-1, "mac not equal"))
         return HttpReply(200, "application/json", zalopay.callback_ack(0, "try again"))
+
+    def manual_refund_reason(
+        self, payment: PaymentView, transaction_id: str, callbacks: Sequence[RawCallback]
+    ) -> str:
+        return ""  # the gateway gives the money back to where it came from
 
     def refund(self, order: RefundOrder, now: datetime) -> RefundAnswer:
         """Asynchronous at ZaloPay: 3 (processing) is the usual answer."""

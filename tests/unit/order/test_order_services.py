@@ -75,14 +75,17 @@ class FakeOrders:
         due = sorted((o for o in due if o.expire_time < now), key=lambda o: (o.expire_time, o.id))
         return [o for o in due if after is None or (o.expire_time, o.id) > after][:limit]
 
-    def claim_event(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
+    def lock(self, order_ids: Sequence[uuid.UUID]) -> None:
+        pass
+
+    def claim_newer(self, event_id: uuid.UUID, payment_id: uuid.UUID, version: int, now: datetime) -> bool:
         if event_id in self.applied:
             return False
         self.applied[event_id] = (payment_id, version)
-        return True
-
-    def newest_version(self, payment_id: uuid.UUID, excluding: uuid.UUID) -> int:
-        return max((v for e, (p, v) in self.applied.items() if p == payment_id and e != excluding), default=0)
+        newest = max(
+            (v for e, (p, v) in self.applied.items() if p == payment_id and e != event_id), default=0
+        )
+        return version > newest
 
     def checkpoint(self, name: str) -> str | None:
         return self.cursors.get(name)
@@ -135,6 +138,9 @@ class FakeUnitOfWork:
 
     def commit(self) -> None:
         self.commits += 1
+
+    def flush(self) -> None:
+        pass
 
 
 class FakePayments:
