@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,10 @@ from bench import load, report, sql
 from bench.model import Config, RunStats, Scenario
 from bench.stack import ROOT, Stack, command_line, machine_busy_seconds, memory_kb, process_table
 from paykit import database, migrations
+from payment_service.adapters.http_client import HttpJsonClient
+from payment_service.gateways.vnpay import protocol as vnpay
+from payment_service.gateways.vnpay import settings as vnpay_settings
+from payments import stack as stack_module
 
 log = logging.getLogger("bench")
 
@@ -467,6 +472,101 @@ class Bench:
                     s.open = self.runner.open(kind, to, rate, items=queries)
                 self.settle()
 
+    def two_workers(self, workers: int = 2) -> None:
+        """The payment-service scenarios again on a second payment service
+        (same database) running `workers` processes on one port
+        (PAYMENT_WORKERS); keys new_2w, reuse_2w, get_2w, ipn_direct_2w.
+        Its CPU counts in the "payment" group."""
+        server = self.stack.spawn_other(
+            "payment",
+            stack_module.serve_argv("payment"),
+            DATABASE_URL=self.stack.payment_url,
+            PAYMENT_GRPC_PORT="0",
+            PAYMENT_METRICS_PORT="off",
+            PAYMENT_WORKERS=str(workers),
+        )
+        try:
+            server.wait_serving()
+            deadline = time.monotonic() + 60
+            while sum('"event": "serving"' in line for line in server.lines) < workers:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{workers} payment workers not serving: {server.log_tail()}")
+                time.sleep(0.05)
+            target = server.target
+            suffix = f"{workers} workers"
+            with self.phase(f"CreateOrGetPayment new, {suffix}"):
+                s = self.scenario("new_2w", f"CreateOrGetPayment, new payment (gRPC), {suffix}")
+                s.closed = self.runner.closed("create-new", target, prefix="bench-new2w-c")
+                self.settle()
+                s.open = self.runner.open("create-new", target, self.half(s.closed), prefix="bench-new2w-o")
+                self.settle()
+            for key, name, kind in (
+                ("reuse_2w", "CreateOrGetPayment, reuse (gRPC)", "create-reuse"),
+                ("get_2w", "GetPaymentByOrder (gRPC)", "get-by-order"),
+            ):
+                with self.phase(f"{name}, {suffix}"):
+                    s = self.scenario(key, f"{name}, {suffix}")
+                    s.closed = self.runner.closed(kind, target, items=self.reuse_set, cycle=True)
+                    s.open = self.runner.open(
+                        kind, target, self.half(s.closed), items=self.reuse_set, cycle=True
+                    )
+            with self.phase(f"VNPay IPN direct, {suffix}"):
+                s = self.scenario("ipn_direct_2w", f"VNPay IPN direct (gRPC HandleCallback), {suffix}")
+                with self.ipn_queries(self.closed_budget()) as queries:
+                    s.closed = self.runner.closed("ipn-grpc", target, items=queries)
+                self.settle()
+                rate = self.half(s.closed)
+                with self.ipn_queries(self.budget(rate, self.cfg.open_seconds)) as queries:
+                    s.open = self.runner.open("ipn-grpc", target, rate, items=queries)
+                self.settle()
+        finally:
+            server.stop()
+
+    def gateway_connections(self, calls: int = 100) -> None:
+        """Connections the payment service's gateway HTTP client opens for
+        `calls` VNPay querydr calls against the gateway simulator (its own
+        process, with the bench's VNPay keys), one thread, then 4."""
+        with self.phase("gateway connections"):
+            sim = self.stack.spawn_other(
+                "simulator", [sys.executable, "-m", "gateway_simulator"], SIM_PORT="0"
+            )
+            try:
+                sim.wait_serving()
+                url = f"http://{sim.target}{vnpay_settings.SIM_QUERY_PATH}"
+                config = vnpay.VnpayConfig(
+                    tmn_code=load.TMN,
+                    hash_secret=load.SECRET,
+                    pay_url=f"http://{sim.target}/vnpay/pay",
+                    return_url="https://shop.example/webhooks/vnpay/return",
+                )
+
+                def query(http: HttpJsonClient) -> None:
+                    now = datetime.now(UTC)
+                    body = vnpay.build_querydr(
+                        config,
+                        request_id=uuid.uuid4().hex,
+                        txn_ref="bench",
+                        transaction_date=now,
+                        now=now,
+                        ip_addr="127.0.0.1",
+                    )
+                    answer = http.request("POST", url, body)
+                    if not vnpay.verify_querydr_response(answer, config.hash_secret):
+                        raise RuntimeError(f"querydr answer not verified: {answer}")
+
+                result = {}
+                for threads in (1, 4):
+                    http = HttpJsonClient(timeout_seconds=5)
+                    try:
+                        with ThreadPoolExecutor(threads) as pool:
+                            list(pool.map(query, [http] * calls))
+                    finally:
+                        http.close()
+                    result[f"{threads} thread{'s' if threads > 1 else ''}"] = http.connections_opened
+                self.limits["gateway_connections"] = {"calls": calls, "opened": result}
+            finally:
+                sim.stop()
+
     def order_paths(self) -> None:
         stack, cfg = self.stack, self.cfg
         ingress = stack.ingress_target
@@ -785,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.explain("small")
         bench.trivial()
         bench.payment_paths()
+        bench.two_workers()
+        bench.gateway_connections()
         bench.order_paths()
         bench.event_apply()
         bench.large()

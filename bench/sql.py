@@ -156,14 +156,20 @@ class StatementLog:
         statements: list[Statement] = []
         offset = self.log_path.stat().st_size
         yield statements
-        # The server writes its log asynchronously to us.
+        # The server writes its log asynchronously to us: done at the end of
+        # a transaction, or (a read in autocommit has none) once the log has
+        # stopped growing.
         deadline = time.monotonic() + 5
+        seen = -1
         while True:
             text = self.log_path.read_bytes()[offset:].decode("utf-8", "replace")
             found = [s for pid in sorted(self.pids) for s in parse_log(text, pid)]
             if (found and found[-1].verb in ("COMMIT", "ROLLBACK")) or time.monotonic() > deadline:
                 break
-            time.sleep(0.05)
+            if found and len(text) == seen:
+                break
+            seen = len(text)
+            time.sleep(0.2)
         statements += found
 
 

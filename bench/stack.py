@@ -93,6 +93,10 @@ def _service_env(**extra: str) -> dict[str, str]:
         "PUBLIC_BASE_URL": "https://shop.example",
         # What a deployment logs: one JSON line per callback, for instance.
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        # One process per service for the main runs; the payment paths are
+        # run again on a second payment service with two (Bench.two_workers).
+        "PAYMENT_WORKERS": "1",
+        "ORDER_WORKERS": "1",
         **extra,
     }
 
@@ -152,7 +156,9 @@ class Stack(stack.Stack):
         groups: dict[str, list[tuple[int, bool]]] = {}
         for process in self.others:
             if process.alive():
-                groups[process.name] = [(process.pid, False)]
+                # A service with several workers: the supervisor and its workers.
+                members = [process.pid, *child_pids(process.pid)]
+                groups.setdefault(process.name, []).extend((pid, False) for pid in members)
         if self.envoy is not None:
             groups["envoy"] = [(self.envoy.pid, False)]
         if self.pg is not None:

@@ -422,6 +422,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "payments-sim"
+    # Keep-alive, as the real gateways' HTTPS APIs do (every reply has a Content-Length).
+    protocol_version = "HTTP/1.1"
     sys_version = ""
     timeout = 30  # seconds a client may take to send its request
 

@@ -84,6 +84,7 @@ def start_grpc_server(
     interceptors: Sequence[grpc.ServerInterceptor] | None = None,
     observability: Observability | None = None,
     tls: ServerTls | None = None,
+    reuse_port: bool = False,
 ) -> GrpcServer:
     """Builds, binds and starts a server. `register` adds the servicers
     (e.g. `lambda s: add_FooServicer_to_server(FooServicer(...), s)`);
@@ -91,13 +92,18 @@ def start_grpc_server(
     Interceptors default to refusing undecodable requests as INVALID_ARGUMENT;
     `observability` puts tracing and RPC metrics in front of them and starts
     the /metrics endpoint on `host` (its port in the "serving" log line).
-    With `tls` the port speaks TLS only (paykit.tls)."""
+    With `tls` the port speaks TLS only (paykit.tls). `reuse_port`: share
+    the port with the service's other worker processes (SO_REUSEPORT; off
+    otherwise, so a second server on a taken port fails to start)."""
     chain = [RejectUndecodableRequests()] if interceptors is None else list(interceptors)
     if observability is not None:
         chain = [*observability.interceptors(), *chain]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        options=list(options),
+        options=[
+            (name, 1 if reuse_port and name == "grpc.so_reuseport" else value) for name, value in options
+        ]
+        + ([("grpc.so_reuseport", 1)] if reuse_port and "grpc.so_reuseport" not in dict(options) else []),
         interceptors=chain,
     )
     for add in [register] if callable(register) else register:

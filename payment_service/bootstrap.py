@@ -15,7 +15,8 @@ from paykit.clock import OffsetClock
 from paykit.database import create_db_engine
 from payment_service.adapters.gateway_calls import BoundedGatewayCalls
 from payment_service.adapters.http_client import HttpJsonClient
-from payment_service.adapters.metrics import PrometheusTelemetry
+from payment_service.adapters.metrics import GATEWAY_CONNECTIONS, PrometheusTelemetry
+from payment_service.adapters.reads import SqlPaymentReads
 from payment_service.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from payment_service.config import Settings
 from payment_service.gateways import registry
@@ -38,12 +39,15 @@ class App:
     callbacks: CallbackUseCases
     retention: RetentionUseCases
     gateway_calls: BoundedGatewayCalls | None = None
+    http: HttpJsonClient | None = None
     clock: Clock = utc_now  # an OffsetClock unless a test gives its own
     refunds: RefundUseCases | None = None
 
     def close(self) -> None:
         if self.gateway_calls is not None:
             self.gateway_calls.close()
+        if self.http is not None:
+            self.http.close()
         self.engine.dispose()
 
 
@@ -53,7 +57,9 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock | None = None)
     engine = create_db_engine(database_url, pool_size=settings.db_pool_size)
     tracing.instrument_engine(engine)
     session_factory = sessionmaker(engine, expire_on_commit=False)
-    http = HttpJsonClient(timeout_seconds=settings.gateway_timeout_seconds)
+    http = HttpJsonClient(
+        timeout_seconds=settings.gateway_timeout_seconds, on_connect=GATEWAY_CONNECTIONS.inc
+    )
     enabled = settings.policy.enabled_providers
     if missing := enabled - set(settings.gateways):
         raise ValueError(f"no configuration for enabled providers {sorted(missing)}")
@@ -62,9 +68,16 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock | None = None)
     )
     uow_factory: Callable[[], UnitOfWork] = lambda: SqlAlchemyUnitOfWork(session_factory)  # noqa: E731
     calls = BoundedGatewayCalls(settings.gateway_call_workers, settings.gateway_call_queue)
-    use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock, calls)
+    reads = SqlPaymentReads(engine)
+    use_cases = PaymentUseCases(uow_factory, gateways, settings.policy, clock, calls, reads)
     callbacks = CallbackUseCases(
-        uow_factory, gateways, clock, settings.policy, registry.callback_routes(), PrometheusTelemetry()
+        uow_factory,
+        gateways,
+        clock,
+        settings.policy,
+        registry.callback_routes(),
+        PrometheusTelemetry(),
+        reads,
     )
     use_cases.on_gateway_answer = callbacks.apply_answer
     retention = RetentionUseCases(uow_factory, clock, settings.retention)
@@ -76,6 +89,7 @@ def bootstrap(settings: Settings, database_url: str, clock: Clock | None = None)
         callbacks=callbacks,
         retention=retention,
         gateway_calls=calls,
+        http=http,
         clock=clock,
         refunds=refunds,
     )

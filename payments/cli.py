@@ -152,7 +152,14 @@ def start_payment() -> Callable[[], None]:
     url = payment_database(settings)
     _prepare_schema(url, "payment", settings.development)
     observability = _observability(server.observability_from_env, "payment-service")
-    return server.start(bootstrap(settings, url), observability=observability).stop
+    return server.start(bootstrap(settings, url), observability=observability, reuse_port=_is_worker()).stop
+
+
+def _is_worker() -> bool:
+    """One of several worker processes sharing the port (payments.workers)."""
+    from payments import workers
+
+    return workers.INDEX_VARIABLE in os.environ
 
 
 def start_order() -> Callable[[], None]:
@@ -163,8 +170,21 @@ def start_order() -> Callable[[], None]:
     settings = _order_settings()
     url = order_database(settings)
     _prepare_schema(url, "order", is_development(os.environ))
+    from payments import workers
+
     observability = _observability(server.observability_from_env, "order-service")
-    return server.start(bootstrap(settings, url), observability=observability).stop
+    # The payment-event follower runs once per service, and so does the
+    # expiry sweep (it reads due orders without SKIP LOCKED and asks the
+    # payment service about each: correct under the row lock, but N times
+    # the questions): in worker 0 only.
+    first = workers.worker_index(os.environ) == 0
+    return server.start(
+        bootstrap(settings, url),
+        observability=observability,
+        follow=first,
+        sweep=first,
+        reuse_port=_is_worker(),
+    ).stop
 
 
 def _observability(from_env: Callable[[], Observability], service_name: str) -> Observability:
@@ -263,7 +283,15 @@ def run_until_signal(stops: list[Callable[[], None]]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from paykit import metrics, tracing
+    from paykit.settings import ConfigError
+    from payments import workers
 
+    try:
+        count = workers.worker_count(args.service, os.environ)
+    except ConfigError as error:
+        sys.exit(f"payments serve {args.service}: configuration error: {error}")
+    if count > 1:
+        sys.exit(workers.serve_workers(args.service, count))
     stop = start_payment() if args.service == "payment" else start_order()
     # Last: the final spans are flushed and, in multi-process mode, this
     # process's live gauges leave /metrics.

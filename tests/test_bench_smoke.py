@@ -23,6 +23,8 @@ SCENARIOS = {
     "retry_reuse",
     "propagation",
 }
+# The payment paths again on a payment service with PAYMENT_WORKERS=2.
+SCENARIOS |= {"new_2w", "reuse_2w", "get_2w", "ipn_direct_2w"}
 
 
 @pytest.mark.slow
@@ -54,7 +56,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert new["tps"] > 0 and new["failed"] == 0 and new["rows_written"] > 0
     assert reuse["tps"] > 0 and reuse["failed"] == 0
     captured = data["limits"]["captured"]
-    assert [s["sql"].split()[0] for s in captured["reuse"]][-1] == "ROLLBACK"
+    # Reuse: one SELECT in autocommit (no transaction, no lock, no write).
+    assert [s["sql"].split()[0] for s in captured["reuse"]] == ["SELECT"]
     assert any(s["sql"].startswith("INSERT INTO payments") for s in captured["new"])
 
     # The event-apply run: a burst of IPNs on real orders, all applied.
@@ -72,6 +75,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "p99",
         "p50 at",
         "RSS",
+        "2 workers",
+        "CPU per",
+        "gateway HTTP connections",
         "events applied per s",
         "drains in",
     )
@@ -82,3 +88,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert plans and all("Index Scan" in p for p in plans)
     assert data["setup"]["rows at large runs"] >= 3_000
     assert "targets met" in run.stdout
+    # 100 gateway calls against the simulator reuse their connections.
+    opened = data["limits"]["gateway_connections"]["opened"]
+    assert opened["1 thread"] == 1 and 1 <= opened["4 threads"] <= 4

@@ -61,9 +61,11 @@ def start(
     follow: bool = True,
     sweep: bool = True,
     observability: Observability | None = None,
+    reuse_port: bool = False,
 ) -> RunningOrderServer:
     """`observability`: RPC metrics, tracing and the /metrics endpoint (with
-    the pool collector); None for none of them."""
+    the pool collector); None for none of them. `reuse_port`: one of several
+    worker processes on the same port (payments.workers)."""
     settings = app.settings
     if observability is not None:
         observability.collectors.append(DbPoolCollector({"order": app.engine}))
@@ -80,6 +82,7 @@ def start(
         max_workers=settings.grpc_workers,
         observability=observability,
         tls=settings.grpc_tls,
+        reuse_port=reuse_port,
     )
     running = RunningOrderServer(serving=serving, app=app)
     if follow:

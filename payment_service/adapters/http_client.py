@@ -1,15 +1,24 @@
-"""A small JSON-over-HTTP client for gateway APIs: a timeout on every call,
-bounded retries with backoff on transient failures only, and errors the
-service layer can map (the gateway refused vs. could not be reached)."""
+"""A small JSON-over-HTTP client for gateway APIs: one pooled httpx client
+per process (connections, and in production their TLS sessions, are kept
+and reused), a timeout on every call, bounded retries with backoff on
+transient failures only, and errors the service layer can map (the gateway
+refused vs. could not be reached). Every connection it opens is counted
+(`connections_opened`, and the payment_gateway_connections_opened_total
+metric)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import httpx
+
+# Idle connections are kept this long: gateways close theirs after a minute
+# or so, and a connection the server closed is replaced on the next call.
+KEEPALIVE_SECONDS = 30.0
 
 
 class GatewayUnreachable(Exception):
@@ -17,10 +26,39 @@ class GatewayUnreachable(Exception):
 
 
 class HttpJsonClient:
-    def __init__(self, timeout_seconds: float = 5.0, retries: int = 2, backoff_seconds: float = 0.2) -> None:
+    def __init__(
+        self,
+        timeout_seconds: float = 5.0,
+        retries: int = 2,
+        backoff_seconds: float = 0.2,
+        max_connections: int = 32,
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
         self.timeout = timeout_seconds
         self.retries = retries
         self.backoff = backoff_seconds
+        self.connections_opened = 0
+        self._lock = threading.Lock()
+        self._on_connect = on_connect
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            ),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _trace(self, event: str, info: Mapping[str, Any]) -> None:
+        # httpcore's trace hook: one "connect_tcp.complete" per new connection.
+        if event == "connection.connect_tcp.complete":
+            with self._lock:
+                self.connections_opened += 1
+            if self._on_connect is not None:
+                self._on_connect()
 
     def request(
         self,
@@ -51,22 +89,22 @@ class HttpJsonClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(url, data=data, method=method, headers=all_headers)  # noqa: S310
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                    return dict(json.loads(response.read() or b"{}")), _lower(response.headers)
-            except urllib.error.HTTPError as error:
-                if error.code < 500:
-                    # A 4xx still carries the gateway's JSON error body.
-                    try:
-                        return dict(json.loads(error.read() or b"{}")), _lower(error.headers)
-                    except ValueError:
-                        raise GatewayUnreachable(f"HTTP {error.code} from {url}") from None
+                response = self._client.request(
+                    method, url, content=data, headers=all_headers, extensions={"trace": self._trace}
+                )
+            except httpx.TransportError as error:  # timeouts, refused or dropped connections
                 last = error
-            except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as error:
+                continue
+            if response.status_code >= 500:
+                last = GatewayUnreachable(f"HTTP {response.status_code}")
+                continue
+            answer_headers = {k.lower(): v for k, v in response.headers.items()}
+            try:
+                return dict(json.loads(response.content or b"{}")), answer_headers
+            except ValueError as error:
+                if response.status_code >= 400:
+                    # A 4xx still carries the gateway's JSON error body; without one it is refused.
+                    raise GatewayUnreachable(f"HTTP {response.status_code} from {url}") from None
                 last = error
         raise GatewayUnreachable(f"{method} {url} failed after {self.retries + 1} attempts: {last}")
-
-
-def _lower(headers: Any) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in (headers.items() if headers is not None else ())}

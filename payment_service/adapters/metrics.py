@@ -31,6 +31,12 @@ RECONCILIATIONS = Counter(
     ("gateway", "result"),
 )
 
+GATEWAY_CONNECTIONS = Counter(
+    "payment_gateway_connections_opened",
+    "Connections the gateway HTTP client opened (a pooled client reuses them; a rise per call "
+    "means keep-alive is not working).",
+)
+
 
 class PrometheusTelemetry:
     """service_layer.telemetry.Telemetry on prometheus_client counters."""

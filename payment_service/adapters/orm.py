@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql.base import ischema_names
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column
 from sqlalchemy.types import UserDefinedType
 
 from paykit.database import NAMING_CONVENTION
@@ -274,3 +274,7 @@ Base.registry.map_imperatively(model.Payment, payments)
 Base.registry.map_imperatively(Refund, refunds)
 Base.registry.map_imperatively(model.RequestKey, payment_request_keys)
 Base.registry.map_imperatively(JournalEntry, callback_journal)
+# Now rather than at the first ORM query: the repository and the hot reads
+# fill mapped objects from plain rows, whose attributes need the mapping
+# configured (a first request that only reads would find them unset).
+configure_mappers()

@@ -6,15 +6,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+import psycopg
+from opentelemetry.trace import SpanKind
+from psycopg.types.json import Jsonb
+from sqlalchemy import DateTime, Table, select, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.orm import Session, attributes
 
+from paykit import tracing
 from paykit.tracing import current_traceparent
-from payment_service.adapters.orm import OutboxEvent, callback_journal, extra_payments, payments, refunds
+from payment_service.adapters.orm import (
+    OutboxEvent,
+    callback_journal,
+    extra_payments,
+    payment_request_keys,
+    payments,
+    refunds,
+)
 from payment_service.adapters.protobuf import event_payload, payment_event_message
 from payment_service.domain.callbacks import ExtraPayment, JournalEntry, TimelineEntry
 from payment_service.domain.model import Payment, RequestKey
@@ -25,52 +38,193 @@ from payment_service.domain.refunds import Capture, Refund
 _ORDER_LOCK_PREFIX = "payment_service.order:"
 
 
+# Only casts that cannot change a value (never to a bounded varchar).
+_CASTS: tuple[tuple[type[Any], str], ...] = (
+    (UUID, "::uuid"),
+    (DateTime, "::timestamptz"),
+    (JSONB, "::jsonb"),
+)
+
+
+def _placeholder(table: Table, column: str, suffix: str = "") -> str:
+    # Typed like SQLAlchemy renders them, so a replay of the logged SQL with
+    # the values written in (bench/sql.py) still types its UUIDs.
+    kind = table.c[column].type
+    cast = next((c for t, c in _CASTS if isinstance(kind, t)), "")
+    return f"%({column}{suffix})s{cast}"
+
+
+def _insert_sql(table: Table, columns: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)})"  # noqa: S608 - names from the schema
+        f" VALUES ({', '.join(_placeholder(table, c) for c in columns)})"
+    )
+
+
+# Payments and the rows written with them as fixed SQL on the session's
+# connection, without the ORM: no flush machinery, statement compilation or
+# result metadata (psycopg prepares each statement after a few uses).
+# Payments are read with plain cursors into the domain's objects, which the
+# repository keeps with the row as read; at commit (or before the next
+# read of payments, or an insert) each changed one is written with an UPDATE
+# of the columns that changed. Refunds and idempotency-key lookups remain
+# the ORM session's.
+_PAYMENT_COLUMNS = tuple(c.name for c in payments.columns)
+_INSERT_PAYMENT = _insert_sql(payments, _PAYMENT_COLUMNS)
+_SELECT_PAYMENTS = f"SELECT {', '.join(_PAYMENT_COLUMNS)} FROM payments"  # noqa: S608
+_FOR_ORDER = f"{_SELECT_PAYMENTS} WHERE order_id = %(order_id)s ORDER BY attempt"
+_BY_ID = f"{_SELECT_PAYMENTS} WHERE id = %(id)s"
+_BY_REFERENCE = f"{_SELECT_PAYMENTS} WHERE provider = %(provider)s AND provider_reference = %(reference)s"
+_DUE_FOR_EXPIRY = (
+    f"{_SELECT_PAYMENTS} WHERE status = 'PENDING' AND expire_time < %(before)s"
+    " ORDER BY expire_time LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+_DUE_FOR_RECONCILE = (
+    f"{_SELECT_PAYMENTS} WHERE reconcile_time <= %(now)s AND paid_time IS NULL"
+    " ORDER BY reconcile_time LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+_NEEDING_REVIEW = f"{_SELECT_PAYMENTS} WHERE needs_review IS true"
+_NEEDING_REVIEW_AFTER = f"{_NEEDING_REVIEW} AND (create_time, id) > (%(time)s, %(id)s)"
+_REVIEW_ORDER = " ORDER BY create_time, id LIMIT %(limit)s"
+_SEARCH = (
+    f"{_SELECT_PAYMENTS} WHERE order_id = %(query)s OR payment_intent_id = %(query)s"
+    " OR provider_reference = %(query)s OR provider_transaction_id = %(query)s"
+    " OR right(description, length(%(suffix)s)) = %(suffix)s"
+    " ORDER BY create_time DESC LIMIT %(limit)s"
+)
+_OUTBOX_COLUMNS = (
+    "id",
+    "aggregatetype",
+    "aggregateid",
+    "type",
+    "payload",
+    "event",
+    "create_time",
+    "traceparent",
+)
+_INSERT_OUTBOX_INTO = f"INSERT INTO outbox_events ({', '.join(_OUTBOX_COLUMNS)})"
+_JOURNAL_COLUMNS = tuple(c.name for c in callback_journal.columns if c.name != "id")
+_INSERT_JOURNAL = _insert_sql(callback_journal, _JOURNAL_COLUMNS)
+_KEY_COLUMNS = tuple(c.name for c in payment_request_keys.columns)
+_INSERT_KEY = _insert_sql(payment_request_keys, _KEY_COLUMNS)
+_JSONB_COLUMNS = {"payload", "headers", "audit"}
+_LOCK_ORDER = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
+
+
+def _new_payment() -> Payment:
+    """An empty Payment for a row to fill (the class is mapped for the
+    schema; the object is never the ORM session's)."""
+    payment: Payment = attributes.manager_of_class(Payment).new_instance()
+    return payment
+
+
+def _row(obj: object, columns: Sequence[str]) -> dict[str, Any]:
+    return {c: Jsonb(getattr(obj, c)) if c in _JSONB_COLUMNS else getattr(obj, c) for c in columns}
+
+
+def traced(sql: str) -> AbstractContextManager[object]:
+    """A client span per statement when tracing is on (as the engine's
+    SQLAlchemy instrumentation makes for the statements it sees); nothing
+    otherwise."""
+    if not tracing.enabled():
+        return nullcontext()
+    return tracing.tracer("payment_service.sql").start_as_current_span(
+        sql.split(None, 1)[0],
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": sql},
+    )
+
+
+def _update_sql(columns: Sequence[str]) -> str:
+    assignments = ", ".join(f"{c} = {_placeholder(payments, c)}" for c in columns)
+    return f"UPDATE payments SET {assignments} WHERE id = %(id)s"  # noqa: S608 - names from the schema
+
+
 class PaymentRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Outbox rows added in this transaction, written together at commit.
+        self._events: list[dict[str, Any]] = []
+        # Every payment this transaction read or added, with its row as stored.
+        self._payments: dict[uuid.UUID, tuple[Payment, tuple[Any, ...]]] = {}
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> None:
+        self._raw(sql, params, rows=False)
+
+    def _raw(self, sql: str, params: dict[str, Any], *, rows: bool = True) -> list[tuple[Any, ...]]:
+        """One statement on a plain cursor of the session's connection (in
+        its transaction), its rows if any; errors as SQLAlchemy raises them
+        (a broken connection is invalidated: unavailable)."""
+        connection = self.session.connection()
+        driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
+        try:
+            with traced(sql), driver.cursor() as cursor:
+                cursor.execute(sql, params)
+                # (cursor.description would build a column object per column.)
+                return cursor.fetchall() if rows else []
+        except psycopg.Error as error:
+            broken = connection.dialect.is_disconnect(cast(Any, error), connection.connection, None)
+            if broken:
+                connection.invalidate(error)
+            raise sa_exc.DBAPIError.instance(
+                sql, params, error, psycopg.Error, connection_invalidated=broken
+            ) from error
+
+    def _load(self, sql: str, params: dict[str, Any]) -> list[Payment]:
+        """Payments as stored now: changes made here are written first (as
+        the ORM's autoflush did), and a payment read before is the same
+        object, refreshed."""
+        self.write_changes()
+        loaded = []
+        for row in self._raw(sql, params):
+            known = self._payments.get(row[0])
+            payment = known[0] if known else _new_payment()
+            payment.__dict__.update(zip(_PAYMENT_COLUMNS, row, strict=True))
+            self._payments[row[0]] = (payment, tuple(row))
+            loaded.append(payment)
+        return loaded
+
+    def write_changes(self) -> None:
+        """One UPDATE per payment changed since it was read or written."""
+        for payment_id, (payment, stored) in list(self._payments.items()):
+            now = tuple(payment.__dict__.get(c) for c in _PAYMENT_COLUMNS)
+            if now == stored:
+                continue
+            changed = [c for c, old, new in zip(_PAYMENT_COLUMNS, stored, now, strict=True) if old != new]
+            params = {c: getattr(payment, c) for c in changed}
+            self._execute(_update_sql(changed), {**params, "id": payment_id})
+            self._payments[payment_id] = (payment, now)
 
     def lock_order(self, order_id: str) -> None:
         """Serialises writers of one order until the transaction ends."""
-        key = func.hashtextextended(_ORDER_LOCK_PREFIX + order_id, 0)
-        self.session.execute(select(func.pg_advisory_xact_lock(key)))
+        self._execute(_LOCK_ORDER, {"key": _ORDER_LOCK_PREFIX + order_id})
 
     def for_order(self, order_id: str, *, for_update: bool = False) -> Sequence[Payment]:
-        stmt = select(Payment).where(payments.c.order_id == order_id).order_by(payments.c.attempt)
-        if for_update:
-            # Row locks as well as the order lock: callbacks and cancels lock
-            # single payments, and must not be overwritten by a stale read.
-            stmt = stmt.with_for_update()
-        # populate_existing: a second read after taking the order lock must see
-        # what other transactions committed, not this session's cached rows.
-        return self.session.scalars(stmt.execution_options(populate_existing=True)).all()
+        # Row locks as well as the order lock: callbacks and cancels lock
+        # single payments, and must not be overwritten by a stale read.
+        return self._load(_FOR_ORDER + (" FOR UPDATE" if for_update else ""), {"order_id": order_id})
 
     def due_for_expiry(self, before: datetime, limit: int) -> Sequence[Payment]:
-        stmt = (
-            select(Payment)
-            .where(payments.c.status == "PENDING", payments.c.expire_time < before)
-            .order_by(payments.c.expire_time)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return self.session.scalars(stmt).all()
+        return self._load(_DUE_FOR_EXPIRY, {"before": before, "limit": limit})
 
     def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
-        stmt = select(Payment).where(payments.c.id == payment_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return self.session.scalars(stmt).one_or_none()
+        found = self._load(_BY_ID + (" FOR UPDATE" if for_update else ""), {"id": payment_id})
+        return found[0] if found else None
 
     def add(self, payment: Payment) -> None:
-        # SQLAlchemy flushes a mapper's UPDATEs before its INSERTs, so an
-        # attempt closed in the same unit of work is written before the new
-        # pending row that the partial unique index would otherwise refuse.
-        self.session.add(payment)
+        """Inserts the new attempt now. Changes to loaded attempts are
+        written first, so an attempt closed in the same unit of work is
+        written before the new pending row that the partial unique index
+        would otherwise refuse."""
+        self.write_changes()
+        self._execute(_INSERT_PAYMENT, _row(payment, _PAYMENT_COLUMNS))
+        self._payments[payment.id] = (payment, tuple(payment.__dict__.get(c) for c in _PAYMENT_COLUMNS))
 
     def request_key(self, order_id: str, request_id: str) -> RequestKey | None:
         return self.session.get(RequestKey, (order_id, request_id))
 
     def add_request_key(self, key: RequestKey) -> None:
-        self.session.add(key)
+        self._execute(_INSERT_KEY, _row(key, _KEY_COLUMNS))
 
     def add_extra_payment(self, extra: ExtraPayment) -> bool:
         """Stores an extra payment; False when this transaction was stored before."""
@@ -128,14 +282,10 @@ class PaymentRepository:
 
     def needing_review(self, after: tuple[datetime, uuid.UUID] | None, limit: int) -> Sequence[Payment]:
         """Payments flagged for review, oldest first, after (create_time, id)."""
-        stmt = select(Payment).where(payments.c.needs_review.is_(True))
-        if after is not None:
-            stmt = stmt.where(
-                (payments.c.create_time > after[0])
-                | ((payments.c.create_time == after[0]) & (payments.c.id > after[1]))
-            )
-        stmt = stmt.order_by(payments.c.create_time, payments.c.id).limit(limit)
-        return self.session.scalars(stmt).all()
+        if after is None:
+            return self._load(_NEEDING_REVIEW + _REVIEW_ORDER, {"limit": limit})
+        params = {"time": after[0], "id": after[1], "limit": limit}
+        return self._load(_NEEDING_REVIEW_AFTER + _REVIEW_ORDER, params)
 
     def add_event(
         self,
@@ -147,18 +297,32 @@ class PaymentRepository:
     ) -> None:
         event_id = uuid.uuid4()
         event = payment_event_message(event_id, event_type, payment, now, extra, refund)
-        self.session.add(
-            OutboxEvent(
-                id=event_id,
-                aggregatetype="payment",
-                aggregateid=str(payment.id),
-                type=event_type,
-                payload=event_payload(event),
-                event=event.SerializeToString(),
-                create_time=now,
-                traceparent=current_traceparent() or None,
-            )
+        self._events.append(
+            {
+                "id": event_id,
+                "aggregatetype": "payment",
+                "aggregateid": str(payment.id),
+                "type": event_type,
+                "payload": Jsonb(event_payload(event)),
+                "event": event.SerializeToString(),
+                "create_time": now,
+                "traceparent": current_traceparent() or None,
+            }
         )
+
+    def write_events(self) -> None:
+        """Writes the events added since the last call, in one INSERT (the
+        unit of work calls it before committing)."""
+        if not self._events:
+            return
+        events, self._events = self._events, []
+        outbox = OutboxEvent.__table__
+        rows = ", ".join(
+            f"({', '.join(_placeholder(outbox, c, str(i)) for c in _OUTBOX_COLUMNS)})"  # type: ignore[arg-type]
+            for i in range(len(events))
+        )
+        params = {f"{c}{i}": event[c] for i, event in enumerate(events) for c in _OUTBOX_COLUMNS}
+        self._execute(f"{_INSERT_OUTBOX_INTO} VALUES {rows}", params)
 
     def order_of_reference(self, provider: str, reference: str) -> str | None:
         """The order an attempt belongs to, by the gateway's reference (no lock)."""
@@ -170,15 +334,14 @@ class PaymentRepository:
     def by_provider_reference(
         self, provider: str, reference: str, *, for_update: bool = False
     ) -> Payment | None:
-        stmt = select(Payment).where(
-            payments.c.provider == provider, payments.c.provider_reference == reference
+        found = self._load(
+            _BY_REFERENCE + (" FOR UPDATE" if for_update else ""),
+            {"provider": provider, "reference": reference},
         )
-        if for_update:
-            stmt = stmt.with_for_update()
-        return self.session.scalars(stmt).one_or_none()
+        return found[0] if found else None
 
     def add_journal_entry(self, entry: JournalEntry) -> None:
-        self.session.add(entry)
+        self._execute(_INSERT_JOURNAL, _row(entry, _JOURNAL_COLUMNS))
 
     # --- the operator console: reads by what an operator knows ---------------
 
@@ -186,21 +349,7 @@ class PaymentRepository:
         """Payments whose order number (the last word of the description the
         order service writes), order id, intent id, gateway reference or
         gateway transaction id is `query`, newest first."""
-        stmt = (
-            select(Payment)
-            .where(
-                or_(
-                    payments.c.order_id == query,
-                    payments.c.payment_intent_id == query,
-                    payments.c.provider_reference == query,
-                    payments.c.provider_transaction_id == query,
-                    payments.c.description.endswith(" " + query, autoescape=True),
-                )
-            )
-            .order_by(payments.c.create_time.desc())
-            .limit(limit)
-        )
-        return self.session.scalars(stmt).all()
+        return self._load(_SEARCH, {"query": query, "suffix": " " + query, "limit": limit})
 
     def journal_of(self, payment_id: uuid.UUID) -> Sequence[tuple[int, JournalEntry]]:
         """Every journaled callback about the payment, oldest first, with its id."""
@@ -233,14 +382,7 @@ class PaymentRepository:
         ]
 
     def due_for_reconcile(self, now: datetime, limit: int) -> Sequence[Payment]:
-        stmt = (
-            select(Payment)
-            .where(payments.c.reconcile_time <= now, payments.c.paid_time.is_(None))
-            .order_by(payments.c.reconcile_time)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return self.session.scalars(stmt).all()
+        return self._load(_DUE_FOR_RECONCILE, {"now": now, "limit": limit})
 
     def events_after(
         self, txid: int, seq: int, limit: int

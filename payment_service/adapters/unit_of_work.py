@@ -14,3 +14,8 @@ class SqlAlchemyUnitOfWork(SessionUnitOfWork):
 
     def _open(self, session: Session) -> None:
         self.payments = PaymentRepository(session)
+
+    def commit(self) -> None:
+        self.payments.write_changes()
+        self.payments.write_events()
+        super().commit()

@@ -61,10 +61,16 @@ def observability_from_env(env: Mapping[str, str] | None = None) -> Observabilit
 
 
 def start(
-    app: App, port: int | None = None, *, sweep: bool = True, observability: Observability | None = None
+    app: App,
+    port: int | None = None,
+    *,
+    sweep: bool = True,
+    observability: Observability | None = None,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """`observability`: RPC metrics, tracing and the /metrics endpoint (with
-    the pool and outbox collectors); None for none of them."""
+    the pool and outbox collectors); None for none of them. `reuse_port`:
+    one of several worker processes on the same port (payments.workers)."""
     settings = app.settings
     tls.warn_if_exposed(
         "payment_service",
@@ -95,6 +101,7 @@ def start(
         max_workers=settings.grpc_workers,
         observability=_with_collectors(observability, app, servicer),
         tls=settings.grpc_tls,
+        reuse_port=reuse_port,
     )
     running = RunningServer(serving=serving, app=app, servicer=servicer, stopping=stopping, listener=listener)
     if sweep:

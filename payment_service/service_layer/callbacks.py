@@ -34,7 +34,7 @@ from payment_service.gateways.port import (
 from payment_service.service_layer.refunds import queue_full_refund
 from payment_service.service_layer.services import Clock
 from payment_service.service_layer.telemetry import NO_TELEMETRY, Telemetry
-from payment_service.service_layer.unit_of_work import UnitOfWork
+from payment_service.service_layer.unit_of_work import PaymentReads, UnitOfWork, UnitOfWorkReads
 
 log = logging.getLogger("payment_service.callbacks")
 
@@ -70,8 +70,10 @@ class CallbackUseCases:
         policy: Policy,
         routes: Mapping[str, tuple[Provider, CallbackKind]],
         telemetry: Telemetry = NO_TELEMETRY,
+        reads: PaymentReads | None = None,
     ) -> None:
         self.telemetry = telemetry
+        self.reads: PaymentReads = reads or UnitOfWorkReads(uow_factory)
         self.policy = policy
         self.routes = routes
         self.uow_factory = uow_factory
@@ -125,8 +127,10 @@ class CallbackUseCases:
         the transaction is rolled back, so only the returned changes tell."""
         n = verdict.notification
         changes: list[str] = []
+        # Which order, without a lock or a transaction: the order's lock is
+        # taken next, and everything is read again under it.
+        order_id = self.reads.order_of_reference(provider.value, n.provider_reference)
         with self.uow_factory() as uow:
-            order_id = uow.payments.order_of_reference(provider.value, n.provider_reference)
             payment = None
             if order_id is None:
                 outcome = Outcome.UNKNOWN_PAYMENT

@@ -17,7 +17,7 @@ from payment_service.domain.callbacks import Notification
 from payment_service.domain.errors import GatewaysBusy, InvalidArgument, NotFound, Unavailable
 from payment_service.domain.model import Payment, PaymentRequest, PaymentStatus, Policy, Provider, RequestKey
 from payment_service.gateways.port import CheckoutContext, Gateway, SessionLinkLost
-from payment_service.service_layer.unit_of_work import UnitOfWork
+from payment_service.service_layer.unit_of_work import PaymentReads, UnitOfWork, UnitOfWorkReads
 
 log = logging.getLogger("payment_service.services")
 Clock = Callable[[], datetime]
@@ -99,8 +99,10 @@ class PaymentUseCases:
         policy: Policy,
         clock: Clock,
         calls: GatewayCalls | None = None,
+        reads: PaymentReads | None = None,
     ) -> None:
         self.uow_factory = uow_factory
+        self.reads: PaymentReads = reads or UnitOfWorkReads(uow_factory)
         self.providers = providers
         self.policy = policy
         self.clock = clock
@@ -153,7 +155,10 @@ class PaymentUseCases:
 
     def _create_or_get(self, call: CreatePayment, asked: set[uuid.UUID]) -> CheckoutResult:
         now = self.clock()
-        fast: model.PaymentLike | None = None
+        if not asked:
+            fast = self._without_lock(call, now)
+            if fast is not None:
+                return fast
         with self.uow_factory() as uow:
             provider = call.provider
             if provider is None and call.order_id:
@@ -161,22 +166,47 @@ class PaymentUseCases:
                 model.validate_ids(order_id=call.order_id)
                 provider = model.resolve_provider(uow.payments.for_order(call.order_id), None, self.policy)
             req = self._validate(call, provider)
-            if not req.request_id and not asked:
-                # Fast path, one read and no lock: a matching pending attempt
-                # is handed out again as it is.
-                decision = model.decide(uow.payments.for_order(req.order_id), req, now, self.policy)
-                if isinstance(decision, model.Reuse):
-                    fast = decision.payment
-                else:
-                    self._check_asked(decision, asked)
-            if fast is None:
-                payment, reused, closed = self._locked_create(uow, req, call, now, asked)
-        if fast is not None:
-            # Outside the transaction: the gateway may be slow.
-            return self._result(fast, req, now, reused=True)
+            payment, reused, closed = self._locked_create(uow, req, call, now, asked)
         if closed is not None:
             self.close_at_gateway([closed])
         return self._result(payment, req, now, reused=reused)
+
+    def _without_lock(self, call: CreatePayment, now: datetime) -> CheckoutResult | None:
+        """The answer when it needs no write: a replayed idempotency key, or
+        a matching pending attempt handed out again as it is. Reads only, no
+        lock and no transaction; None leaves it to the locked path.
+
+        An idempotency key is written only with the attempt it created (or
+        when the locked path ran anyway): a key seen first on a reuse binds
+        nothing new, the attempt itself is checked against the parameters
+        (a reuse matches them by definition), so replaying it gives the same
+        answer for as long as the attempt is reusable."""
+        attempts: Sequence[Payment] | None = None
+        provider = call.provider
+        if provider is None and call.order_id:
+            # No provider named: the order's current one, else the default.
+            model.validate_ids(order_id=call.order_id)
+            attempts = self.reads.for_order(call.order_id)
+            provider = model.resolve_provider(attempts, None, self.policy)
+        req = self._validate(call, provider)
+        if req.request_id:
+            key = self.reads.request_key(req.order_id, req.request_id)
+            if key is not None:
+                self._check_fingerprint(key, req)
+                if attempts is None:
+                    attempts = self.reads.for_order(req.order_id)
+                replayed = next((p for p in attempts if p.id == key.payment_id), None)
+                if replayed is None:
+                    return None
+                # Outside any transaction: the gateway may be slow.
+                return self._result(replayed, req, now, reused=key.reused)
+        if attempts is None:
+            attempts = self.reads.for_order(req.order_id)
+        decision = model.decide(attempts, req, now, self.policy)
+        if isinstance(decision, model.Reuse):
+            return self._result(decision.payment, req, now, reused=True)
+        self._check_asked(decision, set())
+        return None
 
     def _check_asked(self, decision: model.Create, asked: set[uuid.UUID]) -> None:
         """Leaves the transaction to ask the gateway about the expired attempt
@@ -301,11 +331,15 @@ class PaymentUseCases:
         payment.close(status, reason, now, self.policy)
         uow.payments.add_event(f"payment.{status.value.lower()}", payment, now)
 
-    def _replay(self, uow: UnitOfWork, key: RequestKey, req: PaymentRequest) -> Payment:
+    @staticmethod
+    def _check_fingerprint(key: RequestKey, req: PaymentRequest) -> None:
         if key.fingerprint != req.fingerprint():
             raise InvalidArgument.one(
                 "request_id", f"{req.request_id!r} was already used for this order with different parameters"
             )
+
+    def _replay(self, uow: UnitOfWork, key: RequestKey, req: PaymentRequest) -> Payment:
+        self._check_fingerprint(key, req)
         payment = uow.payments.get(key.payment_id)
         assert payment is not None  # foreign key
         return payment
@@ -329,16 +363,14 @@ class PaymentUseCases:
         return CheckoutResult(payment=payment, checkout_url=url, reused=reused)
 
     def get_payment(self, payment_id: uuid.UUID) -> Payment:
-        with self.uow_factory() as uow:
-            payment = uow.payments.get(payment_id)
+        payment = self.reads.get(payment_id)
         if payment is None:
             raise NotFound(f"payment {payment_id} not found")
         return payment
 
     def get_payments_by_order(self, order_id: str, user_id: str) -> Sequence[Payment]:
         model.validate_ids(order_id=order_id, user_id=user_id)
-        with self.uow_factory() as uow:
-            attempts = uow.payments.for_order(order_id)
+        attempts = self.reads.for_order(order_id)
         # Another user's order is indistinguishable from a missing one.
         if not attempts or any(p.user_id != user_id for p in attempts):
             raise NotFound(f"no payment for order {order_id}")

@@ -5,7 +5,7 @@ adapters/unit_of_work.py; bootstrap chooses it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
@@ -75,6 +75,42 @@ class PaymentRepository(Protocol):
     def prune_request_keys(self, before: datetime, limit: int) -> int: ...
     def prune_journal(self, before: datetime, limit: int) -> int: ...
     def expire_journal_raw(self, before: datetime, limit: int) -> int: ...
+
+
+class PaymentReads(Protocol):
+    """The hot paths' reads: one statement each, no transaction, no lock.
+    What they return is for reading and answering only; changes go through
+    a unit of work (adapters/reads.py)."""
+
+    def for_order(self, order_id: str) -> Sequence[Payment]:
+        """Every attempt of the order, oldest first, as committed now."""
+
+    def get(self, payment_id: uuid.UUID) -> Payment | None: ...
+    def order_of_reference(self, provider: str, reference: str) -> str | None: ...
+    def request_key(self, order_id: str, request_id: str) -> RequestKey | None: ...
+
+
+class UnitOfWorkReads:
+    """PaymentReads through a unit of work each (fakes, tools)."""
+
+    def __init__(self, uow_factory: Callable[[], UnitOfWork]) -> None:
+        self.uow_factory = uow_factory
+
+    def for_order(self, order_id: str) -> Sequence[Payment]:
+        with self.uow_factory() as uow:
+            return uow.payments.for_order(order_id)
+
+    def get(self, payment_id: uuid.UUID) -> Payment | None:
+        with self.uow_factory() as uow:
+            return uow.payments.get(payment_id)
+
+    def order_of_reference(self, provider: str, reference: str) -> str | None:
+        with self.uow_factory() as uow:
+            return uow.payments.order_of_reference(provider, reference)
+
+    def request_key(self, order_id: str, request_id: str) -> RequestKey | None:
+        with self.uow_factory() as uow:
+            return uow.payments.request_key(order_id, request_id)
 
 
 class UnitOfWork(Protocol):

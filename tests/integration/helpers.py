@@ -62,6 +62,10 @@ PRODUCTION_TEST_ENV = {
     "PUBLIC_BASE_URL": "https://shop.example",
     "VNPAY_SANDBOX": "1",
     "RETURN_URL_ALLOWED_ORIGINS": "https://shop.example",
+    # One process per service (production defaults to one per core): the
+    # tests stop, kill and watch services by their PID; test_workers.py runs two.
+    "PAYMENT_WORKERS": "1",
+    "ORDER_WORKERS": "1",
 }
 
 
