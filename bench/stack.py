@@ -85,6 +85,9 @@ def _service_env(**extra: str) -> dict[str, str]:
         "VNPAY_HASH_SECRET": SECRET,
         "PAYMENT_TTL_MINUTES": PAYMENT_TTL_MINUTES,
         "RETRY_PAYMENT_LIMIT_PER_MINUTE": RETRY_LIMIT,
+        # The bench's 16 shoppers place thousands of orders: the per-user
+        # limit on open orders (10 by default) would starve the runs of inputs.
+        "ORDER_MAX_OPEN_PER_USER": "1000000",
         # Loopback only: reconciliation still runs, but its gateway queries
         # go to a closed local port instead of VNPay's sandbox.
         "VNPAY_QUERY_URL": "http://127.0.0.1:9/vnpay/querydr-not-reachable-from-the-bench",
