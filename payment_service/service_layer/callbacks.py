@@ -235,19 +235,8 @@ class CallbackUseCases:
             try:
                 notification = gateway.query(payment, now)
             except AnswerRejected as rejected:
-                # Verified like a callback: an answer that does not verify is
-                # never applied; the journal keeps it.
                 log.warning("reconciliation answer rejected", extra={"provider": provider.value})
-                self._journal_alone(
-                    _reconcile_raw(provider, None, rejected.reason),
-                    now,
-                    provider,
-                    CallbackKind.RECONCILE,
-                    Rejected(rejected.reason, rejected.provider_reference),
-                    Outcome.INVALID_SIGNATURE,
-                    "rejected",
-                    payment,
-                )
+                self._journal_rejected_answer(provider, payment, rejected, now)
                 continue
             except Exception:
                 # Query-level errors and HTTP failures leave the payment as it
@@ -261,6 +250,22 @@ class CallbackUseCases:
             self.apply_answer(provider, notification, now)
             settled += 1
         return settled
+
+    def _journal_rejected_answer(
+        self, provider: Provider, payment: Payment, rejected: AnswerRejected, now: datetime
+    ) -> None:
+        """Verified like a callback: an answer to our own question that does
+        not verify is never applied; the journal keeps it."""
+        self._journal_alone(
+            _reconcile_raw(provider, None, rejected.reason),
+            now,
+            provider,
+            CallbackKind.RECONCILE,
+            Rejected(rejected.reason, rejected.provider_reference),
+            Outcome.INVALID_SIGNATURE,
+            "rejected",
+            payment,
+        )
 
     def apply_answer(self, provider: Provider, notification: Notification, now: datetime) -> HttpReply:
         """A verified answer to our own question (query, cancel), applied
@@ -286,16 +291,7 @@ class CallbackUseCases:
         try:
             notification = gateway.query(payment, now)
         except AnswerRejected as rejected:
-            self._journal_alone(
-                _reconcile_raw(provider, None, rejected.reason),
-                now,
-                provider,
-                CallbackKind.RECONCILE,
-                Rejected(rejected.reason, rejected.provider_reference),
-                Outcome.INVALID_SIGNATURE,
-                "rejected",
-                payment,
-            )
+            self._journal_rejected_answer(provider, payment, rejected, now)
             outcome = str(Outcome.INVALID_SIGNATURE)
         else:
             if notification is None:

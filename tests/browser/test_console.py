@@ -451,6 +451,7 @@ def test_operator_refunds_a_late_vnpay_payment_whose_stock_is_gone(
     assert "VNPAY" in row.inner_text() and price in row.inner_text()
     row.get_by_role("link").click()
     page.wait_for_url(f"**/console/payments/{payment['id']}")
+    page.get_by_test_id("needs-review").wait_for()  # drawn once the page's fetch answers
     assert page.get_by_test_id("needs-review").count() == 1
     # ... refunds it through VNPay (everything: the amount left empty) ...
     submit_refund(page, "")
