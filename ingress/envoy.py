@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from paykit.process import die_with_parent
+from paykit.process import dying_with_parent
 from paykit.settings import DEFAULT_PORTS, ConfigError, env_int
 
 log = logging.getLogger("ingress")
@@ -1090,12 +1090,11 @@ class EnvoyProcess:
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                command,
+                dying_with_parent(command) if self.die_with_parent else command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
-                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
         try:
             self._wait_ready()

@@ -26,7 +26,7 @@ from typing import IO, Any
 from ingress import auth
 from ingress import envoy as ingress
 from paykit import database, migrations
-from paykit.process import die_with_parent
+from paykit.process import dying_with_parent
 from paykit.settings import DEFAULT_PORTS, env_int
 
 
@@ -70,7 +70,7 @@ class ServiceProcess:
         self._echo = echo
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
-            argv,
+            dying_with_parent(argv),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -78,7 +78,6 @@ class ServiceProcess:
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            preexec_fn=die_with_parent,
         )
         self._reader = threading.Thread(target=self._drain, name=f"{name}-stderr", daemon=True)
         self._reader.start()

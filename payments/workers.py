@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Mapping
 
-from paykit.process import die_with_parent
+from paykit.process import dying_with_parent
 from paykit.settings import DEFAULT_PORTS, env_int, grpc_bind_from_env, is_development
 
 log = logging.getLogger("payments.workers")
@@ -100,10 +100,9 @@ def serve_workers(service: str, count: int) -> int:
                 worker_env[METRICS_VARIABLE[service]] = "off"
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "payments.cli", "serve", service],
+                    dying_with_parent([sys.executable, "-m", "payments.cli", "serve", service]),
                     env=worker_env,
                     stdin=subprocess.DEVNULL,
-                    preexec_fn=die_with_parent,
                 )
             )
         log.info("workers", extra={"service": service, "port": port, "pids": [w.pid for w in workers]})
